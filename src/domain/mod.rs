@@ -1,0 +1,65 @@
+//! Pure domain types shared by every layer: no I/O, no async, no database.
+//!
+//! `domain` is imported by all other modules and imports none of them.
+
+mod instrument;
+mod money;
+
+pub use instrument::{Candle, Instrument, InstrumentKey, Interval, ParseError};
+pub use money::{Paise, round_to_tick};
+
+use serde::{Deserialize, Serialize};
+
+/// Direction of a trade or order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "BUY",
+            Side::Sell => "SELL",
+        }
+    }
+
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+
+    /// +1 for buy, -1 for sell: the sign a fill of this side gives a position.
+    pub fn sign(self) -> i64 {
+        match self {
+            Side::Buy => 1,
+            Side::Sell => -1,
+        }
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Side {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "BUY" => Ok(Side::Buy),
+            "SELL" => Ok(Side::Sell),
+            _ => Err(ParseError(format!(
+                "unknown side {s:?}: expected BUY or SELL"
+            ))),
+        }
+    }
+}
+
+pub mod command;
+pub use command::{Actor, Command, Request};

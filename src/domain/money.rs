@@ -1,0 +1,144 @@
+//! Money as integer paise, and rounding of prices to an instrument's tick size.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::ops::{Add, AddAssign, Mul, Neg, Sub, SubAssign};
+
+/// An amount of Indian rupees in integer paise (1 rupee = 100 paise). Cash balances, order
+/// prices, fills and P&L use this type so that sums are exact.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Paise(pub i64);
+
+impl Paise {
+    pub const ZERO: Paise = Paise(0);
+
+    pub fn from_rupees(r: i64) -> Paise {
+        Paise(r * 100)
+    }
+
+    /// Converts a rupee amount given as f64 (market data, config) to the nearest paisa.
+    pub fn from_rupees_f64(r: f64) -> Paise {
+        Paise((r * 100.0).round() as i64)
+    }
+
+    pub fn as_rupees_f64(self) -> f64 {
+        self.0 as f64 / 100.0
+    }
+
+    pub fn abs(self) -> Paise {
+        Paise(self.0.abs())
+    }
+
+    /// Rupees with two decimals, no currency sign: `1234.50`, `-3.05`.
+    pub fn to_decimal_string(self) -> String {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let a = self.0.unsigned_abs();
+        format!("{sign}{}.{:02}", a / 100, a % 100)
+    }
+}
+
+impl fmt::Display for Paise {
+    /// `₹1,23,456.50` in the Indian digit grouping an Indian trader reads at a glance.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let a = self.0.unsigned_abs();
+        let rupees = (a / 100).to_string();
+        let grouped = if rupees.len() <= 3 {
+            rupees
+        } else {
+            let (head, tail) = rupees.split_at(rupees.len() - 3);
+            let mut parts = Vec::new();
+            let mut h = head;
+            while h.len() > 2 {
+                let (a, b) = h.split_at(h.len() - 2);
+                parts.push(b);
+                h = a;
+            }
+            if !h.is_empty() {
+                parts.push(h);
+            }
+            parts.reverse();
+            format!("{},{}", parts.join(","), tail)
+        };
+        write!(f, "{sign}₹{grouped}.{:02}", a % 100)
+    }
+}
+
+impl Add for Paise {
+    type Output = Paise;
+    fn add(self, o: Paise) -> Paise {
+        Paise(self.0 + o.0)
+    }
+}
+impl AddAssign for Paise {
+    fn add_assign(&mut self, o: Paise) {
+        self.0 += o.0;
+    }
+}
+impl Sub for Paise {
+    type Output = Paise;
+    fn sub(self, o: Paise) -> Paise {
+        Paise(self.0 - o.0)
+    }
+}
+impl SubAssign for Paise {
+    fn sub_assign(&mut self, o: Paise) {
+        self.0 -= o.0;
+    }
+}
+impl Neg for Paise {
+    type Output = Paise;
+    fn neg(self) -> Paise {
+        Paise(-self.0)
+    }
+}
+impl Mul<i64> for Paise {
+    type Output = Paise;
+    fn mul(self, q: i64) -> Paise {
+        Paise(self.0 * q)
+    }
+}
+impl std::iter::Sum for Paise {
+    fn sum<I: Iterator<Item = Paise>>(iter: I) -> Paise {
+        Paise(iter.map(|p| p.0).sum())
+    }
+}
+
+/// Rounds a price to the nearest multiple of `tick` (rupees, e.g. 0.05) and returns paise.
+/// A missing or non-positive tick falls back to 0.05, NSE's equity tick.
+pub fn round_to_tick(price: f64, tick: f64) -> Paise {
+    let tick_paise = if tick.is_finite() && tick > 0.0 {
+        ((tick * 100.0).round() as i64).max(1)
+    } else {
+        5
+    };
+    let p = (price * 100.0).round() as i64;
+    let q = (p as f64 / tick_paise as f64).round() as i64;
+    Paise(q * tick_paise)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_uses_indian_grouping() {
+        assert_eq!(Paise(12345650).to_string(), "₹1,23,456.50");
+        assert_eq!(Paise(-305).to_string(), "-₹3.05");
+        assert_eq!(Paise(99).to_string(), "₹0.99");
+        assert_eq!(Paise(123456789012).to_string(), "₹1,23,45,67,890.12");
+        assert_eq!(Paise(-305).to_decimal_string(), "-3.05");
+    }
+
+    #[test]
+    fn rounds_to_tick() {
+        assert_eq!(round_to_tick(1500.03, 0.05), Paise(150005));
+        assert_eq!(round_to_tick(1500.02, 0.05), Paise(150000));
+        assert_eq!(round_to_tick(1500.02, 0.0), Paise(150000));
+        assert_eq!(round_to_tick(101.26, 0.1), Paise(10130));
+        assert_eq!(round_to_tick(101.26, 1.0), Paise(10100));
+    }
+}

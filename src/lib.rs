@@ -1,0 +1,7 @@
+//! MFT-1: a chat-first trading co-pilot for Zerodha Kite Connect, operated from Telegram.
+//!
+//! See ARCHITECTURE.md (shared) for the layers; each module's own docs say what it is for.
+
+pub mod clock;
+pub mod config;
+pub mod domain;

@@ -1,0 +1,2 @@
+//! `mft` command line (skeleton; the CLI is being built).
+fn main() {}
