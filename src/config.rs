@@ -41,14 +41,7 @@ pub enum Mode {
     Live,
 }
 
-/// Kite product: MIS (intraday, squared off the same day) or CNC (delivery).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Product {
-    #[default]
-    Mis,
-    Cnc,
-}
+pub use crate::domain::Product;
 
 /// Moving-average kind for the `ma_cross` strategy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
