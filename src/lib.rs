@@ -6,3 +6,5 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod oms;
+pub mod risk;

@@ -1,0 +1,307 @@
+//! Risk engine: every order passes named checks in stages (trading state, order validity,
+//! exposure) at the moment it is placed, and comes out either as a [`RiskApproved`] (the only
+//! type the OMS accepts) or as a [`RiskRefused`] carrying a typed [`DenyReason`].
+//!
+//! Orders that reduce exposure ([`OrderPurpose::Exit`]) are never blocked: they still go
+//! through [`RiskEngine::check`], because that is the only way to obtain a `RiskApproved`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, NaiveTime, Utc, Weekday};
+
+use crate::clock::{Clock, IST};
+use crate::config::{RiskSettings, Settings};
+use crate::domain::{DenyReason, InstrumentKey, OrderPurpose, OrderRequest, Paise, Position};
+
+/// Proof that the risk engine passed `T`. The field is private to this module, so no other
+/// module can build one: the OMS taking `RiskApproved<OrderRequest>` is a compile-time gate.
+///
+/// ```compile_fail
+/// use mft::risk::RiskApproved;
+/// let forged = RiskApproved { inner: 1u32 };
+/// ```
+///
+/// ```compile_fail
+/// use mft::risk::RiskApproved;
+/// let forged: RiskApproved<u32> = RiskApproved::new(1u32);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiskApproved<T> {
+    inner: T,
+}
+
+impl<T> RiskApproved<T> {
+    /// Only the risk engine approves.
+    fn new(inner: T) -> Self {
+        Self { inner }
+    }
+
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+impl<T> std::ops::Deref for RiskApproved<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+/// A refusal: the request handed back with the reason it was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiskRefused<T> {
+    pub item: T,
+    pub reason: DenyReason,
+}
+
+/// The state the checks run against, taken at one moment (the approval, not the proposal).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RiskContext {
+    pub halted: bool,
+    /// Last price of the order's instrument; `None` when nothing is stored for it.
+    pub last_price: Option<Paise>,
+    /// Open positions with their last prices (`None`: unknown, the average price is used).
+    pub positions: Vec<(Position, Option<Paise>)>,
+    /// Orders created since IST midnight (every purpose).
+    pub orders_today: u32,
+    /// Realized P&L since IST midnight.
+    pub realized_today: Paise,
+    /// The proposal's expiry, for entries from a proposal.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl RiskContext {
+    /// Unrealized P&L of the open positions at their last prices.
+    pub fn unrealized(&self) -> Paise {
+        self.positions
+            .iter()
+            .map(|(p, last)| p.unrealized(last.unwrap_or(p.avg_price)))
+            .sum()
+    }
+
+    /// Today's P&L: realized + unrealized.
+    pub fn day_pnl(&self) -> Paise {
+        self.realized_today + self.unrealized()
+    }
+
+    /// Today's loss (0 when in profit).
+    pub fn day_loss(&self) -> Paise {
+        Paise((-self.day_pnl().0).max(0))
+    }
+
+    /// Capital the open positions use, at their average prices.
+    pub fn capital_in_use(&self) -> Paise {
+        self.positions
+            .iter()
+            .map(|(p, _)| p.market_value(p.avg_price))
+            .sum()
+    }
+
+    fn open_positions(&self) -> impl Iterator<Item = &Position> {
+        self.positions
+            .iter()
+            .map(|(p, _)| p)
+            .filter(|p| p.is_open())
+    }
+}
+
+/// Runs the checks. Cheap to clone (settings and clock are shared).
+#[derive(Debug, Clone)]
+pub struct RiskEngine {
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+}
+
+impl RiskEngine {
+    pub fn new(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Self {
+        Self { settings, clock }
+    }
+
+    pub fn settings(&self) -> &RiskSettings {
+        &self.settings.risk
+    }
+
+    /// Passes or refuses `req` against `ctx`. Exits always pass.
+    #[allow(clippy::result_large_err)]
+    pub fn check(
+        &self,
+        req: OrderRequest,
+        ctx: &RiskContext,
+    ) -> Result<RiskApproved<OrderRequest>, RiskRefused<OrderRequest>> {
+        if matches!(req.purpose, OrderPurpose::Exit { .. }) {
+            return Ok(RiskApproved::new(req));
+        }
+        let verdict = self
+            .check_trading_state(ctx)
+            .and_then(|()| self.check_order_validity(&req, ctx))
+            .and_then(|()| self.check_exposure(&req, ctx));
+        match verdict {
+            Ok(()) => Ok(RiskApproved::new(req)),
+            Err(reason) => {
+                tracing::info!(tag = %req.tag, key = %req.key, code = reason.code(), "risk refused an order: {reason}");
+                Err(RiskRefused { item: req, reason })
+            }
+        }
+    }
+
+    /// Stage 1: may anything new be opened at all?
+    fn check_trading_state(&self, ctx: &RiskContext) -> Result<(), DenyReason> {
+        if ctx.halted {
+            return Err(DenyReason::Halted);
+        }
+        Ok(())
+    }
+
+    /// Stage 2: is this order acceptable in itself, now?
+    fn check_order_validity(&self, req: &OrderRequest, ctx: &RiskContext) -> Result<(), DenyReason> {
+        let risk = &self.settings.risk;
+        let now = self.clock.now();
+        let local = now.with_timezone(&IST);
+        let (start, end) = trading_window(risk);
+        let days = trading_days(risk);
+        let t = local.time();
+        if !days.contains(&local.weekday()) || t < start || t > end {
+            return Err(DenyReason::OutsideTradingWindow {
+                now_ist: local.format("%a %H:%M").to_string(),
+                window: format!("{} {}", risk.trading_days, risk.trading_window),
+            });
+        }
+        if !allowed_instruments(&self.settings).contains(&req.key) {
+            return Err(DenyReason::InstrumentNotAllowed {
+                key: req.key.clone(),
+            });
+        }
+        if let Some(expired_at) = ctx.expires_at
+            && now >= expired_at
+        {
+            return Err(DenyReason::ProposalExpired { expired_at });
+        }
+        // Without a stored price the deviation cannot be measured; the paper broker then
+        // fails the order for want of a price, so nothing is filled blind.
+        if let Some(last) = ctx.last_price
+            && last.0 > 0
+        {
+            let deviation_pct =
+                (req.reference_price.0 - last.0).abs() as f64 * 100.0 / last.0 as f64;
+            if deviation_pct > risk.max_price_deviation_pct {
+                return Err(DenyReason::PriceDeviation {
+                    entry: req.reference_price,
+                    last,
+                    deviation_pct,
+                    max_pct: risk.max_price_deviation_pct,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stage 3: would it take the book beyond its limits?
+    fn check_exposure(&self, req: &OrderRequest, ctx: &RiskContext) -> Result<(), DenyReason> {
+        let risk = &self.settings.risk;
+        let price = ctx.last_price.unwrap_or(req.reference_price);
+        let existing = ctx
+            .open_positions()
+            .find(|p| p.key == req.key && p.product == req.product);
+        let existing_qty = existing.map_or(0, |p| p.quantity);
+        let resulting_qty = existing_qty + req.side.sign() * req.quantity;
+        let value = (price * resulting_qty).abs();
+        if value > risk.max_position_value {
+            return Err(DenyReason::MaxPositionValue {
+                value,
+                max: risk.max_position_value,
+            });
+        }
+        let open = ctx.open_positions().count() as u32;
+        if existing.is_none() && open >= risk.max_open_positions {
+            return Err(DenyReason::MaxOpenPositions {
+                open,
+                max: risk.max_open_positions,
+            });
+        }
+        if ctx.orders_today >= risk.max_orders_per_day {
+            return Err(DenyReason::MaxOrdersPerDay {
+                today: ctx.orders_today,
+                max: risk.max_orders_per_day,
+            });
+        }
+        let loss = ctx.day_loss();
+        if loss >= risk.max_daily_loss {
+            return Err(DenyReason::MaxDailyLoss {
+                loss,
+                max: risk.max_daily_loss,
+            });
+        }
+        let trading = &self.settings.trading;
+        let buying_power = Paise((trading.capital.0 as f64 * trading.leverage.max(0.0)).floor() as i64);
+        let available = Paise((buying_power - ctx.capital_in_use()).0.max(0));
+        let needed = price * req.quantity;
+        if needed > available {
+            return Err(DenyReason::InsufficientCapital { needed, available });
+        }
+        Ok(())
+    }
+}
+
+/// Instruments that may be traded: `[risk] allowed_instruments`, or the watchlist when empty.
+fn allowed_instruments(settings: &Settings) -> Vec<InstrumentKey> {
+    if settings.risk.allowed_instruments.is_empty() {
+        settings.trading.watchlist.clone()
+    } else {
+        settings.risk.allowed_instruments.clone()
+    }
+}
+
+/// `[risk] trading_window` ("HH:MM-HH:MM", IST). Parsed here until the config's
+/// `RiskSettings::window()` is on main; a window that does not parse admits nothing, since
+/// `validate()` reports it at start-up and trading blind to it would be worse.
+fn trading_window(risk: &RiskSettings) -> (NaiveTime, NaiveTime) {
+    let parse = |s: &str| NaiveTime::parse_from_str(s.trim(), "%H:%M").ok();
+    match risk.trading_window.split_once('-') {
+        Some((a, b)) => match (parse(a), parse(b)) {
+            (Some(a), Some(b)) => (a, b),
+            _ => (NaiveTime::MIN, NaiveTime::MIN),
+        },
+        None => (NaiveTime::MIN, NaiveTime::MIN),
+    }
+}
+
+/// `[risk] trading_days`: "Mon-Fri" ranges and/or "Mon,Tue,Thu" lists; unparsable parts are
+/// ignored (validation reports them).
+fn trading_days(risk: &RiskSettings) -> Vec<Weekday> {
+    let day = |s: &str| s.trim().parse::<Weekday>().ok();
+    let mut out = Vec::new();
+    for part in risk.trading_days.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Some(a), Some(b)) = (day(a), day(b)) {
+                    let mut d = a;
+                    loop {
+                        if !out.contains(&d) {
+                            out.push(d);
+                        }
+                        if d == b {
+                            break;
+                        }
+                        d = d.succ();
+                    }
+                }
+            }
+            None => {
+                if let Some(d) = day(part)
+                    && !out.contains(&d)
+                {
+                    out.push(d);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
