@@ -1,1 +1,734 @@
-//! Order management: placeholder replaced below.
+//! Order management: idempotent placement of risk-approved orders (record by unique tag, then
+//! the broker, then the state machine), fills applied to positions, paper bracket exits
+//! (stop / target against stored candles), and flattening for /kill and the intraday square-off.
+//!
+//! Placement order matters for exactly-once: the order row (state Submitting, unique tag) is
+//! written BEFORE the broker is called. A second placement with the same tag finds that row and
+//! does not place again; a row left Submitting by a crash is reconciled by asking the broker for
+//! the tag first.
+
+pub mod broker;
+pub mod position;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::config::{Mode, Settings};
+use crate::domain::{
+    Candle, DenyReason, Fill, InstrumentKey, Order, OrderPurpose, OrderRequest, OrderState,
+    OrderType, Paise, Position, Product,
+};
+use crate::risk::{RiskApproved, RiskContext, RiskEngine};
+use crate::store::{RecordedOrder, Store, StoreError};
+
+pub use broker::{Broker, BrokerAck, BrokerError, DEFAULT_TICK, PaperBroker, paper_fill_price};
+pub use position::{Applied, apply_fill};
+
+/// Kite's limit on an order tag.
+pub const MAX_TAG_LEN: usize = 20;
+
+/// The placement tag of a proposal's entry order: one per proposal, so a second placement of the
+/// same proposal finds the first.
+pub fn proposal_tag(proposal_id: i64) -> String {
+    format!("mft-p{proposal_id}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OmsError {
+    #[error("order tag {0:?} is longer than {MAX_TAG_LEN} characters (Kite's limit)")]
+    TagTooLong(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the broker's answer for order {tag} is unknown ({source}); the order stays Submitting \
+         and is reconciled by its tag on the next placement: check the broker's order book"
+    )]
+    Unknown {
+        tag: String,
+        #[source]
+        source: BrokerError,
+    },
+    #[error("order {id}: illegal state change {from} -> {to}")]
+    IllegalTransition {
+        id: i64,
+        from: &'static str,
+        to: &'static str,
+    },
+    #[error("order {id} changed state while it was being updated; re-read it")]
+    Conflict { id: i64 },
+    #[error("the risk engine refused an exit, which must never happen: {0}")]
+    ExitRefused(DenyReason),
+    #[error("could not find a free order tag after several tries; retry")]
+    TagExhausted,
+}
+
+/// What a placement did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placement {
+    Filled {
+        order: Order,
+        fill: Fill,
+        /// P&L this fill realized (reductions and flips).
+        realized: Paise,
+        position: Position,
+    },
+    /// Accepted and working at the broker.
+    Working { order: Order },
+    /// The broker refused it, or it could not be sent (no price): final, nothing filled.
+    Rejected { order: Order, reason: String },
+    /// The tag was placed before: nothing was sent again.
+    AlreadyPlaced { order: Order },
+}
+
+impl Placement {
+    pub fn order(&self) -> &Order {
+        match self {
+            Placement::Filled { order, .. }
+            | Placement::Working { order }
+            | Placement::Rejected { order, .. }
+            | Placement::AlreadyPlaced { order } => order,
+        }
+    }
+}
+
+/// Stop and target attached to the position an entry opens (paper bracket exits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Brackets {
+    pub stop: Paise,
+    pub target: Paise,
+}
+
+/// A position (or part of one) closed by an exit order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitFill {
+    pub key: InstrumentKey,
+    pub product: Product,
+    /// Quantity closed (positive).
+    pub quantity: i64,
+    pub price: Paise,
+    /// P&L realized by the exit.
+    pub pnl: Paise,
+    pub reason: String,
+    pub order_id: i64,
+}
+
+/// What flatten / square-off did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlattenReport {
+    pub cancelled: u32,
+    pub closed: Vec<ExitFill>,
+    pub errors: Vec<String>,
+}
+
+/// The order manager. Share it behind an `Arc`; mutations are serialized by an internal lock.
+pub struct Oms {
+    store: Store,
+    broker: Arc<dyn Broker>,
+    risk: RiskEngine,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    lock: tokio::sync::Mutex<()>,
+    seq: AtomicU64,
+}
+
+impl Oms {
+    pub fn new(
+        store: Store,
+        broker: Arc<dyn Broker>,
+        risk: RiskEngine,
+        settings: Arc<Settings>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            broker,
+            risk,
+            settings,
+            clock,
+            lock: tokio::sync::Mutex::new(()),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    /// "paper" or "live".
+    pub fn mode(&self) -> &'static str {
+        match self.broker.mode() {
+            Mode::Paper => "paper",
+            Mode::Live => "live",
+        }
+    }
+
+    /// Places an approved order exactly once per tag (see the module docs). `brackets` are
+    /// attached to the position when an entry fills.
+    pub async fn place(
+        &self,
+        approved: RiskApproved<OrderRequest>,
+        brackets: Option<Brackets>,
+    ) -> Result<Placement, OmsError> {
+        let _guard = self.lock.lock().await;
+        self.place_locked(approved, brackets).await
+    }
+
+    async fn place_locked(
+        &self,
+        approved: RiskApproved<OrderRequest>,
+        brackets: Option<Brackets>,
+    ) -> Result<Placement, OmsError> {
+        let req = approved.inner().clone();
+        if req.tag.chars().count() > MAX_TAG_LEN {
+            return Err(OmsError::TagTooLong(req.tag));
+        }
+        match self.store.record_order(&req, self.clock.now()).await? {
+            RecordedOrder::New(order) => self.submit(order, approved, brackets).await,
+            RecordedOrder::Existing(order) if order.state == OrderState::Submitting => {
+                // Left in flight by a crash: the broker may or may not have it.
+                let ack = self
+                    .broker
+                    .find_by_tag(&req.tag)
+                    .await
+                    .map_err(|source| OmsError::Unknown {
+                        tag: req.tag.clone(),
+                        source,
+                    })?;
+                match ack {
+                    Some(ack) => {
+                        tracing::warn!(tag = %req.tag, "reconciled an in-flight order from the broker");
+                        self.apply_ack(order, ack, brackets).await
+                    }
+                    None => {
+                        tracing::warn!(tag = %req.tag, "order recorded but never reached the broker: sending it now");
+                        self.submit(order, approved, brackets).await
+                    }
+                }
+            }
+            RecordedOrder::Existing(order) => {
+                tracing::info!(tag = %req.tag, state = order.state.name(), "order already placed; not placing again");
+                Ok(Placement::AlreadyPlaced { order })
+            }
+        }
+    }
+
+    async fn submit(
+        &self,
+        order: Order,
+        approved: RiskApproved<OrderRequest>,
+        brackets: Option<Brackets>,
+    ) -> Result<Placement, OmsError> {
+        match self.broker.place(approved).await {
+            Ok(ack) => self.apply_ack(order, ack, brackets).await,
+            Err(e @ BrokerError::Unavailable(_)) => Err(OmsError::Unknown {
+                tag: order.request.tag.clone(),
+                source: e,
+            }),
+            Err(e) => {
+                let reason = e.to_string();
+                let order = self
+                    .transition(
+                        order,
+                        OrderState::Rejected {
+                            reason: reason.clone(),
+                        },
+                    )
+                    .await?;
+                Ok(Placement::Rejected { order, reason })
+            }
+        }
+    }
+
+    async fn transition(&self, mut order: Order, to: OrderState) -> Result<Order, OmsError> {
+        if !order.state.can_become(&to) {
+            return Err(OmsError::IllegalTransition {
+                id: order.id,
+                from: order.state.name(),
+                to: to.name(),
+            });
+        }
+        let now = self.clock.now();
+        if !self
+            .store
+            .update_order_state(order.id, &order.state, &to, now)
+            .await?
+        {
+            return Err(OmsError::Conflict { id: order.id });
+        }
+        order.state = to;
+        order.updated_at = now;
+        Ok(order)
+    }
+
+    async fn apply_ack(
+        &self,
+        order: Order,
+        ack: BrokerAck,
+        brackets: Option<Brackets>,
+    ) -> Result<Placement, OmsError> {
+        match ack {
+            BrokerAck::Filled {
+                broker_order_id,
+                price,
+                quantity,
+                at,
+            } => {
+                self.apply_fill(order, broker_order_id, price, quantity, at, brackets)
+                    .await
+            }
+            BrokerAck::Open { broker_order_id } => {
+                let order = self
+                    .transition(order, OrderState::Open { broker_order_id })
+                    .await?;
+                Ok(Placement::Working { order })
+            }
+            BrokerAck::Rejected { reason } => {
+                let order = self
+                    .transition(
+                        order,
+                        OrderState::Rejected {
+                            reason: reason.clone(),
+                        },
+                    )
+                    .await?;
+                Ok(Placement::Rejected { order, reason })
+            }
+        }
+    }
+
+    async fn apply_fill(
+        &self,
+        mut order: Order,
+        broker_order_id: String,
+        price: Paise,
+        quantity: i64,
+        at: DateTime<Utc>,
+        brackets: Option<Brackets>,
+    ) -> Result<Placement, OmsError> {
+        let filled = OrderState::Filled {
+            broker_order_id,
+            avg_price: price,
+            filled_at: at,
+        };
+        if !order.state.can_become(&filled) {
+            return Err(OmsError::IllegalTransition {
+                id: order.id,
+                from: order.state.name(),
+                to: filled.name(),
+            });
+        }
+        let req = &order.request;
+        let prev = self.store.position(&req.key, req.product).await?;
+        let Applied {
+            mut position,
+            realized,
+            ..
+        } = apply_fill(
+            prev.as_ref(),
+            &req.key,
+            req.product,
+            req.side,
+            quantity,
+            price,
+            at,
+        );
+        if let Some(b) = brackets
+            && req.is_entry()
+            && position.quantity.signum() == req.side.sign()
+        {
+            position.stop = Some(b.stop);
+            position.target = Some(b.target);
+        }
+        let fill = Fill {
+            order_id: order.id,
+            key: req.key.clone(),
+            side: req.side,
+            quantity,
+            price,
+            ts: at,
+        };
+        if !self
+            .store
+            .record_fill(&order.state, &filled, &fill, realized, &position)
+            .await?
+        {
+            return Err(OmsError::Conflict { id: order.id });
+        }
+        order.state = filled;
+        order.updated_at = at;
+        Ok(Placement::Filled {
+            order,
+            fill,
+            realized,
+            position,
+        })
+    }
+
+    /// A fresh tag for an exit order: "mft-" + kind + a random base-36 number (<= 18 chars).
+    fn exit_tag(&self, kind: char) -> String {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(self.seq.fetch_add(1, Ordering::Relaxed));
+        h.write_i64(self.clock.now().timestamp_nanos_opt().unwrap_or_default());
+        format!("mft-{kind}{}", base36(h.finish()))
+    }
+
+    fn exit_request(
+        &self,
+        pos: &Position,
+        reason: &str,
+        kind: char,
+        reference: Paise,
+    ) -> OrderRequest {
+        OrderRequest {
+            key: pos.key.clone(),
+            side: if pos.quantity > 0 {
+                crate::domain::Side::Sell
+            } else {
+                crate::domain::Side::Buy
+            },
+            quantity: pos.quantity.abs(),
+            order_type: OrderType::Market,
+            product: pos.product,
+            tag: self.exit_tag(kind),
+            purpose: OrderPurpose::Exit {
+                reason: reason.to_string(),
+            },
+            reference_price: reference,
+        }
+    }
+
+    /// Exits go through the risk engine too (the only source of `RiskApproved`); it never
+    /// refuses them.
+    fn approve_exit(&self, req: OrderRequest) -> Result<RiskApproved<OrderRequest>, OmsError> {
+        self.risk
+            .check(req, &RiskContext::default())
+            .map_err(|r| OmsError::ExitRefused(r.reason))
+    }
+
+    /// Records an exit order with a fresh tag (retrying on the unlikely tag collision).
+    async fn record_exit(&self, mut req: OrderRequest) -> Result<(Order, OrderRequest), OmsError> {
+        for _ in 0..4 {
+            match self.store.record_order(&req, self.clock.now()).await? {
+                RecordedOrder::New(order) => return Ok((order, req)),
+                RecordedOrder::Existing(_) => req.tag = self.exit_tag('r'),
+            }
+        }
+        Err(OmsError::TagExhausted)
+    }
+
+    /// Paper bracket exits: closes each position whose stop or target was crossed by a stored
+    /// candle of `[trading] interval` that opened at or after the position (its low/high; the
+    /// fill is at the stop/target, or at the open when the candle gapped through it). Stop is
+    /// checked before target when one candle crosses both (the conservative assumption). In
+    /// live mode brackets are broker-side orders, so nothing is done here.
+    pub async fn check_exits(&self) -> Result<Vec<ExitFill>, OmsError> {
+        if self.broker.mode() != Mode::Paper {
+            return Ok(Vec::new());
+        }
+        let _guard = self.lock.lock().await;
+        let mut out = Vec::new();
+        for pos in self.store.open_positions().await? {
+            if pos.stop.is_none() && pos.target.is_none() {
+                continue;
+            }
+            let candles = self
+                .store
+                .candles(
+                    &pos.key,
+                    self.settings.trading.interval,
+                    Some(pos.opened_at),
+                    None,
+                )
+                .await?;
+            let Some((price, reason)) = candles.iter().find_map(|c| bracket_hit(&pos, c)) else {
+                continue;
+            };
+            let req = self.exit_request(&pos, reason, if reason == "stop" { 's' } else { 't' }, price);
+            let approved = self.approve_exit(req)?;
+            let (order, req) = self.record_exit(approved.into_inner()).await?;
+            let ack = BrokerAck::Filled {
+                broker_order_id: format!("paper-{}", req.tag),
+                price,
+                quantity: req.quantity,
+                at: self.clock.now(),
+            };
+            if let Placement::Filled { fill, realized, .. } =
+                self.apply_ack(order, ack, None).await?
+            {
+                out.push(ExitFill {
+                    key: pos.key.clone(),
+                    product: pos.product,
+                    quantity: fill.quantity,
+                    price: fill.price,
+                    pnl: realized,
+                    reason: reason.to_string(),
+                    order_id: fill.order_id,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Cancels every open order and squares off every position at the last price (/kill).
+    pub async fn flatten(&self, reason: &str) -> Result<FlattenReport, OmsError> {
+        let _guard = self.lock.lock().await;
+        let mut report = FlattenReport::default();
+        self.cancel_open_locked(&mut report).await?;
+        self.close_locked(|_| true, reason, 'k', &mut report).await?;
+        Ok(report)
+    }
+
+    /// Squares off the positions of one product (the 15:15 MIS square-off).
+    pub async fn square_off(&self, product: Product) -> Result<FlattenReport, OmsError> {
+        let _guard = self.lock.lock().await;
+        let mut report = FlattenReport::default();
+        self.close_locked(|p| p.product == product, "square-off", 'q', &mut report)
+            .await?;
+        Ok(report)
+    }
+
+    /// Closes every position in `key` (an exit signal from a scan).
+    pub async fn close_instrument(
+        &self,
+        key: &InstrumentKey,
+        reason: &str,
+    ) -> Result<FlattenReport, OmsError> {
+        let _guard = self.lock.lock().await;
+        let mut report = FlattenReport::default();
+        self.close_locked(|p| &p.key == key, reason, 'e', &mut report)
+            .await?;
+        Ok(report)
+    }
+
+    async fn cancel_open_locked(&self, report: &mut FlattenReport) -> Result<(), OmsError> {
+        for order in self.store.open_orders().await? {
+            let broker_order_id = match &order.state {
+                OrderState::Open { broker_order_id } => Some(broker_order_id.clone()),
+                _ => None,
+            };
+            if let Some(id) = &broker_order_id
+                && let Err(e) = self.broker.cancel(id).await
+            {
+                report
+                    .errors
+                    .push(format!("cancelling order {}: {e}", order.request.tag));
+                continue;
+            }
+            let tag = order.request.tag.clone();
+            match self
+                .transition(order, OrderState::Cancelled { broker_order_id })
+                .await
+            {
+                Ok(_) => report.cancelled += 1,
+                Err(e) => report.errors.push(format!("cancelling order {tag}: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    async fn close_locked(
+        &self,
+        which: impl Fn(&Position) -> bool,
+        reason: &str,
+        kind: char,
+        report: &mut FlattenReport,
+    ) -> Result<(), OmsError> {
+        for pos in self.store.open_positions().await? {
+            if !which(&pos) {
+                continue;
+            }
+            let last = self
+                .store
+                .last_price(&pos.key, self.settings.trading.interval)
+                .await?
+                .unwrap_or(pos.avg_price);
+            let req = self.exit_request(&pos, reason, kind, last);
+            let approved = self.approve_exit(req)?;
+            match self.place_locked(approved, None).await {
+                Ok(Placement::Filled {
+                    fill, realized, ..
+                }) => report.closed.push(ExitFill {
+                    key: pos.key.clone(),
+                    product: pos.product,
+                    quantity: fill.quantity,
+                    price: fill.price,
+                    pnl: realized,
+                    reason: reason.to_string(),
+                    order_id: fill.order_id,
+                }),
+                Ok(Placement::Rejected { reason, .. }) => report
+                    .errors
+                    .push(format!("closing {} {}: {reason}", pos.key, pos.product.as_str())),
+                Ok(other) => report.errors.push(format!(
+                    "closing {} {}: the order is {} at the broker",
+                    pos.key,
+                    pos.product.as_str(),
+                    other.order().state.name()
+                )),
+                Err(e) => report
+                    .errors
+                    .push(format!("closing {} {}: {e}", pos.key, pos.product.as_str())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a candle crossed the position's stop or target: (fill price, "stop" | "target").
+fn bracket_hit(pos: &Position, c: &Candle) -> Option<(Paise, &'static str)> {
+    let open = Paise::from_rupees_f64(c.open);
+    let high = Paise::from_rupees_f64(c.high);
+    let low = Paise::from_rupees_f64(c.low);
+    if pos.quantity > 0 {
+        if let Some(stop) = pos.stop
+            && low <= stop
+        {
+            return Some((open.min(stop), "stop"));
+        }
+        if let Some(target) = pos.target
+            && high >= target
+        {
+            return Some((open.max(target), "target"));
+        }
+    } else if pos.quantity < 0 {
+        if let Some(stop) = pos.stop
+            && high >= stop
+        {
+            return Some((open.max(stop), "stop"));
+        }
+        if let Some(target) = pos.target
+            && low <= target
+        {
+            return Some((open.min(target), "target"));
+        }
+    }
+    None
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::with_capacity(13);
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn pos(qty: i64) -> Position {
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 4, 0, 0).single().expect("time");
+        Position {
+            key: InstrumentKey::new("NSE", "INFY"),
+            product: Product::Mis,
+            quantity: qty,
+            avg_price: Paise::from_rupees(100),
+            realized_pnl: Paise::ZERO,
+            stop: Some(Paise::from_rupees(95)),
+            target: Some(Paise::from_rupees(110)),
+            opened_at: t,
+            updated_at: t,
+        }
+    }
+
+    fn candle(open: f64, high: f64, low: f64) -> Candle {
+        Candle {
+            ts: Utc::now(),
+            open,
+            high,
+            low,
+            close: open,
+            volume: 1,
+            oi: None,
+        }
+    }
+
+    #[test]
+    fn long_brackets_fill_at_the_level_or_the_gap() {
+        assert_eq!(bracket_hit(&pos(10), &candle(100.0, 105.0, 97.0)), None);
+        assert_eq!(
+            bracket_hit(&pos(10), &candle(100.0, 101.0, 94.0)),
+            Some((Paise::from_rupees(95), "stop"))
+        );
+        // Gapped down through the stop: filled at the (worse) open.
+        assert_eq!(
+            bracket_hit(&pos(10), &candle(93.0, 94.0, 90.0)),
+            Some((Paise::from_rupees(93), "stop"))
+        );
+        assert_eq!(
+            bracket_hit(&pos(10), &candle(104.0, 111.0, 103.0)),
+            Some((Paise::from_rupees(110), "target"))
+        );
+        // Gapped up through the target: filled at the (better) open.
+        assert_eq!(
+            bracket_hit(&pos(10), &candle(112.0, 113.0, 111.0)),
+            Some((Paise::from_rupees(112), "target"))
+        );
+        // Both in one candle: the stop is assumed first.
+        assert_eq!(
+            bracket_hit(&pos(10), &candle(100.0, 111.0, 94.0)),
+            Some((Paise::from_rupees(95), "stop"))
+        );
+    }
+
+    #[test]
+    fn short_brackets_mirror_the_long_ones() {
+        let mut short = pos(-10);
+        short.stop = Some(Paise::from_rupees(105));
+        short.target = Some(Paise::from_rupees(90));
+        assert_eq!(
+            bracket_hit(&short, &candle(100.0, 106.0, 99.0)),
+            Some((Paise::from_rupees(105), "stop"))
+        );
+        assert_eq!(
+            bracket_hit(&short, &candle(95.0, 96.0, 89.0)),
+            Some((Paise::from_rupees(90), "target"))
+        );
+        assert_eq!(bracket_hit(&short, &candle(100.0, 104.0, 91.0)), None);
+    }
+
+    #[test]
+    fn order_state_machine_allows_only_forward_moves() {
+        let t = Utc::now();
+        let filled = OrderState::Filled {
+            broker_order_id: "b".into(),
+            avg_price: Paise(1),
+            filled_at: t,
+        };
+        let open = OrderState::Open {
+            broker_order_id: "b".into(),
+        };
+        let cancelled = OrderState::Cancelled {
+            broker_order_id: None,
+        };
+        assert!(OrderState::Submitting.can_become(&filled));
+        assert!(OrderState::Submitting.can_become(&open));
+        assert!(open.can_become(&filled));
+        assert!(open.can_become(&cancelled));
+        assert!(!filled.can_become(&cancelled));
+        assert!(!filled.can_become(&OrderState::Submitting));
+        assert!(!cancelled.can_become(&open));
+        assert!(!open.can_become(&OrderState::Submitting));
+    }
+
+    #[test]
+    fn tags_fit_kites_limit() {
+        assert!(proposal_tag(999_999_999_999_999).len() <= MAX_TAG_LEN);
+        assert_eq!(base36(u64::MAX).len(), 13);
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert!(format!("mft-k{}", base36(u64::MAX)).len() <= MAX_TAG_LEN);
+    }
+}

@@ -1,0 +1,180 @@
+//! The broker port (paper now, Kite live later behind the same trait) and the paper broker:
+//! market orders fill at once at the last stored price plus or minus the paper slippage,
+//! rounded to the instrument's tick.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::config::{Mode, Settings};
+use crate::domain::{OrderRequest, OrderType, Paise, Side, round_to_tick};
+use crate::risk::RiskApproved;
+use crate::store::Store;
+
+/// Tick used when the instrument is not in the stored instrument dump.
+pub const DEFAULT_TICK: f64 = 0.05;
+
+/// What the broker said about an order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BrokerAck {
+    /// Executed completely.
+    Filled {
+        broker_order_id: String,
+        price: Paise,
+        quantity: i64,
+        at: DateTime<Utc>,
+    },
+    /// Accepted and working (a limit order away from the market).
+    Open { broker_order_id: String },
+    /// Refused by the broker (margin, price band, ...).
+    Rejected { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(
+        "no stored price for {0}: fetch its candles (`mft data fetch`) before trading it on paper"
+    )]
+    NoPrice(String),
+    #[error("the broker could not be reached or failed: {0}; check the connection and the order book before retrying")]
+    Unavailable(String),
+    #[error("could not read market data for the paper broker: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Where orders go. Only [`RiskApproved`] requests can be placed.
+#[async_trait::async_trait]
+pub trait Broker: Send + Sync {
+    /// "paper" or "kite".
+    fn name(&self) -> &str;
+    fn mode(&self) -> Mode;
+    async fn place(&self, order: RiskApproved<OrderRequest>) -> Result<BrokerAck, BrokerError>;
+    async fn cancel(&self, broker_order_id: &str) -> Result<(), BrokerError>;
+    /// Reconciliation after a crash: the broker's view of the order with this tag, if it got it.
+    async fn find_by_tag(&self, tag: &str) -> Result<Option<BrokerAck>, BrokerError>;
+}
+
+/// Paper fill price: the last price moved against us by `slippage_bps` (buys higher, sells
+/// lower), rounded to the tick.
+pub fn paper_fill_price(last: Paise, side: Side, slippage_bps: f64, tick: f64) -> Paise {
+    let factor = 1.0 + side.sign() as f64 * slippage_bps.max(0.0) / 10_000.0;
+    round_to_tick(last.as_rupees_f64() * factor, tick)
+}
+
+/// Simulated broker. Remembers what it filled by tag for [`Broker::find_by_tag`] (in memory:
+/// after a restart it knows nothing, which is the truth for a simulator: the order never left).
+pub struct PaperBroker {
+    store: Store,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    placed: Mutex<HashMap<String, BrokerAck>>,
+}
+
+impl PaperBroker {
+    pub fn new(store: Store, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            settings,
+            clock,
+            placed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn remember(&self, tag: &str, ack: &BrokerAck) {
+        self.placed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tag.to_string(), ack.clone());
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for PaperBroker {
+    fn name(&self) -> &str {
+        "paper"
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::Paper
+    }
+
+    async fn place(&self, order: RiskApproved<OrderRequest>) -> Result<BrokerAck, BrokerError> {
+        let req = order.into_inner();
+        let last = self
+            .store
+            .last_price(&req.key, self.settings.trading.interval)
+            .await?
+            .ok_or_else(|| BrokerError::NoPrice(req.key.to_string()))?;
+        let tick = self
+            .store
+            .instrument(&req.key)
+            .await?
+            .map(|i| i.tick_size)
+            .filter(|t| *t > 0.0)
+            .unwrap_or(DEFAULT_TICK);
+        let price = paper_fill_price(last, req.side, self.settings.paper.slippage_bps, tick);
+        let broker_order_id = format!("paper-{}", req.tag);
+        let marketable = match req.order_type {
+            OrderType::Market => true,
+            OrderType::Limit(limit) => match req.side {
+                Side::Buy => price <= limit,
+                Side::Sell => price >= limit,
+            },
+        };
+        let ack = if marketable {
+            BrokerAck::Filled {
+                broker_order_id,
+                price,
+                quantity: req.quantity,
+                at: self.clock.now(),
+            }
+        } else {
+            BrokerAck::Open { broker_order_id }
+        };
+        self.remember(&req.tag, &ack);
+        Ok(ack)
+    }
+
+    async fn cancel(&self, _broker_order_id: &str) -> Result<(), BrokerError> {
+        // Paper orders are never working at a venue: cancelling only changes our record.
+        Ok(())
+    }
+
+    async fn find_by_tag(&self, tag: &str) -> Result<Option<BrokerAck>, BrokerError> {
+        Ok(self
+            .placed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tag)
+            .cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buys_pay_more_and_sells_get_less_by_the_slippage() {
+        let last = Paise::from_rupees(1500);
+        assert_eq!(paper_fill_price(last, Side::Buy, 5.0, 0.05), Paise(150075));
+        assert_eq!(paper_fill_price(last, Side::Sell, 5.0, 0.05), Paise(149925));
+        assert_eq!(paper_fill_price(last, Side::Buy, 0.0, 0.05), last);
+    }
+
+    #[test]
+    fn fills_are_rounded_to_the_tick() {
+        // 123.45 x 1.0005 = 123.5117 -> 123.50 on a 0.05 tick, 123.5 on 0.1, 124 on 1.0.
+        let last = Paise(12345);
+        assert_eq!(paper_fill_price(last, Side::Buy, 5.0, 0.05), Paise(12350));
+        assert_eq!(paper_fill_price(last, Side::Buy, 5.0, 1.0), Paise(12400));
+        // 123.45 x 0.9995 = 123.3883 -> 123.40
+        assert_eq!(paper_fill_price(last, Side::Sell, 5.0, 0.05), Paise(12340));
+        // An unknown (zero) tick falls back to 0.05.
+        assert_eq!(paper_fill_price(last, Side::Sell, 5.0, 0.0), Paise(12340));
+        // Negative slippage is treated as none rather than as a gift.
+        assert_eq!(paper_fill_price(last, Side::Buy, -50.0, 0.05), last);
+    }
+}

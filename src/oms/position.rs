@@ -1,0 +1,178 @@
+//! Position arithmetic: applying a fill to a net position (signed quantity), with the average
+//! price on additions and realized P&L on reductions and flips. Pure, so it is tested alone.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{InstrumentKey, Paise, Position, Product, Side};
+
+/// The position after a fill and the P&L that fill realized.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub position: Position,
+    pub realized: Paise,
+    /// True when the fill closed the position or flipped it through zero.
+    pub closed: bool,
+}
+
+/// Applies a fill of `quantity` (> 0) at `price` on `side` to `prev` (None or flat: a new
+/// position). Additions average the price (rounded to the nearest paisa); reductions realize
+/// (price - avg) x closed quantity in the position's direction; a flip realizes the whole old
+/// position and opens the rest at the fill price.
+pub fn apply_fill(
+    prev: Option<&Position>,
+    key: &InstrumentKey,
+    product: Product,
+    side: Side,
+    quantity: i64,
+    price: Paise,
+    at: DateTime<Utc>,
+) -> Applied {
+    let signed = side.sign() * quantity;
+    let carried_realized = prev.map_or(Paise::ZERO, |p| p.realized_pnl);
+    let fresh = |qty: i64, realized_total: Paise| Position {
+        key: key.clone(),
+        product,
+        quantity: qty,
+        avg_price: price,
+        realized_pnl: realized_total,
+        stop: None,
+        target: None,
+        opened_at: at,
+        updated_at: at,
+    };
+    let Some(p) = prev.filter(|p| p.quantity != 0) else {
+        return Applied {
+            position: fresh(signed, carried_realized),
+            realized: Paise::ZERO,
+            closed: false,
+        };
+    };
+    if p.quantity.signum() == signed.signum() {
+        let old = p.quantity.abs() as i128;
+        let add = quantity as i128;
+        let avg = div_round(p.avg_price.0 as i128 * old + price.0 as i128 * add, old + add);
+        let mut position = p.clone();
+        position.quantity += signed;
+        position.avg_price = Paise(avg as i64);
+        position.updated_at = at;
+        return Applied {
+            position,
+            realized: Paise::ZERO,
+            closed: false,
+        };
+    }
+    let closing = p.quantity.abs().min(quantity);
+    let realized = (price - p.avg_price) * (closing * p.quantity.signum());
+    let remaining = p.quantity + signed;
+    if remaining == 0 || remaining.signum() == p.quantity.signum() {
+        let mut position = p.clone();
+        position.quantity = remaining;
+        position.realized_pnl += realized;
+        position.updated_at = at;
+        if remaining == 0 {
+            position.stop = None;
+            position.target = None;
+        }
+        return Applied {
+            position,
+            realized,
+            closed: remaining == 0,
+        };
+    }
+    Applied {
+        position: fresh(remaining, p.realized_pnl + realized),
+        realized,
+        closed: true,
+    }
+}
+
+/// Integer division rounded half away from zero (den > 0).
+fn div_round(num: i128, den: i128) -> i128 {
+    if num >= 0 {
+        (num * 2 + den) / (den * 2)
+    } else {
+        -((-num * 2 + den) / (den * 2))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 4, min, 0).single().expect("time")
+    }
+
+    fn key() -> InstrumentKey {
+        InstrumentKey::new("NSE", "INFY")
+    }
+
+    fn fill(prev: Option<&Position>, side: Side, qty: i64, rupees: i64, min: u32) -> Applied {
+        apply_fill(prev, &key(), Product::Mis, side, qty, Paise::from_rupees(rupees), t(min))
+    }
+
+    #[test]
+    fn opening_adding_and_averaging() {
+        let a = fill(None, Side::Buy, 10, 100, 0);
+        assert_eq!(a.position.quantity, 10);
+        assert_eq!(a.position.avg_price, Paise::from_rupees(100));
+        assert_eq!(a.realized, Paise::ZERO);
+        let b = fill(Some(&a.position), Side::Buy, 5, 103, 1);
+        assert_eq!(b.position.quantity, 15);
+        assert_eq!(b.position.avg_price, Paise::from_rupees(101));
+        assert_eq!(b.position.opened_at, t(0));
+        // 1 @ 100.00 + 2 @ 100.01 -> 100.00666.. -> 100.01
+        let c = apply_fill(None, &key(), Product::Mis, Side::Buy, 1, Paise(10000), t(0));
+        let d = apply_fill(Some(&c.position), &key(), Product::Mis, Side::Buy, 2, Paise(10001), t(1));
+        assert_eq!(d.position.avg_price, Paise(10001));
+    }
+
+    #[test]
+    fn reducing_and_closing_realize_pnl() {
+        let long = fill(None, Side::Buy, 10, 100, 0).position;
+        let r = fill(Some(&long), Side::Sell, 4, 110, 1);
+        assert_eq!(r.position.quantity, 6);
+        assert_eq!(r.realized, Paise::from_rupees(40));
+        assert_eq!(r.position.avg_price, Paise::from_rupees(100));
+        assert!(!r.closed);
+        let c = fill(Some(&r.position), Side::Sell, 6, 90, 2);
+        assert_eq!(c.position.quantity, 0);
+        assert_eq!(c.realized, Paise::from_rupees(-60));
+        assert_eq!(c.position.realized_pnl, Paise::from_rupees(-20));
+        assert!(c.closed);
+    }
+
+    #[test]
+    fn shorts_realize_with_the_opposite_sign() {
+        let short = fill(None, Side::Sell, 10, 200, 0);
+        assert_eq!(short.position.quantity, -10);
+        assert_eq!(short.position.unrealized(Paise::from_rupees(190)), Paise::from_rupees(100));
+        let cover = fill(Some(&short.position), Side::Buy, 10, 190, 1);
+        assert_eq!(cover.realized, Paise::from_rupees(100));
+        assert_eq!(cover.position.quantity, 0);
+    }
+
+    #[test]
+    fn a_flip_realizes_the_old_position_and_opens_the_rest_at_the_fill() {
+        let long = fill(None, Side::Buy, 10, 100, 0).position;
+        let f = fill(Some(&long), Side::Sell, 15, 105, 3);
+        assert_eq!(f.realized, Paise::from_rupees(50));
+        assert_eq!(f.position.quantity, -5);
+        assert_eq!(f.position.avg_price, Paise::from_rupees(105));
+        assert_eq!(f.position.opened_at, t(3));
+        assert_eq!(f.position.realized_pnl, Paise::from_rupees(50));
+        assert!(f.closed);
+    }
+
+    #[test]
+    fn reopening_a_flat_position_starts_fresh() {
+        let long = fill(None, Side::Buy, 10, 100, 0).position;
+        let flat = fill(Some(&long), Side::Sell, 10, 101, 1).position;
+        let again = fill(Some(&flat), Side::Buy, 3, 120, 5);
+        assert_eq!(again.position.quantity, 3);
+        assert_eq!(again.position.avg_price, Paise::from_rupees(120));
+        assert_eq!(again.position.opened_at, t(5));
+        assert_eq!(again.position.realized_pnl, Paise::from_rupees(10));
+    }
+}
