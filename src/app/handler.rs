@@ -269,15 +269,15 @@ impl Handler {
             Ok(Some(p)) => p,
             Ok(None) => return,
             Err(e) => {
-                tracing::error!(proposal_id, "could not re-read a proposal to edit its card: {e}");
+                tracing::error!(
+                    proposal_id,
+                    "could not re-read a proposal to edit its card: {e}"
+                );
                 return;
             }
         };
         let Some(message_id) = proposal.message_id else {
-            tracing::info!(
-                proposal_id,
-                "proposal has no card message; nothing to edit"
-            );
+            tracing::info!(proposal_id, "proposal has no card message; nothing to edit");
             return;
         };
         if let Err(e) = self
@@ -337,13 +337,15 @@ impl Handler {
     }
 
     async fn decided_elsewhere(&self, proposal_id: i64) -> Result<Reply, HandlerError> {
-        Ok(Reply::Decision(match self.store.proposal(proposal_id).await? {
-            None => Decision::NotFound { proposal_id },
-            Some(p) => Decision::AlreadyDecided {
-                proposal_id,
-                status: p.status,
+        Ok(Reply::Decision(
+            match self.store.proposal(proposal_id).await? {
+                None => Decision::NotFound { proposal_id },
+                Some(p) => Decision::AlreadyDecided {
+                    proposal_id,
+                    status: p.status,
+                },
             },
-        }))
+        ))
     }
 
     async fn approve(&self, proposal_id: i64, by: Option<i64>) -> Result<Reply, HandlerError> {
@@ -519,10 +521,7 @@ impl Handler {
     }
 
     async fn expiry_sweep(&self) -> Result<Reply, HandlerError> {
-        let expired = self
-            .store
-            .expire_due_proposals(self.clock.now())
-            .await?;
+        let expired = self.store.expire_due_proposals(self.clock.now()).await?;
         for p in &expired {
             if let Some(message_id) = p.message_id
                 && let Err(e) = self

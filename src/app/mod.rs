@@ -1,4 +1,4 @@
 //! Wiring: builds the services from Settings for `run` and `backtest`; the one command handler.
 
-pub mod ports;
 pub mod handler;
+pub mod ports;

@@ -38,7 +38,9 @@ pub enum BrokerError {
         "no stored price for {0}: fetch its candles (`mft data fetch`) before trading it on paper"
     )]
     NoPrice(String),
-    #[error("the broker could not be reached or failed: {0}; check the connection and the order book before retrying")]
+    #[error(
+        "the broker could not be reached or failed: {0}; check the connection and the order book before retrying"
+    )]
     Unavailable(String),
     #[error("could not read market data for the paper broker: {0}")]
     Store(#[from] crate::store::StoreError),

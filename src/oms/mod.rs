@@ -65,8 +65,10 @@ pub enum OmsError {
     TagExhausted,
 }
 
-/// What a placement did.
+/// What a placement did. Returned once per placement, never stored in bulk, so the size
+/// difference between variants does not matter.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Placement {
     Filled {
         order: Order,
@@ -189,14 +191,12 @@ impl Oms {
             RecordedOrder::New(order) => self.submit(order, approved, brackets).await,
             RecordedOrder::Existing(order) if order.state == OrderState::Submitting => {
                 // Left in flight by a crash: the broker may or may not have it.
-                let ack = self
-                    .broker
-                    .find_by_tag(&req.tag)
-                    .await
-                    .map_err(|source| OmsError::Unknown {
+                let ack = self.broker.find_by_tag(&req.tag).await.map_err(|source| {
+                    OmsError::Unknown {
                         tag: req.tag.clone(),
                         source,
-                    })?;
+                    }
+                })?;
                 match ack {
                     Some(ack) => {
                         tracing::warn!(tag = %req.tag, "reconciled an in-flight order from the broker");
@@ -447,7 +447,12 @@ impl Oms {
             let Some((price, reason)) = candles.iter().find_map(|c| bracket_hit(&pos, c)) else {
                 continue;
             };
-            let req = self.exit_request(&pos, reason, if reason == "stop" { 's' } else { 't' }, price);
+            let req = self.exit_request(
+                &pos,
+                reason,
+                if reason == "stop" { 's' } else { 't' },
+                price,
+            );
             let approved = self.approve_exit(req)?;
             let (order, req) = self.record_exit(approved.into_inner()).await?;
             let ack = BrokerAck::Filled {
@@ -478,7 +483,8 @@ impl Oms {
         let _guard = self.lock.lock().await;
         let mut report = FlattenReport::default();
         self.cancel_open_locked(&mut report).await?;
-        self.close_locked(|_| true, reason, 'k', &mut report).await?;
+        self.close_locked(|_| true, reason, 'k', &mut report)
+            .await?;
         Ok(report)
     }
 
@@ -549,9 +555,7 @@ impl Oms {
             let req = self.exit_request(&pos, reason, kind, last);
             let approved = self.approve_exit(req)?;
             match self.place_locked(approved, None).await {
-                Ok(Placement::Filled {
-                    fill, realized, ..
-                }) => report.closed.push(ExitFill {
+                Ok(Placement::Filled { fill, realized, .. }) => report.closed.push(ExitFill {
                     key: pos.key.clone(),
                     product: pos.product,
                     quantity: fill.quantity,
@@ -560,18 +564,22 @@ impl Oms {
                     reason: reason.to_string(),
                     order_id: fill.order_id,
                 }),
-                Ok(Placement::Rejected { reason, .. }) => report
-                    .errors
-                    .push(format!("closing {} {}: {reason}", pos.key, pos.product.as_str())),
+                Ok(Placement::Rejected { reason, .. }) => report.errors.push(format!(
+                    "closing {} {}: {reason}",
+                    pos.key,
+                    pos.product.as_str()
+                )),
                 Ok(other) => report.errors.push(format!(
                     "closing {} {}: the order is {} at the broker",
                     pos.key,
                     pos.product.as_str(),
                     other.order().state.name()
                 )),
-                Err(e) => report
-                    .errors
-                    .push(format!("closing {} {}: {e}", pos.key, pos.product.as_str())),
+                Err(e) => {
+                    report
+                        .errors
+                        .push(format!("closing {} {}: {e}", pos.key, pos.product.as_str()))
+                }
             }
         }
         Ok(())
@@ -629,7 +637,10 @@ mod tests {
     use chrono::TimeZone;
 
     fn pos(qty: i64) -> Position {
-        let t = Utc.with_ymd_and_hms(2026, 11, 25, 4, 0, 0).single().expect("time");
+        let t = Utc
+            .with_ymd_and_hms(2026, 11, 25, 4, 0, 0)
+            .single()
+            .expect("time");
         Position {
             key: InstrumentKey::new("NSE", "INFY"),
             product: Product::Mis,

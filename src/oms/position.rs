@@ -50,7 +50,10 @@ pub fn apply_fill(
     if p.quantity.signum() == signed.signum() {
         let old = p.quantity.abs() as i128;
         let add = quantity as i128;
-        let avg = div_round(p.avg_price.0 as i128 * old + price.0 as i128 * add, old + add);
+        let avg = div_round(
+            p.avg_price.0 as i128 * old + price.0 as i128 * add,
+            old + add,
+        );
         let mut position = p.clone();
         position.quantity += signed;
         position.avg_price = Paise(avg as i64);
@@ -101,7 +104,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn t(min: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 25, 4, min, 0).single().expect("time")
+        Utc.with_ymd_and_hms(2026, 11, 25, 4, min, 0)
+            .single()
+            .expect("time")
     }
 
     fn key() -> InstrumentKey {
@@ -109,7 +114,15 @@ mod tests {
     }
 
     fn fill(prev: Option<&Position>, side: Side, qty: i64, rupees: i64, min: u32) -> Applied {
-        apply_fill(prev, &key(), Product::Mis, side, qty, Paise::from_rupees(rupees), t(min))
+        apply_fill(
+            prev,
+            &key(),
+            Product::Mis,
+            side,
+            qty,
+            Paise::from_rupees(rupees),
+            t(min),
+        )
     }
 
     #[test]
@@ -124,7 +137,15 @@ mod tests {
         assert_eq!(b.position.opened_at, t(0));
         // 1 @ 100.00 + 2 @ 100.01 -> 100.00666.. -> 100.01
         let c = apply_fill(None, &key(), Product::Mis, Side::Buy, 1, Paise(10000), t(0));
-        let d = apply_fill(Some(&c.position), &key(), Product::Mis, Side::Buy, 2, Paise(10001), t(1));
+        let d = apply_fill(
+            Some(&c.position),
+            &key(),
+            Product::Mis,
+            Side::Buy,
+            2,
+            Paise(10001),
+            t(1),
+        );
         assert_eq!(d.position.avg_price, Paise(10001));
     }
 
@@ -147,7 +168,10 @@ mod tests {
     fn shorts_realize_with_the_opposite_sign() {
         let short = fill(None, Side::Sell, 10, 200, 0);
         assert_eq!(short.position.quantity, -10);
-        assert_eq!(short.position.unrealized(Paise::from_rupees(190)), Paise::from_rupees(100));
+        assert_eq!(
+            short.position.unrealized(Paise::from_rupees(190)),
+            Paise::from_rupees(100)
+        );
         let cover = fill(Some(&short.position), Side::Buy, 10, 190, 1);
         assert_eq!(cover.realized, Paise::from_rupees(100));
         assert_eq!(cover.position.quantity, 0);

@@ -15,6 +15,14 @@ use crate::domain::{DenyReason, InstrumentKey, OrderPurpose, OrderRequest, Paise
 
 /// Proof that the risk engine passed `T`. The field is private to this module, so no other
 /// module can build one: the OMS taking `RiskApproved<OrderRequest>` is a compile-time gate.
+/// Naming the type elsewhere is fine:
+///
+/// ```
+/// use mft::risk::RiskApproved;
+/// fn inspect(a: &RiskApproved<u32>) -> u32 { *a.inner() }
+/// ```
+///
+/// Building one is not:
 ///
 /// ```compile_fail
 /// use mft::risk::RiskApproved;
@@ -158,7 +166,11 @@ impl RiskEngine {
     }
 
     /// Stage 2: is this order acceptable in itself, now?
-    fn check_order_validity(&self, req: &OrderRequest, ctx: &RiskContext) -> Result<(), DenyReason> {
+    fn check_order_validity(
+        &self,
+        req: &OrderRequest,
+        ctx: &RiskContext,
+    ) -> Result<(), DenyReason> {
         let risk = &self.settings.risk;
         let now = self.clock.now();
         let local = now.with_timezone(&IST);
@@ -237,7 +249,8 @@ impl RiskEngine {
             });
         }
         let trading = &self.settings.trading;
-        let buying_power = Paise((trading.capital.0 as f64 * trading.leverage.max(0.0)).floor() as i64);
+        let buying_power =
+            Paise((trading.capital.0 as f64 * trading.leverage.max(0.0)).floor() as i64);
         let available = Paise((buying_power - ctx.capital_in_use()).0.max(0));
         let needed = price * req.quantity;
         if needed > available {

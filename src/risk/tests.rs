@@ -187,7 +187,10 @@ fn proposal_expired() {
         expires_at: Some(ist(10, 0)),
         ..ctx()
     };
-    assert_eq!(code(engine().check(entry(10, 1500), &c)), "PROPOSAL_EXPIRED");
+    assert_eq!(
+        code(engine().check(entry(10, 1500), &c)),
+        "PROPOSAL_EXPIRED"
+    );
 }
 
 #[test]
@@ -221,7 +224,10 @@ fn max_position_value_counts_the_existing_position() {
         positions: vec![(position(infy(), 30, 1500), Some(Paise::from_rupees(1500)))],
         ..ctx()
     };
-    assert_eq!(code(engine().check(entry(10, 1500), &c)), "MAX_POSITION_VALUE");
+    assert_eq!(
+        code(engine().check(entry(10, 1500), &c)),
+        "MAX_POSITION_VALUE"
+    );
 }
 
 #[test]
@@ -233,7 +239,10 @@ fn max_open_positions() {
             .collect(),
         ..ctx()
     };
-    assert_eq!(code(engine().check(entry(10, 1500), &c)), "MAX_OPEN_POSITIONS");
+    assert_eq!(
+        code(engine().check(entry(10, 1500), &c)),
+        "MAX_OPEN_POSITIONS"
+    );
     // Closed positions do not count.
     let mut c2 = c.clone();
     c2.positions[0].0.quantity = 0;
@@ -246,7 +255,10 @@ fn max_orders_per_day() {
         orders_today: 20,
         ..ctx()
     };
-    assert_eq!(code(engine().check(entry(10, 1500), &c)), "MAX_ORDERS_PER_DAY");
+    assert_eq!(
+        code(engine().check(entry(10, 1500), &c)),
+        "MAX_ORDERS_PER_DAY"
+    );
 }
 
 #[test]
@@ -255,7 +267,10 @@ fn max_daily_loss_counts_realized_and_unrealized() {
         realized_today: Paise::from_rupees(-2_000),
         ..ctx()
     };
-    assert_eq!(code(engine().check(entry(10, 1500), &realized)), "MAX_DAILY_LOSS");
+    assert_eq!(
+        code(engine().check(entry(10, 1500), &realized)),
+        "MAX_DAILY_LOSS"
+    );
     // -1,000 realized and 10 x -100 unrealized on another position = -2,000.
     let mixed = RiskContext {
         realized_today: Paise::from_rupees(-1_000),
@@ -266,7 +281,10 @@ fn max_daily_loss_counts_realized_and_unrealized() {
         ..ctx()
     };
     assert_eq!(mixed.day_loss(), Paise::from_rupees(2_000));
-    assert_eq!(code(engine().check(entry(10, 1500), &mixed)), "MAX_DAILY_LOSS");
+    assert_eq!(
+        code(engine().check(entry(10, 1500), &mixed)),
+        "MAX_DAILY_LOSS"
+    );
     let almost = RiskContext {
         realized_today: Paise::from_rupees(-1_999),
         ..ctx()
@@ -310,7 +328,12 @@ fn exits_pass_every_check() {
         halted: true,
         last_price: Some(Paise::from_rupees(3000)),
         positions: (0..5)
-            .map(|i| (position(InstrumentKey::new("NSE", &format!("S{i}")), 100, 1000), None))
+            .map(|i| {
+                (
+                    position(InstrumentKey::new("NSE", &format!("S{i}")), 100, 1000),
+                    None,
+                )
+            })
             .collect(),
         orders_today: 1000,
         realized_today: Paise::from_rupees(-100_000),

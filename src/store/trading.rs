@@ -58,8 +58,7 @@ fn order_from_row(row: OrderRow) -> Result<Order, StoreError> {
         row;
     let request: OrderRequest = serde_json::from_str(&request)
         .map_err(|e| StoreError::Corrupt(format!("order {id} request: {e}")))?;
-    let corrupt =
-        |what: &str| StoreError::Corrupt(format!("order {id} is {state} without {what}"));
+    let corrupt = |what: &str| StoreError::Corrupt(format!("order {id} is {state} without {what}"));
     let parsed = match state.as_str() {
         "submitting" => OrderState::Submitting,
         "open" => OrderState::Open {
@@ -670,14 +669,16 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(id, ts, kind, order_id, instrument, detail)| TradeLogEntry {
-                id,
-                ts,
-                kind,
-                order_id,
-                instrument,
-                detail,
-            })
+            .map(
+                |(id, ts, kind, order_id, instrument, detail)| TradeLogEntry {
+                    id,
+                    ts,
+                    kind,
+                    order_id,
+                    instrument,
+                    detail,
+                },
+            )
             .collect())
     }
 
