@@ -14,10 +14,11 @@ use mft::app::ports::{Alert, Decision, Outcome, Reply, ScanSummary};
 use mft::clock::{Clock, IST, ManualClock};
 use mft::config::*;
 use mft::domain::{
-    Actor, Candle, Command, DenyReason, InstrumentKey, Interval, NewProposal, OrderPurpose,
-    OrderRequest, OrderState, OrderType, Paise, Product, Proposal, ProposalStatus, Request, Side,
+    Actor, Candle, Command, DenyReason, Instrument, InstrumentKey, Interval, NewProposal,
+    OrderPurpose, OrderRequest, OrderState, OrderType, Paise, Product, Proposal, ProposalStatus,
+    Request, Side,
 };
-use mft::oms::{PaperBroker, Placement, proposal_tag};
+use mft::oms::{Broker, BrokerAck, PaperBroker, Placement, proposal_tag};
 use mft::risk::{RiskContext, RiskEngine};
 use mft::store::{RecordedOrder, Store};
 use support::db::test_stores;
@@ -726,5 +727,163 @@ async fn reject_pause_and_scan_while_paused() {
                 .expect("approve unknown")
                 == Reply::Decision(Decision::NotFound { proposal_id: 9999 })
         );
+    }
+}
+
+#[tokio::test]
+async fn recovery_after_a_crash_settles_stuck_proposals() {
+    for db in test_stores().await {
+        let r = start(&db).await;
+        // Crash 1: approved, order recorded, never sent.
+        let lost = propose(&r, &infy(), 1500, 10).await;
+        assert!(
+            r.store
+                .transition_proposal(
+                    lost.id,
+                    ProposalStatus::Pending,
+                    ProposalStatus::Approved,
+                    r.clock.now(),
+                    Some(42),
+                    None
+                )
+                .await
+                .expect("cas")
+        );
+        let req_ = OrderRequest {
+            key: infy(),
+            side: Side::Buy,
+            quantity: 10,
+            order_type: OrderType::Market,
+            product: Product::Mis,
+            tag: proposal_tag(lost.id),
+            purpose: OrderPurpose::Entry {
+                proposal_id: lost.id,
+            },
+            reference_price: Paise::from_rupees(1500),
+        };
+        r.store
+            .record_order(&req_, r.clock.now())
+            .await
+            .expect("record");
+        // A new process on the same database recovers.
+        let r2 = rig(&r.store, &r.clock);
+        assert_eq!(
+            r2.handler.recover().await.expect("recover"),
+            1,
+            "{}",
+            db.name
+        );
+        assert_eq!(status_of(&r.store, lost.id).await, ProposalStatus::Failed);
+        let orders = r.store.orders_for_proposal(lost.id).await.expect("orders");
+        assert!(
+            matches!(orders[0].state, OrderState::Rejected { .. }),
+            "{orders:?}"
+        );
+        assert!(
+            r.store
+                .open_positions()
+                .await
+                .expect("positions")
+                .is_empty()
+        );
+        assert!(
+            r2.notifier
+                .updates()
+                .iter()
+                .any(|(id, _, o)| *id == lost.id && matches!(o, Outcome::Failed { .. }))
+        );
+        // Nothing left to do the second time.
+        assert_eq!(r2.handler.recover().await.expect("recover again"), 0);
+    }
+}
+
+#[tokio::test]
+async fn paper_prices_fall_back_to_any_interval_and_use_the_tick() {
+    for db in test_stores().await {
+        let store = &db.store;
+        let key = InstrumentKey::new("NSE", "TCS");
+        assert_eq!(
+            store
+                .last_price(&key, Interval::Minute15)
+                .await
+                .expect("price"),
+            None
+        );
+        store
+            .upsert_candles(
+                &key,
+                Interval::Day,
+                &[candle(
+                    ist(9, 15) - Duration::days(1),
+                    3000.0,
+                    3010.0,
+                    2990.0,
+                    3001.0,
+                )],
+            )
+            .await
+            .expect("day candle");
+        store
+            .upsert_candles(
+                &key,
+                Interval::Minute5,
+                &[candle(ist(9, 55), 3002.0, 3003.0, 3001.0, 3002.5)],
+            )
+            .await
+            .expect("5-minute candle");
+        assert_eq!(
+            store
+                .last_price(&key, Interval::Minute15)
+                .await
+                .expect("price"),
+            Some(Paise(300250)),
+            "{}",
+            db.name
+        );
+        // The paper broker rounds its fill to the instrument's tick (1.00 here).
+        store
+            .upsert_instruments(&[Instrument {
+                instrument_token: 2953217,
+                exchange_token: 11536,
+                tradingsymbol: "TCS".into(),
+                name: "TATA CONSULTANCY SERV LT".into(),
+                last_price: 0.0,
+                expiry: None,
+                strike: 0.0,
+                tick_size: 1.0,
+                lot_size: 1,
+                instrument_type: "EQ".into(),
+                segment: "NSE".into(),
+                exchange: "NSE".into(),
+            }])
+            .await
+            .expect("instrument");
+        let settings = Arc::new(settings());
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(ist(10, 0)));
+        let broker = PaperBroker::new(store.clone(), settings.clone(), clock.clone());
+        let risk = RiskEngine::new(settings, clock);
+        for (side, expected) in [(Side::Buy, Paise(300400)), (Side::Sell, Paise(300100))] {
+            let order = OrderRequest {
+                key: key.clone(),
+                side,
+                quantity: 1,
+                order_type: OrderType::Market,
+                product: Product::Mis,
+                tag: format!("t-{side}"),
+                purpose: OrderPurpose::Exit {
+                    reason: "test".into(),
+                },
+                reference_price: Paise(300250),
+            };
+            let approved = risk
+                .check(order, &RiskContext::default())
+                .expect("exits pass");
+            let ack = broker.place(approved).await.expect("paper fill");
+            assert!(
+                matches!(ack, BrokerAck::Filled { price, quantity: 1, .. } if price == expected),
+                "{}: {side} {ack:?}",
+                db.name
+            );
+        }
     }
 }

@@ -169,6 +169,83 @@ impl Handler {
         &self.oms
     }
 
+    /// Start-up recovery, to call once before the bot and the scheduler start: reconciles
+    /// orders a crash left Submitting, then settles proposals left Approved (the process
+    /// stopped between the decision and its outcome): Executed when their order filled, else
+    /// Failed; their cards are edited. Returns how many proposals it settled.
+    pub async fn recover(&self) -> Result<u32, HandlerError> {
+        let orders = {
+            let _book = self.book.lock().await;
+            self.oms.reconcile().await?
+        };
+        if orders > 0 {
+            tracing::warn!(orders, "reconciled in-flight orders after a restart");
+        }
+        let mut settled = 0;
+        let stuck: Vec<Proposal> = self
+            .store
+            .recent_proposals(500)
+            .await?
+            .into_iter()
+            .filter(|p| p.status == ProposalStatus::Approved)
+            .collect();
+        for p in stuck {
+            let orders = self.store.orders_for_proposal(p.id).await?;
+            let filled = orders.iter().find_map(|o| match &o.state {
+                OrderState::Filled {
+                    broker_order_id,
+                    avg_price,
+                    ..
+                } => Some((broker_order_id.clone(), *avg_price, o.request.quantity)),
+                _ => None,
+            });
+            let (status, detail, outcome) = match filled {
+                Some((order_id, price, quantity)) => (
+                    ProposalStatus::Executed,
+                    format!("order {order_id} {} {quantity} at {price}", p.side),
+                    Outcome::Executed {
+                        side: p.side,
+                        quantity,
+                        fill_price: price,
+                        mode: self.oms.mode().to_string(),
+                        order_id,
+                    },
+                ),
+                None => {
+                    let reason = "interrupted by a restart before the order was placed".to_string();
+                    (
+                        ProposalStatus::Failed,
+                        reason.clone(),
+                        Outcome::Failed { reason },
+                    )
+                }
+            };
+            if self
+                .store
+                .transition_proposal(
+                    p.id,
+                    ProposalStatus::Approved,
+                    status,
+                    self.clock.now(),
+                    None,
+                    Some(&detail),
+                )
+                .await?
+            {
+                if let Outcome::Failed { reason } = &outcome {
+                    self.notify(Alert::OrderFailed {
+                        key: p.key.clone(),
+                        error: reason.clone(),
+                    })
+                    .await;
+                }
+                self.edit_card(p.id, &outcome).await;
+                settled += 1;
+            }
+        }
+        Ok(settled)
+    }
+
     /// Executes one command.
     pub async fn handle(&self, req: Request) -> Result<Reply, HandlerError> {
         let by = match req.actor {

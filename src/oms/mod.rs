@@ -367,6 +367,46 @@ impl Oms {
         })
     }
 
+    /// Start-up reconciliation of orders a crash left Submitting: each is resolved with what
+    /// the broker says about its tag; one the broker never got is marked Rejected rather than
+    /// sent late at a stale price. Returns how many were resolved.
+    pub async fn reconcile(&self) -> Result<u32, OmsError> {
+        let _guard = self.lock.lock().await;
+        let mut resolved = 0;
+        for order in self.store.open_orders().await? {
+            if order.state != OrderState::Submitting {
+                continue;
+            }
+            let tag = order.request.tag.clone();
+            let ack = self
+                .broker
+                .find_by_tag(&tag)
+                .await
+                .map_err(|source| OmsError::Unknown {
+                    tag: tag.clone(),
+                    source,
+                })?;
+            match ack {
+                Some(ack) => {
+                    self.apply_ack(order, ack, None).await?;
+                }
+                None => {
+                    self.transition(
+                        order,
+                        OrderState::Rejected {
+                            reason: "interrupted before it reached the broker; not sent late"
+                                .into(),
+                        },
+                    )
+                    .await?;
+                }
+            }
+            tracing::warn!(tag = %tag, "reconciled an order left in flight by a restart");
+            resolved += 1;
+        }
+        Ok(resolved)
+    }
+
     /// A fresh tag for an exit order: "mft-" + kind + a random base-36 number (<= 18 chars).
     fn exit_tag(&self, kind: char) -> String {
         use std::hash::{BuildHasher, Hasher};
