@@ -34,7 +34,7 @@ impl Settings {
                 .collect::<Vec<_>>()
                 .join(", "),
             if self.telegram.allowed_users.is_empty() {
-                "  # from TELEGRAM_CHAT_ID (private chat) or nobody"
+                "  # TELEGRAM_ALLOWED_USERS unset: the chat id if it is a private chat"
             } else {
                 ""
             }
