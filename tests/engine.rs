@@ -12,7 +12,7 @@ use futures::future::join_all;
 use mft::app::handler::{Handler, HandlerError, ScanError, ScanResult, Scanner};
 use mft::app::ports::{Alert, Decision, Outcome, Reply, ScanSummary};
 use mft::clock::{Clock, IST, ManualClock};
-use mft::config::*;
+use mft::config::Settings;
 use mft::domain::{
     Actor, Candle, Command, DenyReason, Instrument, InstrumentKey, Interval, NewProposal,
     OrderPurpose, OrderRequest, OrderState, OrderType, Paise, Product, Proposal, ProposalStatus,
@@ -25,36 +25,7 @@ use support::db::test_stores;
 use support::notifier::RecordingNotifier;
 
 fn settings() -> Settings {
-    Settings {
-        mode: Mode::Paper,
-        database_url: "sqlite::memory:".into(),
-        zerodha: ZerodhaSettings {
-            api_key: None,
-            api_secret: None,
-            access_token: None,
-            api_url: "http://127.0.0.1:1".into(),
-        },
-        telegram: TelegramSettings {
-            bot_token: None,
-            chat_id: None,
-            allowed_users: Vec::new(),
-            api_url: "http://127.0.0.1:1".into(),
-        },
-        openai: OpenAiSettings::default(),
-        news: NewsSettings::default(),
-        postgres: PostgresSettings::default(),
-        status: StatusSettings {
-            addr: "127.0.0.1:0".into(),
-            token: None,
-        },
-        trading: TradingSettings::default(),
-        risk: RiskSettings::default(),
-        strategy: StrategySettings::default(),
-        schedules: ScheduleSettings::default(),
-        paper: PaperSettings::default(),
-        charts: ChartSettings::default(),
-        kite: KiteSettings::default(),
-    }
+    Settings::default()
 }
 
 /// Wednesday 2026-11-25 at h:m IST.

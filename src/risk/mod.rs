@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, NaiveTime, Utc, Weekday};
+use chrono::{DateTime, Datelike, Utc};
 
 use crate::clock::{Clock, IST};
 use crate::config::{RiskSettings, Settings};
-use crate::domain::{DenyReason, InstrumentKey, OrderPurpose, OrderRequest, Paise, Position};
+use crate::domain::{DenyReason, OrderPurpose, OrderRequest, Paise, Position};
 
 /// Proof that the risk engine passed `T`. The field is private to this module, so no other
 /// module can build one: the OMS taking `RiskApproved<OrderRequest>` is a compile-time gate.
@@ -174,8 +174,8 @@ impl RiskEngine {
         let risk = &self.settings.risk;
         let now = self.clock.now();
         let local = now.with_timezone(&IST);
-        let (start, end) = trading_window(risk);
-        let days = trading_days(risk);
+        let (start, end) = risk.window();
+        let days = risk.days();
         let t = local.time();
         if !days.contains(&local.weekday()) || t < start || t > end {
             return Err(DenyReason::OutsideTradingWindow {
@@ -183,7 +183,7 @@ impl RiskEngine {
                 window: format!("{} {}", risk.trading_days, risk.trading_window),
             });
         }
-        if !allowed_instruments(&self.settings).contains(&req.key) {
+        if !self.settings.allowed_instruments().contains(&req.key) {
             return Err(DenyReason::InstrumentNotAllowed {
                 key: req.key.clone(),
             });
@@ -258,62 +258,6 @@ impl RiskEngine {
         }
         Ok(())
     }
-}
-
-/// Instruments that may be traded: `[risk] allowed_instruments`, or the watchlist when empty.
-fn allowed_instruments(settings: &Settings) -> Vec<InstrumentKey> {
-    if settings.risk.allowed_instruments.is_empty() {
-        settings.trading.watchlist.clone()
-    } else {
-        settings.risk.allowed_instruments.clone()
-    }
-}
-
-/// `[risk] trading_window` ("HH:MM-HH:MM", IST). Parsed here until the config's
-/// `RiskSettings::window()` is on main; a window that does not parse admits nothing, since
-/// `validate()` reports it at start-up and trading blind to it would be worse.
-fn trading_window(risk: &RiskSettings) -> (NaiveTime, NaiveTime) {
-    let parse = |s: &str| NaiveTime::parse_from_str(s.trim(), "%H:%M").ok();
-    match risk.trading_window.split_once('-') {
-        Some((a, b)) => match (parse(a), parse(b)) {
-            (Some(a), Some(b)) => (a, b),
-            _ => (NaiveTime::MIN, NaiveTime::MIN),
-        },
-        None => (NaiveTime::MIN, NaiveTime::MIN),
-    }
-}
-
-/// `[risk] trading_days`: "Mon-Fri" ranges and/or "Mon,Tue,Thu" lists; unparsable parts are
-/// ignored (validation reports them).
-fn trading_days(risk: &RiskSettings) -> Vec<Weekday> {
-    let day = |s: &str| s.trim().parse::<Weekday>().ok();
-    let mut out = Vec::new();
-    for part in risk.trading_days.split(',') {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                if let (Some(a), Some(b)) = (day(a), day(b)) {
-                    let mut d = a;
-                    loop {
-                        if !out.contains(&d) {
-                            out.push(d);
-                        }
-                        if d == b {
-                            break;
-                        }
-                        d = d.succ();
-                    }
-                }
-            }
-            None => {
-                if let Some(d) = day(part)
-                    && !out.contains(&d)
-                {
-                    out.push(d);
-                }
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

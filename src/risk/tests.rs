@@ -2,45 +2,13 @@
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::config::*;
-use crate::domain::{Interval, OrderType, Product, Side};
+use crate::config::Settings;
+use crate::domain::{InstrumentKey, OrderType, Product, Side};
 use chrono::TimeZone;
 
 /// Settings with defaults everywhere (watchlist NSE:INFY, NSE:RELIANCE).
 pub(crate) fn settings() -> Settings {
-    Settings {
-        mode: Mode::Paper,
-        database_url: "sqlite::memory:".into(),
-        zerodha: ZerodhaSettings {
-            api_key: None,
-            api_secret: None,
-            access_token: None,
-            api_url: "http://127.0.0.1:1".into(),
-        },
-        telegram: TelegramSettings {
-            bot_token: None,
-            chat_id: None,
-            allowed_users: Vec::new(),
-            api_url: "http://127.0.0.1:1".into(),
-        },
-        openai: OpenAiSettings::default(),
-        news: NewsSettings::default(),
-        postgres: PostgresSettings::default(),
-        status: StatusSettings {
-            addr: "127.0.0.1:0".into(),
-            token: None,
-        },
-        trading: TradingSettings {
-            interval: Interval::Minute15,
-            ..TradingSettings::default()
-        },
-        risk: RiskSettings::default(),
-        strategy: StrategySettings::default(),
-        schedules: ScheduleSettings::default(),
-        paper: PaperSettings::default(),
-        charts: ChartSettings::default(),
-        kite: KiteSettings::default(),
-    }
+    Settings::default()
 }
 
 /// Wednesday 2026-11-25 at `h:m` IST.
@@ -343,22 +311,4 @@ fn exits_pass_every_check() {
     let mut req = exit(1000);
     req.key = InstrumentKey::new("NSE", "NOT_LISTED");
     assert_eq!(code(late.check(req, &worst)), "APPROVED");
-}
-
-#[test]
-fn days_and_window_parse() {
-    let mut r = RiskSettings::default();
-    assert_eq!(trading_days(&r).len(), 5);
-    r.trading_days = "Sat-Mon, Wed".into();
-    assert_eq!(
-        trading_days(&r),
-        vec![Weekday::Sat, Weekday::Sun, Weekday::Mon, Weekday::Wed]
-    );
-    assert_eq!(
-        trading_window(&r),
-        (
-            NaiveTime::from_hms_opt(9, 20, 0).expect("time"),
-            NaiveTime::from_hms_opt(15, 10, 0).expect("time")
-        )
-    );
 }
