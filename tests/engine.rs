@@ -858,3 +858,98 @@ async fn paper_prices_fall_back_to_any_interval_and_use_the_tick() {
         }
     }
 }
+
+/// Returns one prepared result, then empty ones.
+struct ScriptedScanner(std::sync::Mutex<Option<ScanResult>>);
+
+#[async_trait::async_trait]
+impl Scanner for ScriptedScanner {
+    async fn scan(
+        &self,
+        _only: Option<&InstrumentKey>,
+        open: &[InstrumentKey],
+    ) -> Result<ScanResult, ScanError> {
+        assert!(
+            open.contains(&infy()),
+            "open positions are passed in: {open:?}"
+        );
+        let scripted = self.0.lock().expect("script lock").take();
+        match scripted {
+            Some(r) => Ok(r),
+            None => NoopScanner.scan(None, open).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_scan_posts_cards_runs_exit_signals_and_alerts_failures() {
+    for db in test_stores().await {
+        let r = start(&db).await;
+        let held = propose(&r, &infy(), 1500, 10).await;
+        approve(&r, held.id).await;
+        let fresh = propose(&r, &reliance(), 1300, 5).await;
+        let result = ScanResult {
+            summary: ScanSummary {
+                id: 7,
+                started_at: r.clock.now(),
+                finished_at: Some(r.clock.now()),
+                instruments: 3,
+                proposals: 1,
+                errors: 1,
+            },
+            proposals: vec![mft::app::ports::ProposalCard {
+                proposal: fresh.clone(),
+                chart_png: None,
+                capital: Paise::from_rupees(100_000),
+            }],
+            exits: vec![(infy(), "fast EMA crossed below slow".into())],
+            errors: vec![(InstrumentKey::new("NSE", "TCS"), "no candles".into())],
+        };
+        let notifier = Arc::new(RecordingNotifier::default());
+        let settings = Arc::new(settings());
+        let clock: Arc<dyn Clock> = Arc::new(r.clock.clone());
+        let handler = Handler::new(
+            r.store.clone(),
+            settings.clone(),
+            clock.clone(),
+            Arc::new(PaperBroker::new(r.store.clone(), settings, clock)),
+            notifier.clone(),
+            Arc::new(ScriptedScanner(std::sync::Mutex::new(Some(result)))),
+        );
+        let reply = handler
+            .handle(Request {
+                command: Command::Scan { only: None },
+                actor: Actor::Scheduler,
+            })
+            .await
+            .expect("scan");
+        assert!(
+            matches!(reply, Reply::Scan(ScanSummary { id: 7, .. })),
+            "{reply:?}"
+        );
+        assert_eq!(notifier.posted().len(), 1);
+        let stored = r
+            .store
+            .proposal(fresh.id)
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(stored.message_id, Some(1000 + fresh.id), "{}", db.name);
+        // The exit signal closed INFY at the last price minus slippage.
+        assert!(
+            r.store
+                .open_positions()
+                .await
+                .expect("positions")
+                .is_empty()
+        );
+        let alerts = notifier.alerts();
+        assert!(
+            alerts
+                .iter()
+                .any(|a| matches!(a, Alert::PositionClosed { key, .. } if *key == infy()))
+        );
+        assert!(alerts.iter().any(|a| matches!(a,
+            Alert::ScanFailed { key: Some(k), .. } if k.tradingsymbol == "TCS")));
+    }
+}
