@@ -37,7 +37,9 @@ impl fmt::Display for RowError {
 /// Why a CSV file was rejected (as a whole: nothing is imported from a file with any error).
 #[derive(Debug, thiserror::Error)]
 pub enum CsvImportError {
-    #[error("the file is empty: expected a header row such as timestamp,open,high,low,close,volume")]
+    #[error(
+        "the file is empty: expected a header row such as timestamp,open,high,low,close,volume"
+    )]
     Empty,
     #[error("cannot read the CSV at line {line}: {reason}")]
     Read { line: u64, reason: String },
@@ -296,10 +298,12 @@ pub async fn import_csv(
     key: &InstrumentKey,
     interval: Interval,
 ) -> Result<ImportReport, MarketError> {
-    let bytes = tokio::fs::read(path).await.map_err(|source| MarketError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|source| MarketError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let parsed = parse(bytes.as_slice()).map_err(|source| MarketError::Csv {
         path: path.to_path_buf(),
         source,
@@ -464,7 +468,10 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].ts, utc("2024-01-02T03:45:00Z"));
         assert_eq!(c[1].volume, 200);
-        assert_eq!((c[0].open, c[0].high, c[0].low, c[0].close), (100.0, 102.0, 99.0, 101.0));
+        assert_eq!(
+            (c[0].open, c[0].high, c[0].low, c[0].close),
+            (100.0, 102.0, 99.0, 101.0)
+        );
         assert_eq!(c[0].oi, None);
     }
 
@@ -487,7 +494,10 @@ mod tests {
             assert!(text.contains(col), "{text}");
         }
         let named = text.split(": expected").next().unwrap_or("");
-        assert!(!named.contains("open") && !named.contains("close"), "{text}");
+        assert!(
+            !named.contains("open") && !named.contains("close"),
+            "{text}"
+        );
         assert!(matches!(
             parse_candles_csv("".as_bytes()),
             Err(CsvImportError::Empty)
@@ -520,14 +530,26 @@ mod tests {
         assert!(text.starts_with("8 bad rows:"), "{text}");
         assert!(text.contains("line 3: high 99 is below"), "{text}");
         assert!(text.contains("line 4: low 100.5 is above"), "{text}");
-        assert!(text.contains("line 5: open \"abc\" is not a number"), "{text}");
+        assert!(
+            text.contains("line 5: open \"abc\" is not a number"),
+            "{text}"
+        );
         assert!(text.contains("line 6: volume \"-3\" is negative"), "{text}");
         assert!(text.contains("line 7: duplicate timestamp"), "{text}");
         assert!(text.contains("first on line 2"), "{text}");
         assert!(text.contains("line 8: timestamp \"not-a-date\""), "{text}");
-        assert!(text.contains("line 9: 5 fields where the header has 6"), "{text}");
-        assert!(text.contains("line 10: open \"inf\" is not a finite number"), "{text}");
-        assert!(text.contains("volume \"1.5\" is not a whole number"), "{text}");
+        assert!(
+            text.contains("line 9: 5 fields where the header has 6"),
+            "{text}"
+        );
+        assert!(
+            text.contains("line 10: open \"inf\" is not a finite number"),
+            "{text}"
+        );
+        assert!(
+            text.contains("volume \"1.5\" is not a whole number"),
+            "{text}"
+        );
     }
 
     #[test]

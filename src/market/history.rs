@@ -284,7 +284,10 @@ mod tests {
 
     #[test]
     fn chunks_are_contiguous_and_within_the_span() {
-        let ranges = [(d("2024-01-01"), d("2024-12-31")), (d("2025-02-01"), d("2025-02-01"))];
+        let ranges = [
+            (d("2024-01-01"), d("2024-12-31")),
+            (d("2025-02-01"), d("2025-02-01")),
+        ];
         let chunks = split_chunks(&ranges, 60);
         assert_eq!(chunks.first(), Some(&(d("2024-01-01"), d("2024-02-29"))));
         assert_eq!(chunks.last(), Some(&(d("2025-02-01"), d("2025-02-01"))));

@@ -211,9 +211,9 @@ fn classify(what: &str, err: kiteconnect::Error) -> Attempt {
     use kiteconnect::Error as E;
     match err {
         E::Api(api) if api.is_session_expired() => Attempt::Fatal(MarketError::SessionExpired),
-        E::Api(api) if api.status == 429 || api.kind == ErrorKind::Network => Attempt::Retry(
-            format!("HTTP {} {}: {}", api.status, api.kind, api.message),
-        ),
+        E::Api(api) if api.status == 429 || api.kind == ErrorKind::Network => {
+            Attempt::Retry(format!("HTTP {} {}: {}", api.status, api.kind, api.message))
+        }
         E::Api(api) => Attempt::Fatal(MarketError::Kite {
             error_type: api.kind.to_string(),
             message: api.message,
@@ -311,7 +311,10 @@ mod tests {
             "dump",
             br#"{"status":"error","message":"invalid exchange","data":null,"error_type":"InputException"}"#,
         );
-        assert_eq!(err.to_string(), "Kite error InputException: invalid exchange");
+        assert_eq!(
+            err.to_string(),
+            "Kite error InputException: invalid exchange"
+        );
         let err = envelope_error(
             "dump",
             br#"{"status":"error","message":"x","error_type":"TokenException"}"#,

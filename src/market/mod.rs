@@ -31,7 +31,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum MarketError {
     /// A Kite credential is not configured.
-    #[error("{0} is not set: add it to .env or the environment (run `mft login` for a fresh access token)")]
+    #[error(
+        "{0} is not set: add it to .env or the environment (run `mft login` for a fresh access token)"
+    )]
     MissingCredential(&'static str),
     /// Kite rejected the access token (TokenException): the daily session is over or the token is wrong.
     #[error("Kite session expired or invalid: log in again (`mft login`)")]

@@ -77,7 +77,11 @@ mod tests {
         assert_eq!(limiter.reserve(t0), t0);
         let later = t0 + Duration::from_secs(10);
         assert_eq!(limiter.reserve(later), later, "no wait after a long pause");
-        assert_eq!(limiter.reserve(later), later + ms(500), "but no burst either");
+        assert_eq!(
+            limiter.reserve(later),
+            later + ms(500),
+            "but no burst either"
+        );
     }
 
     #[test]
@@ -95,12 +99,18 @@ mod tests {
         let t0 = Instant::now();
         // Callers arriving irregularly, some in bursts.
         let arrivals = [0u64, 0, 0, 0, 50, 60, 2000, 2001, 2002, 2003, 2004, 5000];
-        let starts: Vec<Instant> = arrivals.iter().map(|a| limiter.reserve(t0 + ms(*a))).collect();
+        let starts: Vec<Instant> = arrivals
+            .iter()
+            .map(|a| limiter.reserve(t0 + ms(*a)))
+            .collect();
         for w in starts.windows(4) {
             assert!(w[3] - w[0] > Duration::from_secs(1), "{:?}", starts);
         }
         for (start, arrival) in starts.iter().zip(arrivals) {
-            assert!(*start >= t0 + ms(arrival), "no start before its caller arrives");
+            assert!(
+                *start >= t0 + ms(arrival),
+                "no start before its caller arrives"
+            );
         }
     }
 

@@ -1,0 +1,3 @@
+//! Shared fakes and helpers for the integration tests (one file per fake).
+
+pub mod kite_fake;
