@@ -62,4 +62,9 @@ impl std::str::FromStr for Side {
 }
 
 pub mod command;
+pub mod trading;
 pub use command::{Actor, Command, Request};
+pub use trading::{
+    DenyReason, Fill, NewProposal, Order, OrderPurpose, OrderRequest, OrderState, OrderType,
+    Position, Product, Proposal, ProposalStatus, Signal, Verdict,
+};

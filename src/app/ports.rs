@@ -1,0 +1,182 @@
+//! The handler's ports: what it replies to a command, and the outbound notifier (Telegram)
+//! it posts proposal cards, card outcomes and alerts through.
+
+use crate::domain::{DenyReason, InstrumentKey, Paise, Position, Proposal, Side};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// How a decided proposal ended; the card's outcome line is rendered from this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Executed {
+        side: Side,
+        quantity: i64,
+        fill_price: Paise,
+        /// "paper" or "live"
+        mode: String,
+        order_id: String,
+    },
+    Vetoed(DenyReason),
+    Rejected,
+    Expired,
+    Failed {
+        reason: String,
+    },
+}
+
+/// Something the operator should hear about without asking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Alert {
+    Started {
+        mode: String,
+        watchlist: usize,
+        halted: bool,
+    },
+    Stopping,
+    ScanFailed {
+        key: Option<InstrumentKey>,
+        error: String,
+    },
+    Vetoed {
+        proposal_id: i64,
+        key: InstrumentKey,
+        reason: DenyReason,
+    },
+    DailyLossHalt {
+        loss: Paise,
+        limit: Paise,
+    },
+    KillDone(KillReport),
+    OrderFailed {
+        key: InstrumentKey,
+        error: String,
+    },
+    /// A paper bracket exit or square-off closed a position.
+    PositionClosed {
+        key: InstrumentKey,
+        reason: String,
+        quantity: i64,
+        price: Paise,
+        pnl: Paise,
+    },
+}
+
+/// What the Telegram side needs to post a proposal card.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProposalCard {
+    pub proposal: Proposal,
+    /// PNG of the proposal chart; None when rendering failed (the card is then sent as text).
+    pub chart_png: Option<PathBuf>,
+    /// Capital the risk % is computed against.
+    pub capital: Paise,
+}
+
+/// Outbound messages. Implemented by the Telegram bot; tests use a recording fake.
+#[async_trait::async_trait]
+pub trait Notifier: Send + Sync {
+    /// Posts a new card (chart photo, caption, Approve / Reject). Returns the message id.
+    async fn post_proposal(&self, card: &ProposalCard) -> Result<i64, NotifyError>;
+    /// Edits a card after its outcome: buttons removed, an outcome line added.
+    async fn update_proposal(
+        &self,
+        proposal: &Proposal,
+        message_id: i64,
+        outcome: &Outcome,
+    ) -> Result<(), NotifyError>;
+    async fn alert(&self, alert: &Alert) -> Result<(), NotifyError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not notify the operator: {0}")]
+pub struct NotifyError(pub String);
+
+/// Result of a decision command (Approve / Reject).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Decision {
+    /// This command decided it; the card has been (or is being) edited.
+    Decided {
+        proposal_id: i64,
+        outcome: Outcome,
+    },
+    /// Someone (or something: the expiry sweep) decided it before.
+    AlreadyDecided {
+        proposal_id: i64,
+        status: crate::domain::ProposalStatus,
+    },
+    NotFound {
+        proposal_id: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PositionView {
+    pub position: Position,
+    pub last_price: Option<Paise>,
+    pub unrealized: Paise,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub mode: String,
+    pub halted: bool,
+    pub paused: bool,
+    pub last_scan: Option<ScanSummary>,
+    pub next_scan: Option<DateTime<Utc>>,
+    pub realized_today: Paise,
+    pub unrealized: Paise,
+    pub positions: Vec<PositionView>,
+    pub pending: Vec<Proposal>,
+    /// Today's loss counted against the limit (0 when in profit).
+    pub loss_used: Paise,
+    pub loss_limit: Paise,
+    pub orders_today: u32,
+    pub orders_limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanSummary {
+    pub id: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub instruments: u32,
+    pub proposals: u32,
+    pub errors: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClosedPosition {
+    pub key: InstrumentKey,
+    pub quantity: i64,
+    pub price: Paise,
+    pub pnl: Paise,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KillReport {
+    pub cancelled_orders: u32,
+    pub closed: Vec<ClosedPosition>,
+    pub realized_today: Paise,
+    pub errors: Vec<String>,
+}
+
+/// The handler's answer to a command; the bot renders it as text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    Decision(Decision),
+    Scan(ScanSummary),
+    Status(StatusReport),
+    Positions(Vec<PositionView>),
+    Proposals(Vec<Proposal>),
+    Risk(crate::config::RiskSettings),
+    Paused,
+    /// `was_halted`: the resume also lifted a halt.
+    Resumed {
+        was_halted: bool,
+    },
+    Killed(KillReport),
+    /// Maintenance commands (expiry sweep, square-off, exit checks): how many things changed.
+    Done {
+        changed: u32,
+    },
+}
