@@ -293,6 +293,26 @@ mod tests {
     }
 
     #[test]
+    fn from_settings_names_the_missing_variable() {
+        use crate::config::Secret;
+        let mut settings = Settings::default();
+        let err = KiteReader::from_settings(&settings).expect_err("no key");
+        assert!(
+            err.to_string().starts_with("ZERODHA_API_KEY is not set"),
+            "{err}"
+        );
+        settings.zerodha.api_key = Some(Secret::new("key"));
+        let err = KiteReader::from_settings(&settings).expect_err("no token");
+        assert!(
+            err.to_string()
+                .starts_with("ZERODHA_ACCESS_TOKEN is not set"),
+            "{err}"
+        );
+        settings.zerodha.access_token = Some(Secret::new("tok"));
+        assert!(KiteReader::from_settings(&settings).is_ok());
+    }
+
+    #[test]
     fn a_url_with_a_path_is_a_config_error() {
         let err = KiteReader::new(
             "http://127.0.0.1:1/api",
