@@ -604,6 +604,8 @@ async fn network_errors_are_retried() {
         synced(&db.store, &fake).await;
         fake.clear_requests();
         fake.queue_failure(503, "NetworkException", "Upstream unavailable");
+        fake.queue_failure(429, "", "Too many requests");
+        fake.queue_failure(502, "", "<html><body>502 Bad Gateway</body></html>");
         fetch(
             &db.store,
             &kite,
@@ -615,7 +617,7 @@ async fn network_errors_are_retried() {
         )
         .await
         .expect("retried");
-        assert_eq!(fake.historical_requests().len(), 2, "{}", db.name);
+        assert_eq!(fake.historical_requests().len(), 4, "{}", db.name);
     }
     // Nothing listening: a connection error, retried, then reported with the count.
     let dead = KiteReader::new("http://127.0.0.1:9", API_KEY, ACCESS_TOKEN, fast_settings())

@@ -148,7 +148,7 @@ impl KiteFake {
         self.lock().too_many = k;
     }
 
-    /// The next requests answer these failures, in order.
+    /// The next requests answer these failures, in order (empty `error_type`: plain-text body).
     pub fn queue_failure(&self, status: u16, error_type: &str, message: &str) {
         self.lock().queued.push_back(Failure {
             status,
@@ -158,8 +158,13 @@ impl KiteFake {
     }
 }
 
+/// Kite's JSON error envelope; an empty `error_type` sends `message` as a plain-text body instead
+/// (what a proxy or gateway in front of Kite answers).
 fn envelope(f: &Failure) -> Response {
     let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if f.error_type.is_empty() {
+        return (status, f.message.clone()).into_response();
+    }
     (
         status,
         Json(json!({
