@@ -407,7 +407,10 @@ fn equity_curve_with_drawdown() {
     let trough = points[119].1;
     let max_dd = (trough - peak) / peak * 100.0;
     let expect = layout.drawdown_y(max_dd);
-    let lowest = rows_with(&img, layout.drawdown, chart::DRAWDOWN_LINE, 1)
+    // Look only at the trough's columns: the pane caption uses the same colour.
+    let x = layout.point_x(119);
+    let column = PixelRect { left: x - 2, right: x + 2, ..layout.drawdown };
+    let lowest = rows_with(&img, column, chart::DRAWDOWN_LINE, 1)
         .into_iter()
         .max()
         .expect("rows");

@@ -127,7 +127,7 @@ fn layout_with(
     let (eticks, edec) = nice_ticks(
         equity_lo,
         equity_hi,
-        ((eq_h as f64) / (f * 3.2)).max(2.0) as usize,
+        ((eq_h as f64) / (f * 2.6)).max(2.0) as usize,
     );
     let (dticks, ddec) = nice_ticks(drawdown_lo, 0.0, 3);
     let mut axis_w = 0;
@@ -261,7 +261,7 @@ fn draw(
     let (eticks, edec) = nice_ticks(
         l.equity_lo,
         l.equity_hi,
-        ((l.equity.height() as f64) / (f * 3.2)).max(2.0) as usize,
+        ((l.equity.height() as f64) / (f * 2.6)).max(2.0) as usize,
     );
     let (dticks, ddec) = nice_ticks(l.drawdown_lo, 0.0, 3);
     for t in &eticks {

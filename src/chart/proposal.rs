@@ -218,7 +218,7 @@ fn layout_with(
     let (ticks, decimals) = nice_ticks(
         price_lo,
         price_hi,
-        ((price_pane_h as f64) / (f * 3.2)).max(2.0) as usize,
+        ((price_pane_h as f64) / (f * 2.6)).max(2.0) as usize,
     );
     let mut axis_w = 0;
     for t in &ticks {
@@ -335,7 +335,7 @@ fn draw(
     let (ticks, decimals) = nice_ticks(
         l.price_lo,
         l.price_hi,
-        ((l.price.height() as f64) / (f * 3.2)).max(2.0) as usize,
+        ((l.price.height() as f64) / (f * 2.6)).max(2.0) as usize,
     );
     for t in &ticks {
         let y = l.price_y(*t);
