@@ -409,7 +409,11 @@ fn equity_curve_with_drawdown() {
     let expect = layout.drawdown_y(max_dd);
     // Look only at the trough's columns: the pane caption uses the same colour.
     let x = layout.point_x(119);
-    let column = PixelRect { left: x - 2, right: x + 2, ..layout.drawdown };
+    let column = PixelRect {
+        left: x - 2,
+        right: x + 2,
+        ..layout.drawdown
+    };
     let lowest = rows_with(&img, column, chart::DRAWDOWN_LINE, 1)
         .into_iter()
         .max()

@@ -146,7 +146,8 @@ impl<'a> Canvas<'a> {
         let (x0, x1) = (x0.min(x1), x0.max(x1));
         let (y0, y1) = (y0.min(y1), y0.max(y1));
         self.backend
-            .draw_rect((x0, y0), (x1, y1), &style(color, 1, true), true)
+            // The bitmap backend's fast fill excludes the right and bottom edges.
+            .draw_rect((x0, y0), (x1 + 1, y1 + 1), &style(color, 1, true), true)
             .map_err(draw_err)
     }
 
@@ -327,19 +328,17 @@ pub(crate) fn nice_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, usize) {
     }
     let raw = range / target.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let norm = raw / mag;
-    let nice = if norm <= 1.0 {
-        1.0
-    } else if norm <= 2.0 {
-        2.0
-    } else if norm <= 2.5 {
-        2.5
-    } else if norm <= 5.0 {
-        5.0
-    } else {
-        10.0
-    };
-    let step = nice * mag;
+    // The round step whose tick count lands closest to the target: always rounding up can
+    // halve the number of labels.
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0, 20.0]
+        .iter()
+        .map(|k| k * mag)
+        .min_by(|a, b| {
+            let da = (range / a - target as f64).abs();
+            let db = (range / b - target as f64).abs();
+            da.total_cmp(&db)
+        })
+        .unwrap_or(raw);
     let decimals = (0..=6)
         .find(|d| {
             let m = step * 10f64.powi(*d);

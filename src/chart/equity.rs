@@ -20,7 +20,7 @@ pub struct EquityLayout {
     pub equity_hi: f64,
     /// Lowest value of the drawdown axis (percent, or currency when the peak is not positive).
     pub drawdown_lo: f64,
-    /// Drawdown is a percentage of the running peak; false when a peak was zero or negative
+    /// Drawdown is a percentage of the running peak; false when some value is zero or negative
     /// (e.g. cumulative P&L starting at 0), in which case it is in the equity's own unit.
     pub drawdown_percent: bool,
     pub points: usize,
@@ -74,7 +74,9 @@ fn drawdowns(points: &[(DateTime<Utc>, f64)]) -> (Vec<f64>, bool) {
             peak
         })
         .collect();
-    let percent = peaks.iter().all(|p| *p > 0.0);
+    // A percentage of the peak only means something for capital that never reaches zero; bare
+    // P&L (starting at 0, possibly negative) is shown in its own unit.
+    let percent = points.iter().all(|(_, v)| *v > 0.0);
     let dd = points
         .iter()
         .zip(&peaks)
@@ -464,7 +466,7 @@ fn draw(
         Align::Left,
     )?;
     x = x1 + (f * 0.6) as i32;
-    if first > 0.0 {
+    if percent {
         let pct = (last - first) / first * 100.0;
         let (_, x1) = cv.text(
             &format!("{pct:+.2}%"),
@@ -537,7 +539,7 @@ mod tests {
         assert_eq!(dd[0], 0.0);
         assert!((dd[2] + 25.0).abs() < 1e-9);
         assert_eq!(dd[3], 0.0);
-        let pnl = vec![(t, 0.0), (t, 50.0), (t, -20.0)];
+        let pnl = vec![(t, 10.0), (t, 50.0), (t, -20.0)];
         let (dd, pct) = drawdowns(&pnl);
         assert!(!pct);
         assert_eq!(dd[2], -70.0);

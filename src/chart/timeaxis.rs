@@ -194,8 +194,8 @@ mod tests {
     #[test]
     fn intraday_labels_days_and_round_hours() {
         let ts = vec![
+            ist(2025, 11, 21, 14, 45),
             ist(2025, 11, 21, 15, 0),
-            ist(2025, 11, 21, 15, 15),
             ist(2025, 11, 24, 9, 15),
             ist(2025, 11, 24, 10, 0),
         ];
