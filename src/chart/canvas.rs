@@ -246,8 +246,7 @@ impl<'a> Canvas<'a> {
         y: i32,
         color: RGBColor,
         width: u32,
-        dash: i32,
-        gap: i32,
+        (dash, gap): (i32, i32),
     ) -> Result<(), ChartError> {
         let mut x = x0;
         while x <= x1 {
@@ -289,8 +288,7 @@ impl<'a> Canvas<'a> {
     pub fn text(
         &mut self,
         text: &str,
-        x: i32,
-        y: i32,
+        (x, y): (i32, i32),
         size: f64,
         bold: bool,
         color: RGBColor,
@@ -411,15 +409,15 @@ pub(crate) fn spread_labels(
             ys[k] = ys[k - 1] + step;
         }
     }
-    if let Some(&last) = ys.last() {
-        if last > bottom - half {
-            let shift = last - (bottom - half);
-            let n = ys.len();
-            ys[n - 1] -= shift;
-            for k in (0..n - 1).rev() {
-                if ys[k] > ys[k + 1] - step {
-                    ys[k] = ys[k + 1] - step;
-                }
+    if let Some(&last) = ys.last()
+        && last > bottom - half
+    {
+        let shift = last - (bottom - half);
+        let n = ys.len();
+        ys[n - 1] -= shift;
+        for k in (0..n - 1).rev() {
+            if ys[k] > ys[k + 1] - step {
+                ys[k] = ys[k + 1] - step;
             }
         }
     }

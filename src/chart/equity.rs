@@ -227,7 +227,7 @@ pub(crate) fn group_indian(v: f64, decimals: usize) -> String {
     for (k, ch) in digits.iter().enumerate() {
         out.push(*ch);
         let rest = n - k - 1;
-        if rest > 0 && (rest == 3 || (rest > 3 && (rest - 3) % 2 == 0)) {
+        if rest > 0 && (rest == 3 || (rest > 3 && (rest - 3).is_multiple_of(2))) {
             out.push(',');
         }
     }
@@ -366,8 +366,7 @@ fn draw(
         )?;
         cv.text(
             &group_indian(*t, edec),
-            tick_x,
-            y,
+            (tick_x, y),
             f,
             false,
             TEXT,
@@ -388,8 +387,7 @@ fn draw(
         )?;
         cv.text(
             &dd_label(*t, ddec, percent),
-            tick_x,
-            y,
+            (tick_x, y),
             f,
             false,
             TEXT,
@@ -416,8 +414,10 @@ fn draw(
     )?;
     cv.text(
         &dd_caption,
-        l.drawdown.left + (small * 0.4) as i32,
-        l.drawdown.bottom - h / 2 - 1,
+        (
+            l.drawdown.left + (small * 0.4) as i32,
+            l.drawdown.bottom - h / 2 - 1,
+        ),
         small,
         true,
         DRAWDOWN_LINE,
@@ -427,8 +427,7 @@ fn draw(
     for p in &placed {
         cv.text(
             &p.text,
-            p.left,
-            l.bottom_axis_y,
+            (p.left, l.bottom_axis_y),
             f,
             p.boundary,
             if p.boundary { TEXT } else { MUTED_TEXT },
@@ -437,8 +436,7 @@ fn draw(
     }
     cv.text(
         "IST",
-        l.width as i32 - 1 - margin,
-        l.bottom_axis_y,
+        (l.width as i32 - 1 - margin, l.bottom_axis_y),
         small,
         false,
         MUTED_TEXT,
@@ -448,7 +446,7 @@ fn draw(
     // Title and summary row.
     let title_y = margin + (f * 0.9) as i32;
     let t = fit_text(cv, title, f * 1.5, true, l.width as i32 - 2 * margin)?;
-    cv.text(&t, margin, title_y, f * 1.5, true, TEXT, Align::Left)?;
+    cv.text(&t, (margin, title_y), f * 1.5, true, TEXT, Align::Left)?;
     let info_y = margin + (f * 2.7) as i32;
     let (first, last) = (points[0].1, points[n - 1].1);
     let mut x = margin;
@@ -458,8 +456,7 @@ fn draw(
             group_indian(first, 0),
             group_indian(last, 0)
         ),
-        x,
-        info_y,
+        (x, info_y),
         f * 1.05,
         true,
         TEXT,
@@ -470,8 +467,7 @@ fn draw(
         let pct = (last - first) / first * 100.0;
         let (_, x1) = cv.text(
             &format!("{pct:+.2}%"),
-            x,
-            info_y,
+            (x, info_y),
             f * 1.05,
             true,
             if pct >= 0.0 { UP } else { DOWN },
@@ -486,8 +482,7 @@ fn draw(
                 if diff >= 0.0 { "+" } else { "" },
                 group_indian(diff, 0)
             ),
-            x,
-            info_y,
+            (x, info_y),
             f * 1.05,
             true,
             if diff >= 0.0 { UP } else { DOWN },
@@ -503,8 +498,7 @@ fn draw(
     if x + cv.text_width(&dd_text, f * 1.05, false)? <= l.width as i32 - margin {
         cv.text(
             &dd_text,
-            x,
-            info_y,
+            (x, info_y),
             f * 1.05,
             false,
             DRAWDOWN_LINE,

@@ -454,8 +454,7 @@ fn draw(
                 y,
                 *color,
                 m.line,
-                dash,
-                dash / 2,
+                (dash, dash / 2),
             )?;
         }
     }
@@ -463,7 +462,7 @@ fn draw(
     // RSI line and guides.
     if let (Some(r), Some(ys)) = (l.rsi, rsi_y) {
         for g in [30.0, 70.0] {
-            cv.dashed_hline(r.left, r.right, ys.y(g), RSI_GUIDE, 1, 6, 5)?;
+            cv.dashed_hline(r.left, r.right, ys.y(g), RSI_GUIDE, 1, (6, 5))?;
         }
         let pts: Vec<Option<(i32, i32)>> = input
             .rsi
@@ -514,8 +513,7 @@ fn draw(
         )?;
         cv.text(
             &format!("{t:.decimals$}"),
-            tick_x,
-            y,
+            (tick_x, y),
             f,
             false,
             TEXT,
@@ -532,8 +530,7 @@ fn draw(
         cv.fill_rect(tag_x0, ty - tag_h / 2, tag_x0 + w, ty + tag_h / 2, *color)?;
         cv.text(
             &text,
-            tag_x0 + (f * 0.4) as i32,
-            *ty,
+            (tag_x0 + (f * 0.4) as i32, *ty),
             f,
             true,
             BACKGROUND,
@@ -554,8 +551,7 @@ fn draw(
         cv.fill_rect(x0, y0, x0 + w + (small * 0.8) as i32, y0 + h, BACKGROUND)?;
         cv.text(
             text,
-            x0 + (small * 0.4) as i32,
-            y0 + h / 2,
+            (x0 + (small * 0.4) as i32, y0 + h / 2),
             small,
             true,
             color,
@@ -579,8 +575,7 @@ fn draw(
         )?;
         cv.text(
             &compact(max_vol),
-            tick_x,
-            y.max(l.volume.top + (small * 0.6) as i32),
+            (tick_x, y.max(l.volume.top + (small * 0.6) as i32)),
             small,
             false,
             MUTED_TEXT,
@@ -605,8 +600,7 @@ fn draw(
             )?;
             cv.text(
                 &format!("{g:.0}"),
-                tick_x,
-                y,
+                (tick_x, y),
                 small,
                 false,
                 MUTED_TEXT,
@@ -624,8 +618,7 @@ fn draw(
     for p in &placed {
         cv.text(
             &p.text,
-            p.left,
-            l.bottom_axis_y,
+            (p.left, l.bottom_axis_y),
             f,
             p.boundary,
             if p.boundary { TEXT } else { MUTED_TEXT },
@@ -634,8 +627,7 @@ fn draw(
     }
     cv.text(
         "IST",
-        l.width as i32 - 1 - m.margin,
-        l.bottom_axis_y,
+        (l.width as i32 - 1 - m.margin, l.bottom_axis_y),
         small,
         false,
         MUTED_TEXT,
@@ -654,7 +646,14 @@ fn draw(
             let w = cv.text_width(&rr, f * 1.1, true)?;
             let title_w = cv.text_width(&input.title, title_size, true)?;
             if m.margin + title_w + w + (f * 2.0) as i32 <= right_edge {
-                cv.text(&rr, right_edge, title_y, f * 1.1, true, TEXT, Align::Right)?;
+                cv.text(
+                    &rr,
+                    (right_edge, title_y),
+                    f * 1.1,
+                    true,
+                    TEXT,
+                    Align::Right,
+                )?;
                 right_edge -= w + f as i32;
             }
         }
@@ -662,8 +661,7 @@ fn draw(
     let title = fit_text(cv, &input.title, title_size, true, right_edge - m.margin)?;
     cv.text(
         &title,
-        m.margin,
-        title_y,
+        (m.margin, title_y),
         title_size,
         true,
         TEXT,
@@ -677,8 +675,7 @@ fn draw(
     let last = &candles[n - 1];
     let (_, x1) = cv.text(
         &format!("Last {:.2}", last.close),
-        x,
-        info_y,
+        (x, info_y),
         info,
         true,
         TEXT,
@@ -691,8 +688,7 @@ fn draw(
         let color = if pct >= 0.0 { UP } else { DOWN };
         let (_, x1) = cv.text(
             &format!("{pct:+.2}%"),
-            x,
-            info_y,
+            (x, info_y),
             info,
             true,
             color,
@@ -720,8 +716,7 @@ fn draw(
         cv.line((x, info_y), (x + sw, info_y), color, m.line + 2)?;
         let (_, x1) = cv.text(
             &text,
-            x + sw + (f * 0.4) as i32,
-            info_y,
+            (x + sw + (f * 0.4) as i32, info_y),
             info,
             false,
             TEXT,
