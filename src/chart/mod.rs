@@ -6,6 +6,9 @@
 //!
 //! The x axis of every chart is the bar index, not wall time: nights, weekends and holidays take
 //! no space, and time labels come from the bars' own timestamps (in IST).
+//!
+//! Rendering is synchronous CPU work (~10 ms for the default proposal chart in release): call it
+//! from async code through `tokio::task::spawn_blocking`.
 
 mod canvas;
 mod equity;

@@ -318,7 +318,6 @@ fn draw(
         .into_iter()
         .flatten()
         .collect();
-    let last_pane_bottom = panes.last().map_or(l.price.bottom, |p| p.bottom);
 
     // RSI band under everything else in its pane.
     let rsi_y = l.rsi.map(|r| YScale {
@@ -633,7 +632,6 @@ fn draw(
         MUTED_TEXT,
         Align::Right,
     )?;
-    let _ = last_pane_bottom;
 
     // Title and the info row (last price, change, legend with latest values, reward:risk).
     let title_y = m.margin + (f * 0.9) as i32;
