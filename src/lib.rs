@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md (shared) for the layers; each module's own docs say what it is for.
 
 pub mod app;
+pub mod chart;
 pub mod clock;
 pub mod config;
 pub mod domain;
