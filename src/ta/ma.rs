@@ -75,13 +75,6 @@ impl SmaCore {
         Some(out)
     }
 
-    /// The value `back` bars before the newest pushed one (0 = newest); needs `back < period`.
-    #[inline]
-    pub(crate) fn recent(&self, back: usize) -> f64 {
-        let p = self.ring.len();
-        self.ring[(self.pos + p - 1 - back) % p]
-    }
-
     pub(crate) fn reset(&mut self) {
         self.ring.iter_mut().for_each(|v| *v = 0.0);
         self.pos = 0;

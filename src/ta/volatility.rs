@@ -158,8 +158,12 @@ pub struct BandsPoint {
 }
 
 /// Bollinger Bands (TA-Lib BBANDS with SMA): middle = SMA(`period`), width = population
-/// standard deviation over the same window (`sqrt(mean(x^2) - mean^2)`, 0 below 1e-14),
+/// standard deviation of the window around the middle (0 when the variance is below 1e-14),
 /// upper = middle + `k_up`·sd, lower = middle − `k_down`·sd. First value at `period-1`.
+///
+/// The variance is summed from deviations over each window (as TA-Lib 0.8 does numerically),
+/// not from a running `E[x²] − E[x]²`: that shortcut cancels catastrophically on flat
+/// stretches (a constant price gave a band width of ~1e-4 instead of 0).
 pub fn bbands(close: &[f64], period: usize, k_up: f64, k_down: f64) -> Result<Bands, TaError> {
     check_period("period", period)?;
     check_finite("upper multiplier", k_up)?;
@@ -173,21 +177,11 @@ pub fn bbands(close: &[f64], period: usize, k_up: f64, k_down: f64) -> Result<Ba
     let mut upper = nan_vec(n, start + lb);
     let mut lower = nan_vec(n, start + lb);
     let mids = &middle[(start + lb).min(middle.len())..];
-    if !mids.is_empty() {
-        let mut total2 = 0.0;
-        for &v in &x[..lb] {
-            total2 += v * v;
-        }
-        let pf = period as f64;
-        for ((&v, &t), &mid) in x[lb..].iter().zip(x).zip(mids) {
-            total2 += v * v;
-            let mut mean2 = total2 / pf;
-            total2 -= t * t;
-            mean2 -= mid * mid;
-            let sd = band_sd(mean2);
-            upper.push(mid + sd * k_up);
-            lower.push(mid - sd * k_down);
-        }
+    let pf = period as f64;
+    for (w, &mid) in x.windows(period).zip(mids) {
+        let sd = band_sd(sum_sq_dev(w, mid) / pf);
+        upper.push(mid + sd * k_up);
+        lower.push(mid - sd * k_down);
     }
     Ok(Bands {
         upper: pad(upper, n),
@@ -196,10 +190,30 @@ pub fn bbands(close: &[f64], period: usize, k_up: f64, k_down: f64) -> Result<Ba
     })
 }
 
+/// Sum of squared deviations from `mean`, in four interleaved lanes (fixed order, so batch
+/// and stream agree bit for bit, and the loop vectorises).
+#[inline(always)]
+fn sum_sq_dev(w: &[f64], mean: f64) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let chunks = w.chunks_exact(4);
+    let rem = chunks.remainder();
+    for ch in chunks {
+        for (a, &v) in acc.iter_mut().zip(ch) {
+            let d = v - mean;
+            *a += d * d;
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(rem) {
+        let d = v - mean;
+        *a += d * d;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
 /// TA-Lib's TA_IS_ZERO_OR_NEG guard before the square root.
 #[inline(always)]
-fn band_sd(mean2: f64) -> f64 {
-    if mean2 < 1e-14 { 0.0 } else { mean2.sqrt() }
+fn band_sd(var: f64) -> f64 {
+    if var < 1e-14 { 0.0 } else { var.sqrt() }
 }
 
 /// Streaming [`bbands`].
@@ -207,8 +221,10 @@ fn band_sd(mean2: f64) -> f64 {
 pub struct BbandsStream {
     mean: SmaCore,
     period: usize,
-    total2: f64,
-    count: usize,
+    /// Each value is stored twice (`pos` and `pos+period`) so the window is always the
+    /// contiguous slice `buf[pos..pos+period]`, oldest first.
+    buf: Vec<f64>,
+    pos: usize,
     k_up: f64,
     k_down: f64,
     gate: Gate,
@@ -222,8 +238,8 @@ impl BbandsStream {
         Ok(BbandsStream {
             mean: SmaCore::new(period),
             period,
-            total2: 0.0,
-            count: 0,
+            buf: vec![0.0; 2 * period],
+            pos: 0,
             k_up,
             k_down,
             gate: Gate::default(),
@@ -235,19 +251,12 @@ impl BbandsStream {
             return None;
         }
         let p = self.period;
-        self.total2 += x * x;
-        if self.count + 1 < p {
-            self.count += 1;
-            self.mean.push(x);
-            return None;
-        }
+        self.buf[self.pos] = x;
+        self.buf[self.pos + p] = x;
+        self.pos = if self.pos + 1 == p { 0 } else { self.pos + 1 };
         let mid = self.mean.push(x)?;
-        let mut mean2 = self.total2 / p as f64;
-        // The trailing value TA-Lib drops is the oldest of the window: p-1 bars back.
-        let t = self.mean.recent(p - 1);
-        self.total2 -= t * t;
-        mean2 -= mid * mid;
-        let sd = band_sd(mean2);
+        let w = &self.buf[self.pos..self.pos + p];
+        let sd = band_sd(sum_sq_dev(w, mid) / p as f64);
         Some(BandsPoint {
             upper: mid + sd * self.k_up,
             middle: mid,
