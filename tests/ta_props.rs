@@ -353,7 +353,7 @@ fn shorter_than_warmup_is_all_nan() {
     assert!(nan(&ta::bbands(&x, 5, 2.0, 2.0).unwrap().upper));
     assert!(nan(&ta::adx(&x, &x, &x, 3).unwrap().adx));
     assert!(!nan(&ta::adx(&x, &x, &x, 3).unwrap().plus_di));
-    assert!(nan(&ta::stoch(&x, &x, &x, 2, 2, 2).unwrap().d));
+    assert!(nan(&ta::stoch(&x, &x, &x, 2, 2, 3).unwrap().d));
     assert!(nan(&ta::donchian(&x, &x, 5).unwrap().upper));
     assert!(nan(&ta::supertrend(&x, &x, &x, 4, 3.0).unwrap().line));
 }
