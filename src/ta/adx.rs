@@ -1,5 +1,6 @@
 //! Directional movement: ADX with +DI and -DI (Wilder), exactly as TA-Lib computes them.
 
+use super::momentum::{wilder, wilder_coefs};
 use super::{
     Gate, TaError, check_lens, check_period, first_nan, first_valid, is_zero, nan_vec, pad,
 };
@@ -69,7 +70,11 @@ pub fn adx(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Result<Ad
 struct AdxCore {
     period: usize,
     pf: f64,
-    pm1: f64,
+    /// `1 - 1/period`: the DM/TR decay.
+    decay: f64,
+    /// Wilder coefficients of the ADX smoothing.
+    a: f64,
+    b: f64,
     count: usize,
     prev_high: f64,
     prev_low: f64,
@@ -87,7 +92,9 @@ impl AdxCore {
         Ok(AdxCore {
             period,
             pf: period as f64,
-            pm1: (period - 1) as f64,
+            decay: 1.0 - 1.0 / period as f64,
+            a: wilder_coefs(period).0,
+            b: wilder_coefs(period).1,
             count: 0,
             prev_high: 0.0,
             prev_low: 0.0,
@@ -135,17 +142,21 @@ impl AdxCore {
             self.tr += tr;
             return None;
         }
-        self.minus_dm -= self.minus_dm / self.pf;
-        self.plus_dm -= self.plus_dm / self.pf;
-        if diff_m > 0.0 && diff_p < diff_m {
-            self.minus_dm += diff_m;
+        // TA-Lib: dm - dm/p + today's DM; as dm·(1-1/p) + DM to keep divisions off the chain.
+        let (pdm, mdm) = if diff_m > 0.0 && diff_p < diff_m {
+            (0.0, diff_m)
         } else if diff_p > 0.0 && diff_p > diff_m {
-            self.plus_dm += diff_p;
-        }
-        self.tr = self.tr - self.tr / self.pf + tr;
+            (diff_p, 0.0)
+        } else {
+            (0.0, 0.0)
+        };
+        self.minus_dm = self.minus_dm * self.decay + mdm;
+        self.plus_dm = self.plus_dm * self.decay + pdm;
+        self.tr = self.tr * self.decay + tr;
         let (plus_di, minus_di, dx) = if !is_zero(self.tr) {
-            let minus_di = 100.0 * (self.minus_dm / self.tr);
-            let plus_di = 100.0 * (self.plus_dm / self.tr);
+            let scale = 100.0 / self.tr;
+            let minus_di = self.minus_dm * scale;
+            let plus_di = self.plus_dm * scale;
             let sum = minus_di + plus_di;
             let dx = if !is_zero(sum) {
                 Some(100.0 * ((minus_di - plus_di).abs() / sum))
@@ -170,7 +181,7 @@ impl AdxCore {
             Some(self.adx)
         } else {
             if let Some(dx) = dx {
-                self.adx = (self.adx * self.pm1 + dx) / self.pf;
+                self.adx = wilder(self.adx, dx, self.a, self.b);
             }
             Some(self.adx)
         };

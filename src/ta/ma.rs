@@ -127,6 +127,13 @@ pub(crate) fn ema_k(period: usize) -> f64 {
     2.0 / (period + 1) as f64
 }
 
+/// One EMA step. TA-Lib writes `((x-prev)*k)+prev`; `x·k + prev·(1-k)` is the same value to
+/// ~1e-16 relative but keeps only a multiply-add on the bar-to-bar dependency chain.
+#[inline(always)]
+pub(crate) fn ema_step(prev: f64, x: f64, k: f64) -> f64 {
+    x * k + prev * (1.0 - k)
+}
+
 fn ema_kernel(x: &[f64], period: usize, out: &mut Vec<f64>) {
     let lb = period - 1;
     out.resize(out.len() + lb.min(x.len()), f64::NAN);
@@ -147,7 +154,7 @@ fn ema_kernel(x: &[f64], period: usize, out: &mut Vec<f64>) {
         if v.is_nan() {
             break;
         }
-        prev = (v - prev) * k + prev;
+        prev = ema_step(prev, v, k);
         out.push(prev);
     }
 }
@@ -182,7 +189,7 @@ impl EmaCore {
             self.value /= self.period as f64;
             return Some(self.value);
         }
-        self.value = (v - self.value) * self.k + self.value;
+        self.value = ema_step(self.value, v, self.k);
         Some(self.value)
     }
 }

@@ -1,7 +1,8 @@
 //! Volatility and channel indicators: ATR (Wilder), Bollinger Bands, Supertrend, Donchian.
 
 use super::ma::{SmaCore, sma_kernel};
-use super::window::{MonoMax, MonoMin};
+use super::momentum::{wilder, wilder_coefs};
+use super::window::{MonoMax, MonoMin, rolling_max, rolling_min};
 use super::{
     Gate, TaError, check_finite, check_lens, check_period, first_nan, first_valid, nan_vec, pad,
 };
@@ -40,9 +41,8 @@ pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Result<Ve
         for i in 1..=period {
             total += true_range(h[i], l[i], c[i - 1]);
         }
-        let pf = period as f64;
-        let pm1 = (period - 1) as f64;
-        let mut prev = total / pf;
+        let (a, b) = wilder_coefs(period);
+        let mut prev = total / period as f64;
         out.push(prev);
         let mut pc = c[period];
         for ((&hi, &lo), &ci) in h[period + 1..]
@@ -55,9 +55,7 @@ pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Result<Ve
             }
             let tr = true_range(hi, lo, pc);
             pc = ci;
-            prev *= pm1;
-            prev += tr;
-            prev /= pf;
+            prev = wilder(prev, tr, a, b);
             out.push(prev);
         }
     }
@@ -102,9 +100,8 @@ impl AtrCore {
             self.value /= p as f64;
             return Some(self.value);
         }
-        self.value *= (p - 1) as f64;
-        self.value += tr;
-        self.value /= p as f64;
+        let (a, b) = wilder_coefs(p);
+        self.value = wilder(self.value, tr, a, b);
         Some(self.value)
     }
 }
@@ -456,21 +453,22 @@ pub struct DonchianPoint {
 /// index `period-1`.
 pub fn donchian(high: &[f64], low: &[f64], period: usize) -> Result<Donchian, TaError> {
     check_lens(&[("high", high.len()), ("low", low.len())])?;
-    let mut core = DonchianCore::new(period)?;
+    check_period("period", period)?;
     let n = high.len();
     let start = first_valid(&[high, low]);
     let end = start + first_nan(&[&high[start..], &low[start..]]);
     let warm = (start + period - 1).min(end);
     let mut upper = nan_vec(n, warm);
-    let mut middle = nan_vec(n, warm);
     let mut lower = nan_vec(n, warm);
-    for i in start..end {
-        if let Some(p) = core.step(high[i], low[i]) {
-            upper.push(p.upper);
-            middle.push(p.middle);
-            lower.push(p.lower);
-        }
-    }
+    upper.extend(rolling_max(&high[start..end], period));
+    lower.extend(rolling_min(&low[start..end], period));
+    let mut middle = nan_vec(n, warm);
+    middle.extend(
+        upper[warm..]
+            .iter()
+            .zip(&lower[warm..])
+            .map(|(u, l)| (u + l) / 2.0),
+    );
     Ok(Donchian {
         upper: pad(upper, n),
         middle: pad(middle, n),

@@ -73,3 +73,56 @@ impl Mono {
         self.vals[self.head & m]
     }
 }
+
+/// Maximum of every `period`-long window of `x`, ending at `period-1..x.len()` (van Herk /
+/// Gil-Werman blocks: branch-free, three comparisons per value whatever the data). Ties
+/// resolve to the latest value, as in [`MonoMax`], so both give the same bits.
+pub(crate) fn rolling_max(x: &[f64], period: usize) -> Vec<f64> {
+    rolling(x, period, f64::NEG_INFINITY, |later, earlier| {
+        later >= earlier
+    })
+}
+
+/// Minimum counterpart of [`rolling_max`].
+pub(crate) fn rolling_min(x: &[f64], period: usize) -> Vec<f64> {
+    rolling(x, period, f64::INFINITY, |later, earlier| later <= earlier)
+}
+
+#[inline(always)]
+fn rolling(x: &[f64], p: usize, empty: f64, keep_later: impl Fn(f64, f64) -> bool) -> Vec<f64> {
+    let n = x.len();
+    if p == 0 || n < p {
+        return Vec::new();
+    }
+    let pick = |later: f64, earlier: f64| {
+        if keep_later(later, earlier) {
+            later
+        } else {
+            earlier
+        }
+    };
+    let mut out = Vec::with_capacity(n - p + 1);
+    // suffix[j] = extreme of the previous block from offset j to its end; suffix[p] = empty.
+    let mut suffix = vec![empty; p + 1];
+    for (b, blk) in x.chunks(p).enumerate() {
+        let base = b * p;
+        let mut run = empty;
+        for (j, (&v, &sfx)) in blk.iter().zip(&suffix[1..]).enumerate() {
+            run = pick(v, run);
+            if base + j + 1 >= p {
+                out.push(pick(run, sfx));
+            }
+        }
+        if blk.len() == p {
+            for j in (0..p).rev() {
+                // Strict comparison: on a tie keep the later value (suffix[j+1]).
+                suffix[j] = if keep_later(suffix[j + 1], blk[j]) {
+                    suffix[j + 1]
+                } else {
+                    blk[j]
+                };
+            }
+        }
+    }
+    out
+}
