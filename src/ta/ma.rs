@@ -1,38 +1,34 @@
 //! Moving averages: simple (SMA), exponential (EMA, SMA-seeded) and linearly weighted (WMA).
 
-use super::{Gate, TaError, check_period, first_valid, nan_vec, pad};
+use super::{Gate, TaError, check_period, first_valid};
 
 /// Simple moving average. First value at index `period-1`.
 pub fn sma(x: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[x]);
-    let mut out = nan_vec(x.len(), start);
-    sma_kernel(&x[start..], period, &mut out);
-    Ok(pad(out, x.len()))
+    let mut out = vec![f64::NAN; x.len()];
+    sma_kernel(&x[start..], period, &mut out[start..]);
+    Ok(out)
 }
 
 /// TA-Lib's TA_INT_SMA running sum: add the new value, divide, then drop the trailing one.
-/// Pushes the warm-up NaNs and the values; stops at the first NaN.
-pub(crate) fn sma_kernel(x: &[f64], period: usize, out: &mut Vec<f64>) {
+/// Writes into `out` (same length as `x`, NaN-filled) and stops at the first NaN.
+pub(crate) fn sma_kernel(x: &[f64], period: usize, out: &mut [f64]) {
     let lb = period - 1;
-    out.resize(out.len() + lb.min(x.len()), f64::NAN);
-    if x.len() <= lb {
+    if x.len() <= lb || x[..lb].iter().any(|v| v.is_nan()) {
         return;
     }
     let mut total = 0.0;
     for &v in &x[..lb] {
-        if v.is_nan() {
-            return;
-        }
         total += v;
     }
     let pf = period as f64;
-    for (&v, &t) in x[lb..].iter().zip(x) {
+    for ((o, &v), &t) in out[lb..].iter_mut().zip(&x[lb..]).zip(x) {
         if v.is_nan() {
             break;
         }
         total += v;
-        out.push(total / pf);
+        *o = total / pf;
         total -= t;
     }
 }
@@ -117,9 +113,9 @@ impl Sma {
 pub fn ema(x: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[x]);
-    let mut out = nan_vec(x.len(), start);
-    ema_kernel(&x[start..], period, &mut out);
-    Ok(pad(out, x.len()))
+    let mut out = vec![f64::NAN; x.len()];
+    ema_kernel(&x[start..], period, &mut out[start..]);
+    Ok(out)
 }
 
 #[inline]
@@ -134,28 +130,23 @@ pub(crate) fn ema_step(prev: f64, x: f64, k: f64) -> f64 {
     x * k + prev * (1.0 - k)
 }
 
-fn ema_kernel(x: &[f64], period: usize, out: &mut Vec<f64>) {
-    let lb = period - 1;
-    out.resize(out.len() + lb.min(x.len()), f64::NAN);
-    if x.len() < period {
+fn ema_kernel(x: &[f64], period: usize, out: &mut [f64]) {
+    if x.len() < period || x[..period].iter().any(|v| v.is_nan()) {
         return;
     }
     let mut sum = 0.0;
     for &v in &x[..period] {
-        if v.is_nan() {
-            return;
-        }
         sum += v;
     }
     let k = ema_k(period);
     let mut prev = sum / period as f64;
-    out.push(prev);
-    for &v in &x[period..] {
+    out[period - 1] = prev;
+    for (o, &v) in out[period..].iter_mut().zip(&x[period..]) {
         if v.is_nan() {
             break;
         }
         prev = ema_step(prev, v, k);
-        out.push(prev);
+        *o = prev;
     }
 }
 
@@ -228,24 +219,23 @@ impl Ema {
 pub fn wma(x: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[x]);
-    let mut out = nan_vec(x.len(), start);
-    wma_kernel(&x[start..], period, &mut out);
-    Ok(pad(out, x.len()))
+    let mut out = vec![f64::NAN; x.len()];
+    wma_kernel(&x[start..], period, &mut out[start..]);
+    Ok(out)
 }
 
-fn wma_kernel(x: &[f64], period: usize, out: &mut Vec<f64>) {
+fn wma_kernel(x: &[f64], period: usize, out: &mut [f64]) {
     let lb = period - 1;
-    out.resize(out.len() + lb.min(x.len()), f64::NAN);
-    if x.len() <= lb {
+    if x.len() <= lb || x[..lb].iter().any(|v| v.is_nan()) {
         return;
     }
     if period == 1 {
         // TA-Lib copies the input for period 1 (the running sums would add rounding noise).
-        for &v in x {
+        for (o, &v) in out.iter_mut().zip(x) {
             if v.is_nan() {
                 break;
             }
-            out.push(v);
+            *o = v;
         }
         return;
     }
@@ -254,14 +244,11 @@ fn wma_kernel(x: &[f64], period: usize, out: &mut Vec<f64>) {
     let mut sub = 0.0;
     let mut sum = 0.0;
     for (i, &v) in x[..lb].iter().enumerate() {
-        if v.is_nan() {
-            return;
-        }
         sub += v;
         sum += v * (i + 1) as f64;
     }
     let mut trailing = 0.0;
-    for (&v, &t) in x[lb..].iter().zip(x) {
+    for ((o, &v), &t) in out[lb..].iter_mut().zip(&x[lb..]).zip(x) {
         if v.is_nan() {
             break;
         }
@@ -269,7 +256,7 @@ fn wma_kernel(x: &[f64], period: usize, out: &mut Vec<f64>) {
         sub -= trailing;
         sum += v * pf;
         trailing = t;
-        out.push(sum / divider);
+        *o = sum / divider;
         sum -= sub;
     }
 }

@@ -11,9 +11,9 @@ use super::{
 pub fn rsi(close: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[close]);
-    let mut out = nan_vec(close.len(), start);
-    rsi_kernel(&close[start..], period, &mut out);
-    Ok(pad(out, close.len()))
+    let mut out = vec![f64::NAN; close.len()];
+    rsi_kernel(&close[start..], period, &mut out[start..]);
+    Ok(out)
 }
 
 /// Wilder step `(prev·(p-1) + x) / p`, evaluated as `prev·a + x·b` with `a = (p-1)/p`,
@@ -46,9 +46,8 @@ fn rsi_value(gain: f64, loss: f64) -> f64 {
     }
 }
 
-fn rsi_kernel(x: &[f64], period: usize, out: &mut Vec<f64>) {
-    out.resize(out.len() + period.min(x.len()), f64::NAN);
-    if x.len() <= period {
+fn rsi_kernel(x: &[f64], period: usize, out: &mut [f64]) {
+    if x.len() <= period || x[..=period].iter().any(|v| v.is_nan()) {
         return;
     }
     let mut gain = 0.0;
@@ -63,15 +62,12 @@ fn rsi_kernel(x: &[f64], period: usize, out: &mut Vec<f64>) {
             gain += d;
         }
     }
-    if x[..=period].iter().any(|v| v.is_nan()) {
-        return;
-    }
     let pf = period as f64;
     let (a, b) = wilder_coefs(period);
     loss /= pf;
     gain /= pf;
-    out.push(rsi_value(gain, loss));
-    for &v in &x[period + 1..] {
+    out[period] = rsi_value(gain, loss);
+    for (o, &v) in out[period + 1..].iter_mut().zip(&x[period + 1..]) {
         if v.is_nan() {
             break;
         }
@@ -79,7 +75,7 @@ fn rsi_kernel(x: &[f64], period: usize, out: &mut Vec<f64>) {
         prev = v;
         gain = wilder(gain, up, a, b);
         loss = wilder(loss, down, a, b);
-        out.push(rsi_value(gain, loss));
+        *o = rsi_value(gain, loss);
     }
 }
 
@@ -153,16 +149,17 @@ pub fn roc(close: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[close]);
     let x = &close[start..];
-    let mut out = nan_vec(close.len(), start + period);
+    let mut out = vec![f64::NAN; close.len()];
     if x.len() > period && !x[..period].iter().any(|v| v.is_nan()) {
-        for (&v, &old) in x[period..].iter().zip(x) {
+        let o = &mut out[start + period..];
+        for ((o, &v), &old) in o.iter_mut().zip(&x[period..]).zip(x) {
             if v.is_nan() {
                 break;
             }
-            out.push(roc_value(v, old));
+            *o = roc_value(v, old);
         }
     }
-    Ok(pad(out, close.len()))
+    Ok(out)
 }
 
 #[inline(always)]
@@ -245,9 +242,9 @@ pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> Result<Ma
     let n = close.len();
     let start = first_valid(&[close]);
     let lb = slow + signal - 2;
-    let mut m = nan_vec(n, start + lb);
-    let mut s = nan_vec(n, start + lb);
-    let mut h = nan_vec(n, start + lb);
+    let mut m = vec![f64::NAN; n];
+    let mut s = vec![f64::NAN; n];
+    let mut h = vec![f64::NAN; n];
     let x = &close[start..];
     if x.len() > lb && !x[..=lb].iter().any(|v| v.is_nan()) {
         let (fk, sk, gk) = (ema_k(fast), ema_k(slow), ema_k(signal));
@@ -272,10 +269,15 @@ pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> Result<Ma
             psig += mv;
         }
         psig /= signal as f64;
-        m.push(mv);
-        s.push(psig);
-        h.push(mv - psig);
-        for &v in &x[lb + 1..] {
+        let o = start + lb;
+        m[o] = mv;
+        s[o] = psig;
+        h[o] = mv - psig;
+        let outs = m[o + 1..]
+            .iter_mut()
+            .zip(s[o + 1..].iter_mut())
+            .zip(h[o + 1..].iter_mut());
+        for (((mo, so), ho), &v) in outs.zip(&x[lb + 1..]) {
             if v.is_nan() {
                 break;
             }
@@ -283,15 +285,15 @@ pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> Result<Ma
             pslow = ema_step(pslow, v, sk);
             mv = pfast - pslow;
             psig = ema_step(psig, mv, gk);
-            m.push(mv);
-            s.push(psig);
-            h.push(mv - psig);
+            *mo = mv;
+            *so = psig;
+            *ho = mv - psig;
         }
     }
     Ok(Macd {
-        macd: pad(m, n),
-        signal: pad(s, n),
-        hist: pad(h, n),
+        macd: m,
+        signal: s,
+        hist: h,
     })
 }
 

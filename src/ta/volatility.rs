@@ -34,7 +34,7 @@ pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Result<Ve
     let n = high.len();
     let start = first_valid(&[high, low, close]);
     let (h, l, c) = (&high[start..], &low[start..], &close[start..]);
-    let mut out = nan_vec(n, start + period);
+    let mut out = vec![f64::NAN; n];
     let nan3 = |i: usize| h[i].is_nan() || l[i].is_nan() || c[i].is_nan();
     if h.len() > period && !(0..=period).any(nan3) {
         let mut total = 0.0;
@@ -43,23 +43,23 @@ pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Result<Ve
         }
         let (a, b) = wilder_coefs(period);
         let mut prev = total / period as f64;
-        out.push(prev);
+        out[start + period] = prev;
         let mut pc = c[period];
-        for ((&hi, &lo), &ci) in h[period + 1..]
+        let bars = h[period + 1..]
             .iter()
             .zip(&l[period + 1..])
-            .zip(&c[period + 1..])
-        {
+            .zip(&c[period + 1..]);
+        for (o, ((&hi, &lo), &ci)) in out[start + period + 1..].iter_mut().zip(bars) {
             if hi.is_nan() || lo.is_nan() || ci.is_nan() {
                 break;
             }
             let tr = true_range(hi, lo, pc);
             pc = ci;
             prev = wilder(prev, tr, a, b);
-            out.push(prev);
+            *o = prev;
         }
     }
-    Ok(pad(out, n))
+    Ok(out)
 }
 
 /// Wilder ATR state shared by [`Atr`] and [`SupertrendStream`].
@@ -155,12 +155,13 @@ pub struct BandsPoint {
 }
 
 /// Bollinger Bands (TA-Lib BBANDS with SMA): middle = SMA(`period`), width = population
-/// standard deviation of the window around the middle (0 when the variance is below 1e-14),
-/// upper = middle + `k_up`·sd, lower = middle − `k_down`·sd. First value at `period-1`.
+/// standard deviation of the window (0 when the variance is below 1e-14), upper = middle +
+/// `k_up`·sd, lower = middle − `k_down`·sd. First value at `period-1`.
 ///
-/// The variance is summed from deviations over each window (as TA-Lib 0.8 does numerically),
-/// not from a running `E[x²] − E[x]²`: that shortcut cancels catastrophically on flat
-/// stretches (a constant price gave a band width of ~1e-4 instead of 0).
+/// The variance comes from running sums of deviations from an anchor price that is reset to
+/// the newest close (and the sums recomputed) every `period` bars. A plain running
+/// `E[x²] − E[x]²` cancels catastrophically on flat stretches (a constant price gave a band
+/// width of ~1e-4 instead of 0); anchored sums keep the terms small and the cost O(1) per bar.
 pub fn bbands(close: &[f64], period: usize, k_up: f64, k_down: f64) -> Result<Bands, TaError> {
     check_period("period", period)?;
     check_finite("upper multiplier", k_up)?;
@@ -168,43 +169,85 @@ pub fn bbands(close: &[f64], period: usize, k_up: f64, k_down: f64) -> Result<Ba
     let n = close.len();
     let start = first_valid(&[close]);
     let x = &close[start..];
-    let mut middle = nan_vec(n, start);
-    sma_kernel(x, period, &mut middle);
+    let mut middle = vec![f64::NAN; n];
+    sma_kernel(x, period, &mut middle[start..]);
     let lb = period - 1;
-    let mut upper = nan_vec(n, start + lb);
-    let mut lower = nan_vec(n, start + lb);
-    let mids = &middle[(start + lb).min(middle.len())..];
-    let pf = period as f64;
-    for (w, &mid) in x.windows(period).zip(mids) {
-        let sd = band_sd(sum_sq_dev(w, mid) / pf);
-        upper.push(mid + sd * k_up);
-        lower.push(mid - sd * k_down);
+    let mut upper = vec![f64::NAN; n];
+    let mut lower = vec![f64::NAN; n];
+    if x.len() > lb && !middle[start + lb].is_nan() {
+        let o = start + lb;
+        let mut dev = DevSums::anchored(&x[..period]);
+        let outs = upper[o..]
+            .iter_mut()
+            .zip(lower[o..].iter_mut())
+            .zip(&middle[o..]);
+        for (i, ((up, lo), &mid)) in (lb..).zip(outs) {
+            if mid.is_nan() {
+                break;
+            }
+            if i > lb {
+                dev.step(x[i], x[i - period], &x[i + 1 - period..=i]);
+            }
+            let sd = band_sd(dev.variance(period));
+            *up = mid + sd * k_up;
+            *lo = mid - sd * k_down;
+        }
     }
     Ok(Bands {
-        upper: pad(upper, n),
-        middle: pad(middle, n),
-        lower: pad(lower, n),
+        upper,
+        middle,
+        lower,
     })
 }
 
-/// Sum of squared deviations from `mean`, in four interleaved lanes (fixed order, so batch
-/// and stream agree bit for bit, and the loop vectorises).
-#[inline(always)]
-fn sum_sq_dev(w: &[f64], mean: f64) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let chunks = w.chunks_exact(4);
-    let rem = chunks.remainder();
-    for ch in chunks {
-        for (a, &v) in acc.iter_mut().zip(ch) {
-            let d = v - mean;
-            *a += d * d;
+/// Sums of deviations `x - anchor` and their squares over the current window.
+#[derive(Debug, Clone, Copy)]
+struct DevSums {
+    anchor: f64,
+    s1: f64,
+    s2: f64,
+    since: usize,
+}
+
+impl DevSums {
+    /// Fresh sums over `w` (oldest first), anchored at its newest value.
+    #[inline]
+    fn anchored(w: &[f64]) -> Self {
+        let anchor = w.last().copied().unwrap_or(0.0);
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for &v in w {
+            let d = v - anchor;
+            s1 += d;
+            s2 += d * d;
+        }
+        DevSums {
+            anchor,
+            s1,
+            s2,
+            since: 0,
         }
     }
-    for (a, &v) in acc.iter_mut().zip(rem) {
-        let d = v - mean;
-        *a += d * d;
+
+    /// Slides the window by one bar: `x` enters, `leaving` leaves; `w` is the new window.
+    #[inline(always)]
+    fn step(&mut self, x: f64, leaving: f64, w: &[f64]) {
+        self.since += 1;
+        if self.since == w.len() {
+            *self = DevSums::anchored(w);
+            return;
+        }
+        let dx = x - self.anchor;
+        let dt = leaving - self.anchor;
+        self.s1 += dx - dt;
+        self.s2 += dx * dx - dt * dt;
     }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
+
+    #[inline(always)]
+    fn variance(&self, period: usize) -> f64 {
+        let pf = period as f64;
+        let m = self.s1 / pf;
+        self.s2 / pf - m * m
+    }
 }
 
 /// TA-Lib's TA_IS_ZERO_OR_NEG guard before the square root.
@@ -222,6 +265,7 @@ pub struct BbandsStream {
     /// contiguous slice `buf[pos..pos+period]`, oldest first.
     buf: Vec<f64>,
     pos: usize,
+    dev: Option<DevSums>,
     k_up: f64,
     k_down: f64,
     gate: Gate,
@@ -237,6 +281,7 @@ impl BbandsStream {
             period,
             buf: vec![0.0; 2 * period],
             pos: 0,
+            dev: None,
             k_up,
             k_down,
             gate: Gate::default(),
@@ -248,12 +293,20 @@ impl BbandsStream {
             return None;
         }
         let p = self.period;
+        let leaving = self.buf[self.pos];
         self.buf[self.pos] = x;
         self.buf[self.pos + p] = x;
         self.pos = if self.pos + 1 == p { 0 } else { self.pos + 1 };
         let mid = self.mean.push(x)?;
         let w = &self.buf[self.pos..self.pos + p];
-        let sd = band_sd(sum_sq_dev(w, mid) / p as f64);
+        let dev = match &mut self.dev {
+            Some(dev) => {
+                dev.step(x, leaving, w);
+                *dev
+            }
+            None => *self.dev.insert(DevSums::anchored(w)),
+        };
+        let sd = band_sd(dev.variance(p));
         Some(BandsPoint {
             upper: mid + sd * self.k_up,
             middle: mid,

@@ -12,20 +12,21 @@ pub fn obv(close: &[f64], volume: &[f64]) -> Result<Vec<f64>, TaError> {
     check_lens(&[("close", close.len()), ("volume", volume.len())])?;
     let n = close.len();
     let start = first_valid(&[close, volume]);
-    let mut out = nan_vec(n, start);
+    let mut out = vec![f64::NAN; n];
     if start < n {
         let mut acc = volume[start];
         let mut prev = close[start];
-        for (&c, &v) in close[start..].iter().zip(&volume[start..]) {
+        let bars = close[start..].iter().zip(&volume[start..]);
+        for (o, (&c, &v)) in out[start..].iter_mut().zip(bars) {
             if c.is_nan() || v.is_nan() {
                 break;
             }
             acc = obv_step(acc, prev, c, v);
-            out.push(acc);
+            *o = acc;
             prev = c;
         }
     }
-    Ok(pad(out, n))
+    Ok(out)
 }
 
 #[inline(always)]
