@@ -64,13 +64,17 @@ def median_ms(f, runs):
 
 
 def rust_figures():
+    """{section: {indicator: ms per 1M}} from `cargo bench --bench ta`."""
     out = subprocess.run(["cargo", "bench", "--bench", "ta"], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
-    figs = {}
+    figs = {"default allocator": {}, "retained heap": {}}
+    section = "default allocator"
     for line in out.splitlines():
+        if "retained heap" in line:
+            section = "retained heap"
         m = re.match(r"^(\w+)\s+([\d.]+) ns/point\s+([\d.]+) ms/1M", line)
         if m:
-            figs[m.group(1)] = float(m.group(3))
+            figs[section][m.group(1)] = float(m.group(3))
     return figs
 
 
@@ -81,16 +85,24 @@ def main():
     args = ap.parse_args()
     h, l, c, v = data()
     talib_ms = {name: median_ms(f, args.runs) for name, f in cases(h, l, c, v)}
-    rust = rust_figures() if args.rust else {}
+    figs = rust_figures() if args.rust else {"default allocator": {}, "retained heap": {}}
+    dflt, kept = figs["default allocator"], figs["retained heap"]
     print(f"TA-Lib {talib.__version__}, {N} points, median of {args.runs} runs (ms per 1M)")
-    print(f"{'indicator':<12} {'TA-Lib':>9} {'Rust':>9} {'Rust/TA-Lib':>12}")
+    print("Rust: 'default' = fresh output pages every run, 'retained' = heap kept "
+          "(see benches/ta.rs); ratio = Rust/TA-Lib, below 1 is faster")
+    print(f"{'indicator':<12} {'TA-Lib':>8} {'default':>8} {'ratio':>6} {'retained':>9} {'ratio':>6}")
+
+    def cell(v, ms, w):
+        return (f"{v:{w}.2f}", f"{v / ms:6.2f}") if v is not None else (f"{'-':>{w}}", f"{'-':>6}")
+
     for name, ms in talib_ms.items():
-        r = rust.get(name)
-        rs = f"{r:9.2f}" if r is not None else f"{'-':>9}"
-        ratio = f"{r / ms:12.2f}" if r is not None else f"{'-':>12}"
-        print(f"{name:<12} {ms:9.2f} {rs} {ratio}")
-    for name in sorted(set(rust) - set(talib_ms)):
-        print(f"{name:<12} {'-':>9} {rust[name]:9.2f} {'(no TA-Lib)':>12}")
+        d, dr = cell(dflt.get(name), ms, 8)
+        k, kr = cell(kept.get(name), ms, 9)
+        print(f"{name:<12} {ms:8.2f} {d} {dr} {k} {kr}")
+    for name in sorted(set(dflt) - set(talib_ms)):
+        k = kept.get(name)
+        ks = f"{k:9.2f}" if k is not None else f"{'-':>9}"
+        print(f"{name:<12} {'-':>8} {dflt[name]:8.2f} {'':>6} {ks}   (no TA-Lib)")
 
 
 if __name__ == "__main__":

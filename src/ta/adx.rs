@@ -1,9 +1,7 @@
 //! Directional movement: ADX with +DI and -DI (Wilder), exactly as TA-Lib computes them.
 
 use super::momentum::{wilder, wilder_coefs};
-use super::{
-    Gate, TaError, check_lens, check_period, first_nan, first_valid, is_zero, nan_vec, pad,
-};
+use super::{Gate, TaError, check_lens, check_period, first_nan, first_valid, is_zero};
 
 /// ADX, +DI and -DI, each the input's length.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,28 +39,30 @@ pub fn adx(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Result<Ad
     let n = high.len();
     let start = first_valid(&[high, low, close]);
     let end = start + first_nan(&[&high[start..], &low[start..], &close[start..]]);
-    let di_start = (start + period).min(end);
-    let adx_start = (start + 2 * period - 1).min(end);
-    let mut adx = nan_vec(n, adx_start);
-    let mut plus = nan_vec(n, di_start);
-    let mut minus = nan_vec(n, di_start);
-    for ((&h, &l), &c) in high[start..end]
+    let mut adx = vec![f64::NAN; n];
+    let mut plus = vec![f64::NAN; n];
+    let mut minus = vec![f64::NAN; n];
+    let bars = high[start..end]
         .iter()
         .zip(&low[start..end])
-        .zip(&close[start..end])
-    {
+        .zip(&close[start..end]);
+    let outs = adx[start..end]
+        .iter_mut()
+        .zip(plus[start..end].iter_mut())
+        .zip(minus[start..end].iter_mut());
+    for (((ao, po), mo), ((&h, &l), &c)) in outs.zip(bars) {
         if let Some(p) = core.step(h, l, c) {
-            plus.push(p.plus_di);
-            minus.push(p.minus_di);
+            *po = p.plus_di;
+            *mo = p.minus_di;
             if let Some(a) = p.adx {
-                adx.push(a);
+                *ao = a;
             }
         }
     }
     Ok(Adx {
-        adx: pad(adx, n),
-        plus_di: pad(plus, n),
-        minus_di: pad(minus, n),
+        adx,
+        plus_di: plus,
+        minus_di: minus,
     })
 }
 

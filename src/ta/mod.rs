@@ -189,11 +189,13 @@ pub(crate) fn first_valid(series: &[&[f64]]) -> usize {
 }
 
 /// Index of the first NaN in any series (the end of the usable data), or `n`.
-/// Only used by the window-driven indicators; the tight loops check inline.
+/// Used by the window-driven indicators; the tight loops check inline.
 pub(crate) fn first_nan(series: &[&[f64]]) -> usize {
     let n = series.first().map_or(0, |s| s.len());
-    (0..n)
-        .find(|&i| series.iter().any(|s| s[i].is_nan()))
+    series
+        .iter()
+        .filter_map(|s| s.iter().position(|v| v.is_nan()))
+        .min()
         .unwrap_or(n)
 }
 

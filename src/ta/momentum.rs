@@ -2,9 +2,7 @@
 
 use super::ma::{SmaCore, ema_k, ema_step};
 use super::window::{MonoMax, MonoMin, rolling_max, rolling_min};
-use super::{
-    Gate, TaError, check_lens, check_period, first_nan, first_valid, is_zero, nan_vec, pad,
-};
+use super::{Gate, TaError, check_lens, check_period, first_nan, first_valid, is_zero};
 
 /// Relative strength index with Wilder smoothing, seeded with the simple averages of the
 /// first `period` gains and losses (TA-Lib classic). First value at index `period`.
@@ -445,25 +443,17 @@ pub fn stoch(
     let hh = rolling_max(&high[start..end], fastk);
     let ll = rolling_min(&low[start..end], fastk);
     let warm = (start + fastk - 1).min(end);
-    let mut k = nan_vec(n, warm);
-    let mut d = nan_vec(n, warm);
+    let mut k = vec![f64::NAN; n];
+    let mut d = vec![f64::NAN; n];
     let closes = close.get(warm..end).unwrap_or(&[]);
-    for ((&h, &l), &c) in hh.iter().zip(&ll).zip(closes) {
-        match core.smooth(h, l, c) {
-            Some(p) => {
-                k.push(p.k);
-                d.push(p.d);
-            }
-            None => {
-                k.push(f64::NAN);
-                d.push(f64::NAN);
-            }
+    let outs = k[warm..].iter_mut().zip(d[warm..].iter_mut());
+    for ((ko, d_o), ((&h, &l), &c)) in outs.zip(hh.iter().zip(&ll).zip(closes)) {
+        if let Some(p) = core.smooth(h, l, c) {
+            *ko = p.k;
+            *d_o = p.d;
         }
     }
-    Ok(Stoch {
-        k: pad(k, n),
-        d: pad(d, n),
-    })
+    Ok(Stoch { k, d })
 }
 
 #[derive(Debug, Clone)]

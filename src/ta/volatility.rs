@@ -360,24 +360,22 @@ pub fn supertrend(
     let n = high.len();
     let start = first_valid(&[high, low, close]);
     let end = start + first_nan(&[&high[start..], &low[start..], &close[start..]]);
-    let mut line = nan_vec(n, start);
-    let mut direction = nan_vec(n, start);
-    for i in start..end {
-        match core.step(high[i], low[i], close[i]) {
-            Some(p) => {
-                line.push(p.line);
-                direction.push(p.direction);
-            }
-            None => {
-                line.push(f64::NAN);
-                direction.push(f64::NAN);
-            }
+    let mut line = vec![f64::NAN; n];
+    let mut direction = vec![f64::NAN; n];
+    let bars = high[start..end]
+        .iter()
+        .zip(&low[start..end])
+        .zip(&close[start..end]);
+    let outs = line[start..end]
+        .iter_mut()
+        .zip(direction[start..end].iter_mut());
+    for ((lo, d_o), ((&h, &l), &c)) in outs.zip(bars) {
+        if let Some(p) = core.step(h, l, c) {
+            *lo = p.line;
+            *d_o = p.direction;
         }
     }
-    Ok(Supertrend {
-        line: pad(line, n),
-        direction: pad(direction, n),
-    })
+    Ok(Supertrend { line, direction })
 }
 
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 
-use super::{Gate, TaError, check_lens, first_valid, nan_vec, pad};
+use super::{Gate, TaError, check_lens, first_valid};
 use crate::clock::IST;
 use crate::domain::Candle;
 
@@ -81,15 +81,15 @@ impl Obv {
 pub fn vwap(candles: &[Candle]) -> Result<Vec<f64>, TaError> {
     let n = candles.len();
     let start = candles.iter().position(|c| !has_nan(c)).unwrap_or(n);
-    let mut out = nan_vec(n, start);
+    let mut out = vec![f64::NAN; n];
     let mut core = VwapCore::default();
-    for c in &candles[start..] {
+    for (o, c) in out[start..].iter_mut().zip(&candles[start..]) {
         if has_nan(c) {
             break;
         }
-        out.push(core.step(c));
+        *o = core.step(c);
     }
-    Ok(pad(out, n))
+    Ok(out)
 }
 
 fn has_nan(c: &Candle) -> bool {
