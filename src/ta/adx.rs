@@ -1,4 +1,4 @@
-//! Directional movement: ADX with +DI and -DI (Wilder), exactly as TA-Lib computes them.
+//! Directional movement: ADX with +DI and -DI (Wilder), with TA-Lib's seeding and rules.
 
 use super::momentum::{wilder, wilder_coefs};
 use super::{Gate, TaError, check_lens, check_period, first_nan, first_valid, is_zero};

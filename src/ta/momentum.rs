@@ -440,17 +440,25 @@ pub fn stoch(
     let n = high.len();
     let start = first_valid(&[high, low, close]);
     let end = start + first_nan(&[&high[start..], &low[start..], &close[start..]]);
-    let hh = rolling_max(&high[start..end], fastk);
-    let ll = rolling_min(&low[start..end], fastk);
-    let warm = (start + fastk - 1).min(end);
+    // The window extremes go into the output buffers first (each is read before its slot
+    // is overwritten with the result), so no scratch allocation is needed.
     let mut k = vec![f64::NAN; n];
     let mut d = vec![f64::NAN; n];
+    rolling_max(&high[start..end], fastk, &mut k[start..end]);
+    rolling_min(&low[start..end], fastk, &mut d[start..end]);
+    let warm = (start + fastk - 1).min(end);
     let closes = close.get(warm..end).unwrap_or(&[]);
-    let outs = k[warm..].iter_mut().zip(d[warm..].iter_mut());
-    for ((ko, d_o), ((&h, &l), &c)) in outs.zip(hh.iter().zip(&ll).zip(closes)) {
-        if let Some(p) = core.smooth(h, l, c) {
-            *ko = p.k;
-            *d_o = p.d;
+    let outs = k[warm..end].iter_mut().zip(d[warm..end].iter_mut());
+    for ((ko, d_o), &c) in outs.zip(closes) {
+        match core.smooth(*ko, *d_o, c) {
+            Some(p) => {
+                *ko = p.k;
+                *d_o = p.d;
+            }
+            None => {
+                *ko = f64::NAN;
+                *d_o = f64::NAN;
+            }
         }
     }
     Ok(Stoch { k, d })

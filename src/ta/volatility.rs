@@ -3,9 +3,7 @@
 use super::ma::{SmaCore, sma_kernel};
 use super::momentum::{wilder, wilder_coefs};
 use super::window::{MonoMax, MonoMin, rolling_max, rolling_min};
-use super::{
-    Gate, TaError, check_finite, check_lens, check_period, first_nan, first_valid, nan_vec, pad,
-};
+use super::{Gate, TaError, check_finite, check_lens, check_period, first_nan, first_valid};
 
 /// True range of a bar given the previous close, in TA-Lib's comparison order.
 #[inline(always)]
@@ -508,22 +506,19 @@ pub fn donchian(high: &[f64], low: &[f64], period: usize) -> Result<Donchian, Ta
     let n = high.len();
     let start = first_valid(&[high, low]);
     let end = start + first_nan(&[&high[start..], &low[start..]]);
-    let warm = (start + period - 1).min(end);
-    let mut upper = nan_vec(n, warm);
-    let mut lower = nan_vec(n, warm);
-    upper.extend(rolling_max(&high[start..end], period));
-    lower.extend(rolling_min(&low[start..end], period));
-    let mut middle = nan_vec(n, warm);
-    middle.extend(
-        upper[warm..]
-            .iter()
-            .zip(&lower[warm..])
-            .map(|(u, l)| (u + l) / 2.0),
-    );
+    let mut upper = vec![f64::NAN; n];
+    let mut lower = vec![f64::NAN; n];
+    rolling_max(&high[start..end], period, &mut upper[start..end]);
+    rolling_min(&low[start..end], period, &mut lower[start..end]);
+    let middle: Vec<f64> = upper
+        .iter()
+        .zip(&lower)
+        .map(|(u, l)| (u + l) / 2.0)
+        .collect();
     Ok(Donchian {
-        upper: pad(upper, n),
-        middle: pad(middle, n),
-        lower: pad(lower, n),
+        upper,
+        middle,
+        lower,
     })
 }
 

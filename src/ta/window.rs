@@ -74,25 +74,33 @@ impl Mono {
     }
 }
 
-/// Maximum of every `period`-long window of `x`, ending at `period-1..x.len()` (van Herk /
-/// Gil-Werman blocks: branch-free, three comparisons per value whatever the data). Ties
-/// resolve to the latest value, as in [`MonoMax`], so both give the same bits.
-pub(crate) fn rolling_max(x: &[f64], period: usize) -> Vec<f64> {
-    rolling(x, period, f64::NEG_INFINITY, |later, earlier| {
+/// Writes the maximum of every `period`-long window of `x` into `out[period-1..x.len()]`
+/// (van Herk / Gil-Werman blocks: branch-free, three comparisons per value whatever the data).
+/// Ties resolve to the latest value, as in [`MonoMax`], so both give the same bits.
+pub(crate) fn rolling_max(x: &[f64], period: usize, out: &mut [f64]) {
+    rolling(x, period, out, f64::NEG_INFINITY, |later, earlier| {
         later >= earlier
     })
 }
 
 /// Minimum counterpart of [`rolling_max`].
-pub(crate) fn rolling_min(x: &[f64], period: usize) -> Vec<f64> {
-    rolling(x, period, f64::INFINITY, |later, earlier| later <= earlier)
+pub(crate) fn rolling_min(x: &[f64], period: usize, out: &mut [f64]) {
+    rolling(x, period, out, f64::INFINITY, |later, earlier| {
+        later <= earlier
+    })
 }
 
 #[inline(always)]
-fn rolling(x: &[f64], p: usize, empty: f64, keep_later: impl Fn(f64, f64) -> bool) -> Vec<f64> {
-    let n = x.len();
+fn rolling(
+    x: &[f64],
+    p: usize,
+    out: &mut [f64],
+    empty: f64,
+    keep_later: impl Fn(f64, f64) -> bool,
+) {
+    let n = x.len().min(out.len());
     if p == 0 || n < p {
-        return Vec::new();
+        return;
     }
     let pick = |later: f64, earlier: f64| {
         if keep_later(later, earlier) {
@@ -101,17 +109,13 @@ fn rolling(x: &[f64], p: usize, empty: f64, keep_later: impl Fn(f64, f64) -> boo
             earlier
         }
     };
-    let mut out = Vec::with_capacity(n - p + 1);
     // suffix[j] = extreme of the previous block from offset j to its end; suffix[p] = empty.
     let mut suffix = vec![empty; p + 1];
-    for (b, blk) in x.chunks(p).enumerate() {
-        let base = b * p;
+    for (blk, dst) in x[..n].chunks(p).zip(out[..n].chunks_mut(p)) {
         let mut run = empty;
-        for (j, (&v, &sfx)) in blk.iter().zip(&suffix[1..]).enumerate() {
+        for ((&v, &sfx), o) in blk.iter().zip(&suffix[1..]).zip(dst.iter_mut()) {
             run = pick(v, run);
-            if base + j + 1 >= p {
-                out.push(pick(run, sfx));
-            }
+            *o = pick(run, sfx);
         }
         if blk.len() == p {
             for j in (0..p).rev() {
@@ -124,5 +128,6 @@ fn rolling(x: &[f64], p: usize, empty: f64, keep_later: impl Fn(f64, f64) -> boo
             }
         }
     }
-    out
+    // The first block's partial windows were written too; they are warm-up.
+    out[..p - 1].iter_mut().for_each(|o| *o = f64::NAN);
 }
