@@ -1,6 +1,7 @@
 //! Directional movement: ADX with +DI and -DI (Wilder), with TA-Lib's seeding and rules.
 
 use super::momentum::{wilder, wilder_coefs};
+use super::volatility::true_range;
 use super::{Gate, TaError, check_lens, check_period, first_nan, first_valid, is_zero};
 
 /// ADX, +DI and -DI, each the input's length.
@@ -122,16 +123,7 @@ impl AdxCore {
         self.prev_high = h;
         let diff_m = self.prev_low - l;
         self.prev_low = l;
-        // TA-Lib computes the true range as max(h-l, |h-pc|, |l-pc|) here.
-        let mut tr = h - l;
-        let t = (h - self.prev_close).abs();
-        if t > tr {
-            tr = t;
-        }
-        let t = (l - self.prev_close).abs();
-        if t > tr {
-            tr = t;
-        }
+        let tr = true_range(h, l, self.prev_close);
         self.prev_close = c;
         if i < p {
             if diff_m > 0.0 && diff_p < diff_m {
@@ -143,13 +135,11 @@ impl AdxCore {
             return None;
         }
         // TA-Lib: dm - dm/p + today's DM; as dm·(1-1/p) + DM to keep divisions off the chain.
-        let (pdm, mdm) = if diff_m > 0.0 && diff_p < diff_m {
-            (0.0, diff_m)
-        } else if diff_p > 0.0 && diff_p > diff_m {
-            (diff_p, 0.0)
-        } else {
-            (0.0, 0.0)
-        };
+        // Non-short-circuit `&`/`|` so the selection compiles without unpredictable branches.
+        let minus = (diff_m > 0.0) & (diff_p < diff_m);
+        let plus = !minus & (diff_p > 0.0) & (diff_p > diff_m);
+        let mdm = if minus { diff_m } else { 0.0 };
+        let pdm = if plus { diff_p } else { 0.0 };
         self.minus_dm = self.minus_dm * self.decay + mdm;
         self.plus_dm = self.plus_dm * self.decay + pdm;
         self.tr = self.tr * self.decay + tr;

@@ -31,7 +31,7 @@ pub(crate) fn wilder_coefs(period: usize) -> (f64, f64) {
 /// Gain and loss of one price change, TA-Lib's way (a zero change counts as a zero gain).
 #[inline(always)]
 fn split_change(d: f64) -> (f64, f64) {
-    if d < 0.0 { (0.0, -d) } else { (d, 0.0) }
+    (d.max(0.0), (-d).max(0.0))
 }
 
 #[inline(always)]

@@ -5,19 +5,13 @@ use super::momentum::{wilder, wilder_coefs};
 use super::window::{MonoMax, MonoMin, rolling_max, rolling_min};
 use super::{Gate, TaError, check_finite, check_lens, check_period, first_nan, first_valid};
 
-/// True range of a bar given the previous close, in TA-Lib's comparison order.
+/// True range of a bar given the previous close: the greatest of `h-l`, `|pc-h|`, `|pc-l|`
+/// (TA-Lib's value for NaN-free input; `max` keeps it branch-free on random data).
 #[inline(always)]
 pub(crate) fn true_range(h: f64, l: f64, prev_close: f64) -> f64 {
-    let mut greatest = h - l;
-    let v2 = (prev_close - h).abs();
-    if v2 > greatest {
-        greatest = v2;
-    }
-    let v3 = (prev_close - l).abs();
-    if v3 > greatest {
-        greatest = v3;
-    }
-    greatest
+    (h - l)
+        .max((prev_close - h).abs())
+        .max((prev_close - l).abs())
 }
 
 /// Average true range with Wilder smoothing, seeded with the simple average of the first

@@ -31,13 +31,9 @@ pub fn obv(close: &[f64], volume: &[f64]) -> Result<Vec<f64>, TaError> {
 
 #[inline(always)]
 fn obv_step(acc: f64, prev: f64, c: f64, v: f64) -> f64 {
-    if c > prev {
-        acc + v
-    } else if c < prev {
-        acc - v
-    } else {
-        acc
-    }
+    // acc ± v, or acc on an unchanged close, without a data-dependent branch.
+    let sign = f64::from(u8::from(c > prev)) - f64::from(u8::from(c < prev));
+    acc + sign * v
 }
 
 /// Streaming [`obv`].
