@@ -17,15 +17,7 @@ const SQLITE_INSTRUMENT_BATCH: usize = 500;
 /// Rows per UNNEST statement on PostgreSQL: bounds one message to a few MB.
 const PG_BATCH: usize = 50_000;
 
-type CandleRow = (
-    DateTime<Utc>,
-    f64,
-    f64,
-    f64,
-    f64,
-    i64,
-    Option<i64>,
-);
+type CandleRow = (DateTime<Utc>, f64, f64, f64, f64, i64, Option<i64>);
 
 type InstrumentRow = (
     i64,

@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
+use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator};
 use sqlx::postgres::PgPool;
-use sqlx::SqlSafeStr;
 
 use super::{Backend, MigrateReport, Pool, Store, StoreError};
 
@@ -196,7 +196,11 @@ mod tests {
             .map(|m| format!("{}.sql", label(m.version, m.name)))
             .collect();
         assert_eq!(files("sqlite"), embedded, "migrations/sqlite vs EMBEDDED");
-        assert_eq!(files("postgres"), embedded, "migrations/postgres vs EMBEDDED");
+        assert_eq!(
+            files("postgres"),
+            embedded,
+            "migrations/postgres vs EMBEDDED"
+        );
     }
 
     #[test]
@@ -204,7 +208,10 @@ mod tests {
         assert!(EMBEDDED.windows(2).all(|w| w[0].version < w[1].version));
         let m = migrator(Backend::Postgres);
         let versions: Vec<i64> = m.iter().map(|m| m.version).collect();
-        assert_eq!(versions, EMBEDDED.iter().map(|m| m.version).collect::<Vec<_>>());
+        assert_eq!(
+            versions,
+            EMBEDDED.iter().map(|m| m.version).collect::<Vec<_>>()
+        );
         assert_eq!(label(1, "market_data"), "0001_market_data");
     }
 }

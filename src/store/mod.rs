@@ -158,14 +158,18 @@ pub enum StoreError {
         ts: DateTime<Utc>,
         reason: String,
     },
-    #[error("refusing to record fetched range {from}..{to} for {key} {interval}: the start is after the end")]
+    #[error(
+        "refusing to record fetched range {from}..{to} for {key} {interval}: the start is after the end"
+    )]
     InvalidRange {
         key: InstrumentKey,
         interval: Interval,
         from: chrono::NaiveDate,
         to: chrono::NaiveDate,
     },
-    #[error("the database holds a value this mft cannot read ({0}); was it written by another program?")]
+    #[error(
+        "the database holds a value this mft cannot read ({0}); was it written by another program?"
+    )]
     Corrupt(String),
 }
 
@@ -278,13 +282,14 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
         };
-        let pool = pool_options
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Connect {
-                url: redact(database_url),
-                source,
-            })?;
+        let pool =
+            pool_options
+                .connect_with(options)
+                .await
+                .map_err(|source| StoreError::Connect {
+                    url: redact(database_url),
+                    source,
+                })?;
         Ok(Store {
             pool: Pool::Sqlite(pool),
         })
@@ -365,7 +370,10 @@ mod tests {
         let err = Backend::from_url("mysql://u@h/db").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("\"mysql\""), "{msg}");
-        assert!(msg.contains("sqlite:") && msg.contains("postgres:"), "{msg}");
+        assert!(
+            msg.contains("sqlite:") && msg.contains("postgres:"),
+            "{msg}"
+        );
         assert!(matches!(
             Backend::from_url("data/mft.db"),
             Err(StoreError::UnsupportedScheme { .. })

@@ -120,15 +120,16 @@ impl Drop for TestDb {
         let Some(pg) = self.pg.take() else { return };
         // Drop runs inside the test's runtime, which cannot be blocked on: use a thread with
         // its own runtime. WITH (FORCE) ends this store's still-open pool connections.
-        let handle = std::thread::spawn(move || {
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(drop_pg_database(&pg.admin_url, &pg.db_name)),
-                Err(e) => eprintln!("could not drop test database {}: {e}", pg.db_name),
-            }
-        });
+        let handle =
+            std::thread::spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(drop_pg_database(&pg.admin_url, &pg.db_name)),
+                    Err(e) => eprintln!("could not drop test database {}: {e}", pg.db_name),
+                }
+            });
         let _ = handle.join();
     }
 }
