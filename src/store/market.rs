@@ -606,6 +606,19 @@ mod tests {
         }
     }
 
+    /// Compile-time check: the store's futures can be spawned on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn store_futures_are_send(s: &Store, k: &InstrumentKey, c: &[Candle], d: NaiveDate) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(s.migrate());
+        is_send(s.upsert_instruments(&[]));
+        is_send(s.instrument(k));
+        is_send(s.upsert_candles(k, Interval::Day, c));
+        is_send(s.candles(k, Interval::Day, None, None));
+        is_send(s.candle_summary());
+        is_send(s.store_fetched_chunk(k, Interval::Day, d, d, c));
+    }
+
     #[test]
     fn merge_ranges_joins_overlapping_and_adjacent_days() {
         let merged = merge_ranges(vec![

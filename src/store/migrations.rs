@@ -67,7 +67,8 @@ pub(crate) async fn run(store: &Store) -> Result<MigrateReport, StoreError> {
                 .list_applied_migrations(MIGRATIONS_TABLE)
                 .await
                 .map_err(map)?;
-            migrator.run(&mut *conn).await.map_err(map)?;
+            drop(conn);
+            migrator.run(pool).await.map_err(map)?;
             applied.into_iter().map(|m| m.version).collect()
         }
         Pool::Postgres(pool) => {
@@ -79,7 +80,8 @@ pub(crate) async fn run(store: &Store) -> Result<MigrateReport, StoreError> {
                 .list_applied_migrations(MIGRATIONS_TABLE)
                 .await
                 .map_err(map)?;
-            migrator.run(&mut *conn).await.map_err(map)?;
+            drop(conn);
+            migrator.run(pool).await.map_err(map)?;
             applied.into_iter().map(|m| m.version).collect()
         }
     };
