@@ -18,12 +18,13 @@ CREATE TABLE IF NOT EXISTS instruments (
 CREATE INDEX IF NOT EXISTS instruments_exchange_tradingsymbol
     ON instruments (exchange, tradingsymbol);
 
--- ts is UTC as RFC 3339 text (sqlx's DateTime<Utc> encoding), which sorts chronologically.
+-- ts is UTC in whole seconds since 1970 (INTEGER): half the key size of RFC 3339 text and no
+-- date parsing on reads; sqlx decodes it straight into DateTime<Utc>.
 -- WITHOUT ROWID clusters rows by (instrument, interval, ts): one instrument's range is one scan.
 CREATE TABLE IF NOT EXISTS candles (
     instrument TEXT    NOT NULL,
     interval   TEXT    NOT NULL,
-    ts         TEXT    NOT NULL,
+    ts         INTEGER NOT NULL,
     open       REAL    NOT NULL,
     high       REAL    NOT NULL,
     low        REAL    NOT NULL,

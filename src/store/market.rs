@@ -79,9 +79,19 @@ fn upper_bound() -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// Rejects candles that no database would store faithfully (NaN/infinite prices).
+/// Rejects candles that no database would store faithfully (NaN/infinite prices, times finer
+/// than a second).
 fn validate(key: &InstrumentKey, interval: Interval, candles: &[Candle]) -> Result<(), StoreError> {
     for c in candles {
+        if c.ts.timestamp_subsec_nanos() != 0 {
+            return Err(StoreError::InvalidCandle {
+                key: key.clone(),
+                interval,
+                ts: c.ts,
+                reason: "its time has a fraction of a second; candles start on whole seconds"
+                    .into(),
+            });
+        }
         let prices = [c.open, c.high, c.low, c.close];
         if let Some(p) = prices.iter().find(|p| !p.is_finite()) {
             return Err(StoreError::InvalidCandle {
@@ -263,7 +273,7 @@ impl BulkWrite for SqliteConnection {
                 q = q
                     .bind(instrument)
                     .bind(interval)
-                    .bind(c.ts)
+                    .bind(c.ts.timestamp())
                     .bind(c.open)
                     .bind(c.high)
                     .bind(c.low)
@@ -447,16 +457,25 @@ impl Store {
         let instrument = key.to_string();
         let from = from.unwrap_or_else(lower_bound);
         let to = to.unwrap_or_else(upper_bound);
-        let rows = on_pool!(self, pool => {
-            sqlx::query_as::<_, CandleRow>(sql)
+        // SQLite keeps candles.ts as epoch seconds (see its migration); PostgreSQL as TIMESTAMPTZ.
+        let rows = match self.pool() {
+            super::Pool::Sqlite(pool) => sqlx::query_as::<_, CandleRow>(sql)
+                .bind(instrument.as_str())
+                .bind(interval.as_str())
+                .bind(from.timestamp())
+                .bind(to.timestamp())
+                .fetch_all(pool)
+                .await
+                .ctx("reading candles")?,
+            super::Pool::Postgres(pool) => sqlx::query_as::<_, CandleRow>(sql)
                 .bind(instrument.as_str())
                 .bind(interval.as_str())
                 .bind(from)
                 .bind(to)
                 .fetch_all(pool)
                 .await
-                .ctx("reading candles")?
-        });
+                .ctx("reading candles")?,
+        };
         Ok(rows.into_iter().map(candle_from_row).collect())
     }
 
@@ -646,6 +665,9 @@ mod tests {
         let err = validate(&key, Interval::Day, &[candle(0, f64::NAN)]).unwrap_err();
         assert!(err.to_string().contains("NSE:INFY"), "{err}");
         assert!(validate(&key, Interval::Day, &[candle(0, f64::INFINITY)]).is_err());
+        let mut odd = candle(0, 1.0);
+        odd.ts += chrono::Duration::milliseconds(1);
+        assert!(validate(&key, Interval::Day, &[odd]).is_err());
     }
 
     #[test]

@@ -55,6 +55,9 @@
 //! work on both backends without the `macros` feature (kept off for compile time). Where the SQL
 //! must differ (bulk writes, PostgreSQL-only features), `match self.pool()` on [`Pool`] instead,
 //! or check [`Store::backend`]. `INSERT .. RETURNING id` works on both.
+//!
+//! One deliberate exception: SQLite keeps `candles.ts` as INTEGER epoch seconds (faster bulk
+//! writes and reads); queries on `candles` live in `market.rs` and bind `ts.timestamp()` there.
 
 mod market;
 pub(crate) mod migrations;
