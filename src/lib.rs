@@ -7,4 +7,5 @@ pub mod chart;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod store;
 pub mod ta;
