@@ -1,0 +1,3 @@
+//! Shared helpers and fakes for the integration tests; each test file does `mod support;`.
+
+pub mod db;
