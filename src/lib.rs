@@ -2,9 +2,9 @@
 //!
 //! See ARCHITECTURE.md (shared) for the layers; each module's own docs say what it is for.
 
+pub mod agents;
 pub mod app;
 pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod agents;
 pub mod store;

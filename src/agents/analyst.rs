@@ -162,8 +162,12 @@ impl RuleAnalyst {
             let key = key.clone();
             move |source| AgentError::Indicator { key, what, source }
         };
-        let fast = self.moving_average(&close, s.fast).map_err(ind("fast MA"))?;
-        let slow = self.moving_average(&close, s.slow).map_err(ind("slow MA"))?;
+        let fast = self
+            .moving_average(&close, s.fast)
+            .map_err(ind("fast MA"))?;
+        let slow = self
+            .moving_average(&close, s.slow)
+            .map_err(ind("slow MA"))?;
         let rsi = crate::ta::rsi(&close, s.rsi_period).map_err(ind("RSI"))?;
         let atr = crate::ta::atr(&high, &low, &close, s.atr_period).map_err(ind("ATR"))?;
 
@@ -219,12 +223,8 @@ impl RuleAnalyst {
                 Side::Buy => (entry - risk, entry + s.reward_risk * risk),
                 Side::Sell => (entry + risk, entry - s.reward_risk * risk),
             };
-            let confidence = confidence(
-                rsi_now,
-                band,
-                (f_now - s_now) - (f_prev - s_prev),
-                atr_now,
-            );
+            let confidence =
+                confidence(rsi_now, band, (f_now - s_now) - (f_prev - s_prev), atr_now);
             return Ok(Signal::Entry(Verdict {
                 key: key.clone(),
                 side,
@@ -477,7 +477,8 @@ mod tests {
         };
         assert_eq!((v.entry, v.stop, v.target), (92.5, 88.5, 100.5));
         assert!(
-            v.rationale.starts_with("SMA3 91.50 crossed above SMA5 91.10; RSI3 68.0"),
+            v.rationale
+                .starts_with("SMA3 91.50 crossed above SMA5 91.10; RSI3 68.0"),
             "{}",
             v.rationale
         );
@@ -489,7 +490,10 @@ mod tests {
         let Signal::None { reason, .. } = run(strategy(), &c, closed_at(4)) else {
             panic!("expected None");
         };
-        assert!(reason.contains("only 5 closed 15minute candles, 6 needed"), "{reason}");
+        assert!(
+            reason.contains("only 5 closed 15minute candles, 6 needed"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -502,7 +506,11 @@ mod tests {
         let e = RuleAnalyst::new(s)
             .evaluate(&key(), Interval::Minute15, &[], t0())
             .unwrap_err();
-        assert!(e.to_string().contains("fast (50) must be shorter than slow (20)"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("fast (50) must be shorter than slow (20)"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

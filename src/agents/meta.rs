@@ -113,7 +113,12 @@ impl MetaAgent {
         let started = self.clock.now();
         let count = u32::try_from(list.len()).unwrap_or(u32::MAX);
         let run_id = self.store.start_scan_run(started, count).await?;
-        tracing::info!(scan = run_id, instruments = count, analyst = self.analyst.name(), "scan started");
+        tracing::info!(
+            scan = run_id,
+            instruments = count,
+            analyst = self.analyst.name(),
+            "scan started"
+        );
 
         let open: HashSet<&InstrumentKey> = open_positions.iter().collect();
         let concurrency = self.settings.trading.scan_concurrency.max(1);
@@ -354,7 +359,13 @@ impl MetaAgent {
 pub fn chart_file_name(p: &Proposal) -> String {
     let sym: String = format!("{}_{}", p.key.exchange, p.key.tradingsymbol)
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("p{}-{sym}.png", p.id)
 }

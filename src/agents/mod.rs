@@ -35,13 +35,17 @@ pub enum AgentError {
         #[source]
         source: crate::chart::ChartError,
     },
-    #[error("cannot create the charts folder {path}: {source}; check [charts] dir and its permissions")]
+    #[error(
+        "cannot create the charts folder {path}: {source}; check [charts] dir and its permissions"
+    )]
     ChartsDir {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("no candles of {interval} stored for {key}: fetch them first (mft data fetch {key} --interval {interval})")]
+    #[error(
+        "no candles of {interval} stored for {key}: fetch them first (mft data fetch {key} --interval {interval})"
+    )]
     NoCandles {
         key: InstrumentKey,
         interval: crate::domain::Interval,

@@ -49,14 +49,16 @@ pub struct Sized {
 /// Why no proposal is made from a verdict. The caller logs it; it is not an error.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SizingSkip {
-    #[error(
-        "entry {entry} is not a positive price after rounding to the tick {tick}: no proposal"
-    )]
+    #[error("entry {entry} is not a positive price after rounding to the tick {tick}: no proposal")]
     BadEntry { entry: Paise, tick: f64 },
     #[error(
         "stop {stop} equals the entry {entry} after rounding to the tick {tick}: the stop distance is 0, no proposal"
     )]
-    ZeroStopDistance { entry: Paise, stop: Paise, tick: f64 },
+    ZeroStopDistance {
+        entry: Paise,
+        stop: Paise,
+        tick: f64,
+    },
     #[error(
         "{side} with stop {stop} and target {target} around entry {entry}: the stop must be on the losing side and the target on the winning side, no proposal"
     )]
@@ -180,7 +182,12 @@ mod tests {
         }
     }
 
-    fn settings(capital_rupees: i64, pct: f64, leverage: f64, max_value: i64) -> (TradingSettings, RiskSettings) {
+    fn settings(
+        capital_rupees: i64,
+        pct: f64,
+        leverage: f64,
+        max_value: i64,
+    ) -> (TradingSettings, RiskSettings) {
         let trading = TradingSettings {
             capital: Paise::from_rupees(capital_rupees),
             risk_per_trade_pct: pct,
@@ -198,7 +205,13 @@ mod tests {
     fn risk_budget_binds() {
         // 1% of 1,00,000 = 1,000; stop distance 16.80 -> floor(1000 / 16.8) = 59.
         let (t, r) = settings(100_000, 1.0, 5.0, 1_000_000);
-        let s = size(&verdict(Side::Buy, 1500.0, 1483.2, 1533.6), &t, &r, Some(0.05)).unwrap();
+        let s = size(
+            &verdict(Side::Buy, 1500.0, 1483.2, 1533.6),
+            &t,
+            &r,
+            Some(0.05),
+        )
+        .unwrap();
         assert_eq!(s.quantity, 59);
         assert_eq!(s.entry, Paise(150_000));
         assert_eq!(s.stop, Paise(148_320));
@@ -233,13 +246,31 @@ mod tests {
     #[test]
     fn prices_round_to_the_instrument_tick() {
         let (t, r) = settings(100_000, 1.0, 5.0, 1_000_000);
-        let s = size(&verdict(Side::Buy, 101.26, 99.14, 105.49), &t, &r, Some(0.1)).unwrap();
-        assert_eq!((s.entry, s.stop, s.target), (Paise(10_130), Paise(9_910), Paise(10_550)));
+        let s = size(
+            &verdict(Side::Buy, 101.26, 99.14, 105.49),
+            &t,
+            &r,
+            Some(0.1),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.entry, s.stop, s.target),
+            (Paise(10_130), Paise(9_910), Paise(10_550))
+        );
         // distance 2.20 -> floor(1000 / 2.2) = 454
         assert_eq!(s.quantity, 454);
         // Unknown (or nonsense) tick falls back to 0.05.
-        let s = size(&verdict(Side::Buy, 101.26, 99.14, 105.49), &t, &r, Some(0.0)).unwrap();
-        assert_eq!((s.entry, s.stop, s.target), (Paise(10_125), Paise(9_915), Paise(10_550)));
+        let s = size(
+            &verdict(Side::Buy, 101.26, 99.14, 105.49),
+            &t,
+            &r,
+            Some(0.0),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.entry, s.stop, s.target),
+            (Paise(10_125), Paise(9_915), Paise(10_550))
+        );
     }
 
     #[test]
@@ -259,7 +290,10 @@ mod tests {
         assert!(matches!(e, SizingSkip::ZeroStopDistance { .. }), "{e}");
         // risk 1,000 vs a stop 1,200 away -> 0 shares.
         let e = size(&verdict(Side::Buy, 1500.0, 300.0, 3900.0), &t, &r, None).unwrap_err();
-        assert!(matches!(e, SizingSkip::QuantityBelowOne { quantity: 0, .. }), "{e}");
+        assert!(
+            matches!(e, SizingSkip::QuantityBelowOne { quantity: 0, .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("risk per trade"), "{e}");
         // A share worth more than the whole position limit.
         let (t, r) = settings(100_000, 1.0, 5.0, 1_000);

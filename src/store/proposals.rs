@@ -7,9 +7,7 @@ use sqlx::Row;
 
 use super::{QueryContext, Store, StoreError, on_pool};
 use crate::app::ports::ScanSummary;
-use crate::domain::{
-    InstrumentKey, NewProposal, Paise, Product, Proposal, ProposalStatus, Side,
-};
+use crate::domain::{InstrumentKey, NewProposal, Paise, Product, Proposal, ProposalStatus, Side};
 
 const COLUMNS: &str = "id, instrument, side, quantity, entry, stop, target, product, confidence, \
      rationale, status, created_at, expires_at, chart_path, message_id, decided_at, decided_by, outcome";
@@ -209,7 +207,10 @@ impl Store {
     /// Moves every pending proposal with `expires_at <= now` to expired, in one conditional
     /// UPDATE; returns the proposals this call moved (a proposal approved in the meantime is
     /// not among them).
-    pub async fn expire_due_proposals(&self, now: DateTime<Utc>) -> Result<Vec<Proposal>, StoreError> {
+    pub async fn expire_due_proposals(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Proposal>, StoreError> {
         let sql = format!(
             "UPDATE proposals SET status = 'expired', decided_at = COALESCE(decided_at, $1), \
              updated_at = $1 WHERE status = 'pending' AND expires_at <= $1 RETURNING {COLUMNS}"
@@ -256,7 +257,11 @@ impl Store {
     }
 
     /// Records the start of a scan over `instruments` instruments; returns the run id.
-    pub async fn start_scan_run(&self, at: DateTime<Utc>, instruments: u32) -> Result<i64, StoreError> {
+    pub async fn start_scan_run(
+        &self,
+        at: DateTime<Utc>,
+        instruments: u32,
+    ) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>(
                 "INSERT INTO scan_runs (started_at, instruments) VALUES ($1, $2) RETURNING id",
