@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod app;
+pub mod chart;
 pub mod clock;
 pub mod config;
 pub mod domain;
