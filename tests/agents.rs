@@ -199,6 +199,8 @@ async fn scan_proposes_skips_reports_and_records() {
             assert!(png.starts_with(dir.path().join("charts")), "{name}");
             let bytes = std::fs::read(png).unwrap();
             assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name}");
+            let img = image::load_from_memory(&bytes).unwrap();
+            assert_eq!((img.width(), img.height()), (800, 500), "{name}");
             let stored = store.proposal(p.id).await.unwrap().unwrap();
             assert_eq!(
                 stored.chart_path.as_deref(),
