@@ -745,3 +745,86 @@ async fn scan_runs_are_recorded() {
         db.store.close().await;
     }
 }
+
+/// An analyst that fails on one instrument and counts how many analyses run at once.
+struct CountingAnalyst {
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl mft::agents::Analyst for CountingAnalyst {
+    fn name(&self) -> &str {
+        "counting"
+    }
+
+    async fn analyse(
+        &self,
+        key: &InstrumentKey,
+        _interval: Interval,
+        _candles: &[Candle],
+    ) -> Result<mft::domain::Signal, mft::agents::AgentError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, SeqCst);
+        self.calls.fetch_add(1, SeqCst);
+        // Yield a few times so that other analyses get the chance to overlap with this one.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        self.in_flight.fetch_sub(1, SeqCst);
+        if key.tradingsymbol == "S3" {
+            return Err(mft::agents::AgentError::InvalidStrategy(
+                "scripted failure".into(),
+            ));
+        }
+        Ok(mft::domain::Signal::None {
+            key: key.clone(),
+            reason: "scripted: nothing to do".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn scan_is_bounded_and_an_analyst_error_does_not_stop_it() {
+    for db in test_stores().await {
+        let name = db.name;
+        let store = &db.store;
+        let dir = tempfile::tempdir().unwrap();
+        let syms: Vec<String> = (0..8).map(|i| format!("NSE:S{i}")).collect();
+        let refs: Vec<&str> = syms.iter().map(|s| s.as_str()).collect();
+        let s = settings(&refs, dir.path());
+        for sym in &syms {
+            store
+                .upsert_candles(&key(sym), Interval::Minute15, &rising(0.0))
+                .await
+                .unwrap();
+        }
+        let analyst = Arc::new(CountingAnalyst {
+            in_flight: 0.into(),
+            max_in_flight: 0.into(),
+            calls: 0.into(),
+        });
+        let clock: Arc<dyn mft::clock::Clock> = Arc::new(ManualClock::new(now()));
+        let agent = MetaAgent::new(store.clone(), analyst.clone(), Arc::new(s), clock);
+        let out = agent.scan(None, &[]).await.unwrap();
+        use std::sync::atomic::Ordering::SeqCst;
+        assert_eq!(analyst.calls.load(SeqCst), 8, "{name}");
+        assert!(
+            analyst.max_in_flight.load(SeqCst) <= 2,
+            "{name}: scan_concurrency is 2"
+        );
+        assert_eq!(out.errors.len(), 1, "{name}: {out:#?}");
+        assert_eq!(out.errors[0].0, key("NSE:S3"));
+        assert!(out.errors[0].1.contains("scripted failure"), "{name}");
+        assert_eq!(out.skipped.len(), 7, "{name}");
+        assert!(out.proposals.is_empty() && out.exits.is_empty(), "{name}");
+        assert_eq!(
+            (out.summary.instruments, out.summary.errors),
+            (8, 1),
+            "{name}"
+        );
+        db.store.close().await;
+    }
+}

@@ -266,7 +266,11 @@ impl MetaAgent {
             stop: sized.stop,
             target: sized.target,
             product: sized.product,
-            confidence: verdict.confidence.clamp(0.0, 1.0),
+            confidence: if verdict.confidence.is_finite() {
+                verdict.confidence.clamp(0.0, 1.0)
+            } else {
+                0.0
+            },
             rationale: verdict.rationale.clone(),
             created_at: now,
             expires_at: now + chrono::Duration::minutes(trading.proposal_ttl_minutes),
