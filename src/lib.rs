@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md (shared) for the layers; each module's own docs say what it is for.
 
+pub mod agents;
 pub mod app;
 pub mod chart;
 pub mod clock;

@@ -20,12 +20,20 @@ pub(crate) struct EmbeddedMigration {
 }
 
 /// Every migration, in version order. Sibling modules add their entry here.
-pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[EmbeddedMigration {
-    version: 1,
-    name: "market_data",
-    sqlite: include_str!("../../migrations/sqlite/0001_market_data.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_market_data.sql"),
-}];
+pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
+    EmbeddedMigration {
+        version: 1,
+        name: "market_data",
+        sqlite: include_str!("../../migrations/sqlite/0001_market_data.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_market_data.sql"),
+    },
+    EmbeddedMigration {
+        version: 2,
+        name: "proposals",
+        sqlite: include_str!("../../migrations/sqlite/0002_proposals.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_proposals.sql"),
+    },
+];
 
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 

@@ -61,6 +61,7 @@
 
 mod market;
 pub(crate) mod migrations;
+mod proposals;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};
