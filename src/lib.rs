@@ -2,8 +2,12 @@
 //!
 //! See ARCHITECTURE.md (shared) for the layers; each module's own docs say what it is for.
 
+pub mod agents;
 pub mod app;
+pub mod chart;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod market;
+pub mod store;
+pub mod ta;

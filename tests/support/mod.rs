@@ -1,3 +1,4 @@
-//! Shared fakes and helpers for the integration tests (one file per fake).
+//! Shared helpers and fakes for the integration tests; each test file does `mod support;`.
 
+pub mod db;
 pub mod kite_fake;
