@@ -6,3 +6,4 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod bot;
