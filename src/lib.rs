@@ -3,7 +3,9 @@
 //! See ARCHITECTURE.md (shared) for the layers; each module's own docs say what it is for.
 
 pub mod app;
+pub mod bot;
 pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod bot;
+pub mod jobs;
+pub mod web;

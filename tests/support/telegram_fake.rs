@@ -199,6 +199,21 @@ fn message_json(m: &SentMessage) -> Value {
     v
 }
 
+/// The inline keyboard of a request; None when absent or empty.
+fn keyboard(params: &Value) -> Option<Value> {
+    params
+        .get("reply_markup")
+        .filter(|m| {
+            m.get("inline_keyboard")
+                .and_then(Value::as_array)
+                .is_some_and(|rows| {
+                    rows.iter()
+                        .any(|r| r.as_array().is_some_and(|r| !r.is_empty()))
+                })
+        })
+        .cloned()
+}
+
 fn ok(result: Value) -> Json<Value> {
     Json(json!({"ok": true, "result": result}))
 }
@@ -312,9 +327,19 @@ async fn api(
             at: Instant::now(),
         });
     }
+    let response = respond(&shared, &method, params, file).await;
+    // After the state change, so a waiter that sees the call also sees its effect.
     shared.changed.notify_waiters();
+    response
+}
 
-    match method.as_str() {
+async fn respond(
+    shared: &Shared,
+    method: &str,
+    params: Value,
+    file: Option<Vec<u8>>,
+) -> Json<Value> {
+    match method {
         "getMe" => ok(json!({
             "id": BOT_USER_ID,
             "is_bot": true,
@@ -332,10 +357,10 @@ async fn api(
             "pending_update_count": 0,
         })),
         "deleteWebhook" | "setMyCommands" | "close" | "logOut" => ok(json!(true)),
-        "getUpdates" => get_updates(&shared, &params).await,
-        "sendMessage" | "sendPhoto" => send(&shared, &method, &params, file),
+        "getUpdates" => get_updates(shared, &params).await,
+        "sendMessage" | "sendPhoto" => send(shared, method, &params, file),
         "editMessageCaption" | "editMessageText" | "editMessageReplyMarkup" => {
-            edit(&shared, &method, &params)
+            edit(shared, method, &params)
         }
         "answerCallbackQuery" => {
             let Some(id) = params.get("callback_query_id").and_then(Value::as_str) else {
@@ -408,7 +433,7 @@ fn send(shared: &Shared, method: &str, params: &Value, file: Option<Vec<u8>>) ->
             text: None,
             caption: s("caption"),
             parse_mode: s("parse_mode"),
-            reply_markup: params.get("reply_markup").cloned(),
+            reply_markup: keyboard(params),
             photo: Some(photo),
             edits: 0,
         }
@@ -422,7 +447,7 @@ fn send(shared: &Shared, method: &str, params: &Value, file: Option<Vec<u8>>) ->
             text: Some(text),
             caption: None,
             parse_mode: s("parse_mode"),
-            reply_markup: params.get("reply_markup").cloned(),
+            reply_markup: keyboard(params),
             photo: None,
             edits: 0,
         }
@@ -448,7 +473,10 @@ fn edit(shared: &Shared, method: &str, params: &Value) -> Json<Value> {
     match method {
         "editMessageCaption" => {
             if m.photo.is_none() {
-                return err(400, "Bad Request: there is no caption in the message to edit");
+                return err(
+                    400,
+                    "Bad Request: there is no caption in the message to edit",
+                );
             }
             m.caption = s("caption");
             m.parse_mode = s("parse_mode");
@@ -465,11 +493,8 @@ fn edit(shared: &Shared, method: &str, params: &Value) -> Json<Value> {
         }
         _ => {}
     }
-    // An edit without reply_markup removes the inline keyboard, as Telegram does.
-    m.reply_markup = params
-        .get("reply_markup")
-        .filter(|v| !v.is_null())
-        .cloned();
+    // An edit without reply_markup (or with an empty one) removes the inline keyboard.
+    m.reply_markup = keyboard(params);
     m.edits += 1;
     let out = message_json(m);
     ok(out)
@@ -569,9 +594,11 @@ impl TelegramFake {
         let update_id = self.push_update(|update_id, inner| {
             inner.next_callback += 1;
             cb_id = format!("cbq-{}", inner.next_callback);
+            // The bot's message as it is now, when it is in that chat.
             let message = inner
                 .messages
                 .get(&message_id)
+                .filter(|m| m.chat_id == chat_id)
                 .map(message_json)
                 .unwrap_or_else(|| {
                     json!({
@@ -666,7 +693,11 @@ impl TelegramFake {
     }
 
     /// Waits until callback `callback_id` has been answered.
-    pub async fn wait_answered(&self, callback_id: &str, timeout: Duration) -> Option<CallbackAnswer> {
+    pub async fn wait_answered(
+        &self,
+        callback_id: &str,
+        timeout: Duration,
+    ) -> Option<CallbackAnswer> {
         let id = callback_id.to_string();
         self.wait_for(
             |calls| {
