@@ -678,3 +678,30 @@ async fn notifier_posts_a_photo_card_and_edits_it_with_the_outcome() {
     let alert = fake.calls("sendMessage").last().unwrap().clone();
     assert!(alert.str("text").unwrap().starts_with("HALTED"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_fails_start_up_with_an_error_not_a_panic() {
+    let fake = TelegramFake::start(TOKEN).await;
+    let config = BotConfig {
+        token: Secret::new("999:wrong"),
+        api_url: fake.url(),
+        chat_id: OPERATOR,
+        allowed_users: vec![OPERATOR],
+    };
+    let r = tokio::time::timeout(
+        WAIT,
+        run_bot(
+            config,
+            Arc::new(FakeHandler::default()),
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("start-up did not give up");
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("TELEGRAM_BOT_TOKEN"), "{e}");
+    assert!(
+        !e.contains("999:wrong"),
+        "the token must not be in the error: {e}"
+    );
+}

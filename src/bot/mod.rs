@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup, Me, MessageId, ParseMode};
-use teloxide::update_listeners::Polling;
+use teloxide::update_listeners::{Polling, UpdateListener};
 use teloxide::utils::command::{BotCommands, ParseError};
 use tokio_util::sync::CancellationToken;
 
@@ -425,25 +425,20 @@ pub async fn run_bot(
             "handling a Telegram update failed",
         ))
         .build();
-    let token = dispatcher.shutdown_token();
-    let stopper = tokio::spawn(async move {
-        shutdown.cancelled().await;
-        loop {
-            match token.shutdown() {
-                Ok(done) => {
-                    done.await;
-                    break;
-                }
-                // Not dispatching yet (still starting): try again shortly.
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    });
-    let listener = Polling::builder(bot.clone())
+    let mut listener = Polling::builder(bot.clone())
         .timeout(Duration::from_secs(10))
         .delete_webhook()
         .await
         .build();
+    // Stop the listener itself rather than through the dispatcher's ShutdownToken: teloxide
+    // 0.17 loses that token's wake-up when it arrives while an update is being processed, and
+    // shutdown then hangs. A stopped listener makes one last getUpdates to confirm what was
+    // received, the dispatcher drains its in-flight updates and returns.
+    let stop = listener.stop_token();
+    let stopper = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stop.stop();
+    });
     tracing::info!("Telegram bot polling");
     let result = dispatcher
         .try_dispatch_with_listener(
