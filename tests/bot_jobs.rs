@@ -93,3 +93,47 @@ async fn jobs_fire_on_the_clock_and_stop_on_shutdown() {
         "nothing fires after shutdown"
     );
 }
+
+#[tokio::test]
+async fn status_replies_get_the_next_scan() {
+    struct Status;
+    #[async_trait::async_trait]
+    impl CommandHandler for Status {
+        async fn handle(&self, _: Request) -> Result<Reply, CommandError> {
+            Ok(Reply::Status(mft::app::ports::StatusReport {
+                mode: "paper".into(),
+                halted: false,
+                paused: false,
+                last_scan: None,
+                next_scan: None,
+                realized_today: mft::domain::Paise(0),
+                unrealized: mft::domain::Paise(0),
+                positions: vec![],
+                pending: vec![],
+                loss_used: mft::domain::Paise(0),
+                loss_limit: mft::domain::Paise(0),
+                orders_today: 0,
+                orders_limit: 20,
+            }))
+        }
+    }
+    // Wed 25 Nov 2026 09:05 IST -> next scan 09:15 IST = 03:45 UTC.
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 25, 3, 35, 0).unwrap());
+    let scheduler =
+        Arc::new(Scheduler::from_settings(&ScheduleSettings::default(), Arc::new(clock)).unwrap());
+    let h = mft::jobs::WithNextScan::new(Arc::new(Status), scheduler);
+    let r = h
+        .handle(Request {
+            command: Command::Status,
+            actor: Actor::Cli,
+        })
+        .await
+        .unwrap();
+    let Reply::Status(s) = r else {
+        panic!("not a status reply: {r:?}")
+    };
+    assert_eq!(
+        s.next_scan,
+        Some(Utc.with_ymd_and_hms(2026, 11, 25, 3, 45, 0).unwrap())
+    );
+}

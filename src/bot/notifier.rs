@@ -48,6 +48,11 @@ fn notify_err(what: &str, e: impl std::fmt::Display) -> NotifyError {
 }
 
 impl TelegramNotifier {
+    /// A notifier for the operator chat of `config`; `capital` is `[trading] capital`.
+    pub fn from_config(config: &super::BotConfig, capital: Paise) -> Result<Self, super::BotError> {
+        Ok(Self::new(config.bot()?, config.chat_id, capital))
+    }
+
     pub fn new(bot: Bot, chat_id: i64, capital: Paise) -> Self {
         Self {
             bot,

@@ -383,6 +383,11 @@ async fn respond(
 async fn get_updates(shared: &Shared, params: &Value) -> Json<Value> {
     let offset = params.get("offset").and_then(Value::as_i64).unwrap_or(0);
     let timeout = params.get("timeout").and_then(Value::as_u64).unwrap_or(0);
+    let limit = params
+        .get("limit")
+        .and_then(Value::as_u64)
+        .filter(|l| (1..=100).contains(l))
+        .unwrap_or(100) as usize;
     let wait = Duration::from_secs(timeout).min(MAX_EMPTY_POLL);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -396,10 +401,15 @@ async fn get_updates(shared: &Shared, params: &Value) -> Json<Value> {
                 .queue
                 .retain(|q| !(q.delivered && q.update_id < offset));
             let mut out = Vec::new();
-            let ids: Vec<i64> = inner.queue.iter().map(|q| q.update_id).collect();
-            for q in inner.queue.iter_mut() {
-                q.delivered = true;
-            }
+            let ids: Vec<i64> = inner
+                .queue
+                .iter_mut()
+                .take(limit)
+                .map(|q| {
+                    q.delivered = true;
+                    q.update_id
+                })
+                .collect();
             for id in ids {
                 if let Some(u) = inner.updates.get(&id) {
                     out.push(u.clone());
