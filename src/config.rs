@@ -1,10 +1,37 @@
 //! Settings: defaults -> mft.toml -> environment (.env); `validate()` reports every error at once.
 //!
-//! SHAPE ONLY (contract for the other modules). Loading, environment overlay, validation,
-//! redaction and `mft config check` output are still to be written in this file.
+//! Where each setting lives:
+//! - mft.toml (path from MFT_CONFIG, default ./mft.toml) holds only non-secret tuning in the
+//!   sections [trading] [risk] [strategy] [schedules] [paper] [charts] [kite]; each key can be
+//!   overridden from the environment as `MFT__SECTION__KEY`.
+//! - Secrets, endpoints and deployment choices (MODE, DATABASE_URL, ZERODHA_*, TELEGRAM_*, ...)
+//!   are environment-only (a `.env` file is read too): they differ per deployment and must never
+//!   sit in a file that gets committed, so mft.toml rejects them with a hint.
+//!
+//! Loading never stops at the first problem: syntax errors, unknown keys, wrong types and
+//! semantic checks are all collected into one [`ConfigErrors`]. Secrets are [`Secret`] and are
+//! reported by key name only.
+
+mod load;
+mod render;
+mod rupees;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use load::{ConfigError, ConfigErrors, ENV_KEYS, EnvKey};
 
 use crate::domain::{InstrumentKey, Interval, Paise};
 use serde::{Deserialize, Serialize};
+
+/// Default of DATABASE_URL.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/mft.db";
+/// Default of ZERODHA_API_URL.
+pub const DEFAULT_ZERODHA_API_URL: &str = "https://api.kite.trade";
+/// Default of TELEGRAM_API_URL.
+pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
+/// Default of STATUS_ADDR.
+pub const DEFAULT_STATUS_ADDR: &str = "127.0.0.1:8501";
 
 /// A secret string (API keys, tokens, passwords). Never shown: Debug and Display print `***`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -52,7 +79,7 @@ pub enum MaKind {
     Sma,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// MODE
     pub mode: Mode,
@@ -134,6 +161,7 @@ pub struct TradingSettings {
     pub watchlist: Vec<InstrumentKey>,
     pub interval: Interval,
     /// Rupees (whole or with paise) in the TOML; paise here.
+    #[serde(with = "rupees")]
     pub capital: Paise,
     pub risk_per_trade_pct: f64,
     pub leverage: f64,
@@ -172,9 +200,11 @@ pub struct RiskSettings {
     /// "Mon-Fri" or a list like "Mon,Tue,Thu"
     pub trading_days: String,
     pub max_price_deviation_pct: f64,
+    #[serde(with = "rupees")]
     pub max_position_value: Paise,
     pub max_open_positions: u32,
     pub max_orders_per_day: u32,
+    #[serde(with = "rupees")]
     pub max_daily_loss: Paise,
     /// Instruments that may be traded; empty means the watchlist.
     pub allowed_instruments: Vec<InstrumentKey>,
@@ -300,6 +330,183 @@ impl Default for KiteSettings {
             historical_rate_per_sec: 3,
             max_retries: 4,
             retry_backoff_ms: 500,
+        }
+    }
+}
+
+impl Default for ZerodhaSettings {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            api_secret: None,
+            access_token: None,
+            api_url: DEFAULT_ZERODHA_API_URL.into(),
+        }
+    }
+}
+
+impl Default for TelegramSettings {
+    fn default() -> Self {
+        Self {
+            bot_token: None,
+            chat_id: None,
+            allowed_users: Vec::new(),
+            api_url: DEFAULT_TELEGRAM_API_URL.into(),
+        }
+    }
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        Self {
+            addr: DEFAULT_STATUS_ADDR.into(),
+            token: None,
+        }
+    }
+}
+
+impl Default for Settings {
+    /// Built-in defaults: paper mode, SQLite, no credentials (what an empty environment gives).
+    fn default() -> Self {
+        Self {
+            mode: Mode::Paper,
+            database_url: DEFAULT_DATABASE_URL.into(),
+            zerodha: ZerodhaSettings::default(),
+            telegram: TelegramSettings::default(),
+            openai: OpenAiSettings::default(),
+            news: NewsSettings::default(),
+            postgres: PostgresSettings::default(),
+            status: StatusSettings::default(),
+            trading: TradingSettings::default(),
+            risk: RiskSettings::default(),
+            strategy: StrategySettings::default(),
+            schedules: ScheduleSettings::default(),
+            paper: PaperSettings::default(),
+            charts: ChartSettings::default(),
+            kite: KiteSettings::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    /// Written by hand because DATABASE_URL may embed a PostgreSQL password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("mode", &self.mode)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("zerodha", &self.zerodha)
+            .field("telegram", &self.telegram)
+            .field("openai", &self.openai)
+            .field("news", &self.news)
+            .field("postgres", &self.postgres)
+            .field("status", &self.status)
+            .field("trading", &self.trading)
+            .field("risk", &self.risk)
+            .field("strategy", &self.strategy)
+            .field("schedules", &self.schedules)
+            .field("paper", &self.paper)
+            .field("charts", &self.charts)
+            .field("kite", &self.kite)
+            .finish()
+    }
+}
+
+/// Masks the password of a `scheme://user:password@host/...` URL; other strings are unchanged.
+/// Done by hand (not with `url`) so that a URL too broken to parse is still masked.
+pub fn redact_url(s: &str) -> String {
+    let Some(start) = s.find("://").map(|i| i + 3) else {
+        return s.to_string();
+    };
+    let rest = &s[start..];
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..auth_end];
+    let Some(at) = authority.rfind('@') else {
+        return s.to_string();
+    };
+    let userinfo = &authority[..at];
+    let Some(colon) = userinfo.find(':') else {
+        return s.to_string();
+    };
+    format!(
+        "{}{}:***{}",
+        &s[..start],
+        &userinfo[..colon],
+        &s[start + at..]
+    )
+}
+
+impl Settings {
+    /// True when orders go to the real broker (MODE=live).
+    pub fn is_live(&self) -> bool {
+        self.mode == Mode::Live
+    }
+
+    /// Instruments that may be traded: `[risk] allowed_instruments`, or the watchlist when empty.
+    pub fn allowed_instruments(&self) -> Vec<InstrumentKey> {
+        if self.risk.allowed_instruments.is_empty() {
+            self.trading.watchlist.clone()
+        } else {
+            self.risk.allowed_instruments.clone()
+        }
+    }
+}
+
+impl RiskSettings {
+    /// The trading window in IST. An invalid window (only possible when `validate()` was
+    /// skipped) falls back to the default window.
+    pub fn window(&self) -> (chrono::NaiveTime, chrono::NaiveTime) {
+        validate::parse_window(&self.trading_window)
+            .or_else(|_| validate::parse_window(&RiskSettings::default().trading_window))
+            .unwrap_or((chrono::NaiveTime::MIN, chrono::NaiveTime::MIN))
+    }
+
+    /// The trading days, Monday first, without duplicates; invalid input falls back to Mon-Fri.
+    pub fn days(&self) -> Vec<chrono::Weekday> {
+        validate::parse_days(&self.trading_days)
+            .or_else(|_| validate::parse_days(&RiskSettings::default().trading_days))
+            .unwrap_or_default()
+    }
+}
+
+impl ScheduleSettings {
+    /// Job names with their schedules (IST); `None` means the job is disabled (""). An invalid
+    /// cron string (only possible when `validate()` was skipped) falls back to the default.
+    pub fn jobs(&self) -> Vec<(&'static str, Option<cron::Schedule>)> {
+        let defaults = ScheduleSettings::default();
+        self.entries()
+            .into_iter()
+            .zip(defaults.entries())
+            .map(|((name, expr), (_, default))| {
+                let schedule = match validate::parse_cron(expr) {
+                    Ok(s) => s,
+                    Err(_) => validate::parse_cron(default).ok().flatten(),
+                };
+                (name, schedule)
+            })
+            .collect()
+    }
+
+    /// `(name, cron string)` of every job, in a fixed order.
+    pub fn entries(&self) -> [(&'static str, &str); 4] {
+        [
+            ("scan", self.scan.as_str()),
+            ("expiry_sweep", self.expiry_sweep.as_str()),
+            ("square_off", self.square_off.as_str()),
+            ("login_link", self.login_link.as_str()),
+        ]
+    }
+}
+
+impl TelegramSettings {
+    /// Users allowed to command the bot: TELEGRAM_ALLOWED_USERS, or else the chat id when it is
+    /// a private chat (positive id; group ids are negative and name no user).
+    pub fn allowed_user_ids(&self) -> Vec<i64> {
+        if !self.allowed_users.is_empty() {
+            return self.allowed_users.clone();
+        }
+        match self.chat_id {
+            Some(id) if id > 0 => vec![id],
+            _ => Vec::new(),
         }
     }
 }
