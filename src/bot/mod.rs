@@ -66,17 +66,6 @@ pub struct BotConfig {
     pub allowed_users: Vec<i64>,
 }
 
-/// TELEGRAM_ALLOWED_USERS, or the chat id itself when the chat is a private chat (> 0).
-pub fn allowed_user_ids(t: &TelegramSettings) -> Vec<i64> {
-    if !t.allowed_users.is_empty() {
-        return t.allowed_users.clone();
-    }
-    match t.chat_id {
-        Some(id) if id > 0 => vec![id],
-        _ => Vec::new(),
-    }
-}
-
 impl BotConfig {
     pub fn from_settings(t: &TelegramSettings) -> Result<BotConfig, BotError> {
         let token = t
@@ -85,7 +74,7 @@ impl BotConfig {
             .filter(|s| !s.expose().is_empty())
             .ok_or(BotError::MissingToken)?;
         let chat_id = t.chat_id.ok_or(BotError::MissingChatId)?;
-        let allowed_users = allowed_user_ids(t);
+        let allowed_users = t.allowed_user_ids();
         if allowed_users.is_empty() {
             return Err(BotError::NoAllowedUsers);
         }
