@@ -705,3 +705,36 @@ async fn a_wrong_token_fails_start_up_with_an_error_not_a_panic() {
         "the token must not be in the error: {e}"
     );
 }
+
+/// Prints the bot's own share of the approve latency (tap injected -> callback answered, fake
+/// handler, debug build). Ignored by default: a figure, not an assertion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn tap_to_answer_latency_figures() {
+    let h = Harness::start().await;
+    let mut lat = Vec::new();
+    for i in 0..300 {
+        let t0 = std::time::Instant::now();
+        let cb = h
+            .fake
+            .inject_callback(OPERATOR, OPERATOR, 1, &format!("v1:a:{}", 1000 + i));
+        h.fake.wait_answered(&cb, WAIT).await.expect("answered");
+        let at = h
+            .fake
+            .calls("answerCallbackQuery")
+            .into_iter()
+            .find(|c| c.str("callback_query_id") == Some(cb.as_str()))
+            .unwrap()
+            .at;
+        lat.push(at - t0);
+    }
+    lat.sort();
+    println!(
+        "tap -> answer over {} taps: p50 {:?}, p99 {:?}, max {:?}",
+        lat.len(),
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100],
+        lat[lat.len() - 1]
+    );
+    h.stop().await;
+}
