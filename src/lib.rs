@@ -4,10 +4,13 @@
 
 pub mod agents;
 pub mod app;
+pub mod bot;
 pub mod chart;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod jobs;
 pub mod market;
 pub mod store;
 pub mod ta;
+pub mod web;

@@ -1,4 +1,7 @@
-//! Shared helpers and fakes for the integration tests; each test file does `mod support;`.
+//! Shared helpers and local fakes of the outside services (each fake an axum server on
+//! 127.0.0.1:0) for the integration tests; each test file does `mod support;` and uses only some.
+#![allow(dead_code)]
 
 pub mod db;
 pub mod kite_fake;
+pub mod telegram_fake;
