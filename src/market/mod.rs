@@ -32,11 +32,11 @@ use std::path::PathBuf;
 pub enum MarketError {
     /// A Kite credential is not configured.
     #[error(
-        "{0} is not set: add it to .env or the environment (run `mft login` for a fresh access token)"
+        "{0} is not set: add it to .env or the environment (ZERODHA_ACCESS_TOKEN comes from a Kite login and expires at 06:00 IST)"
     )]
     MissingCredential(&'static str),
     /// Kite rejected the access token (TokenException): the daily session is over or the token is wrong.
-    #[error("Kite session expired or invalid: log in again (`mft login`)")]
+    #[error("Kite session expired or invalid: log in again and set a fresh ZERODHA_ACCESS_TOKEN")]
     SessionExpired,
     /// Kite answered with an error envelope that retrying does not fix.
     #[error("Kite error {error_type}: {message}")]
