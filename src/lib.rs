@@ -2,9 +2,17 @@
 //!
 //! See ARCHITECTURE.md (shared) for the layers; each module's own docs say what it is for.
 
+pub mod agents;
 pub mod app;
+pub mod bot;
+pub mod chart;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod jobs;
+pub mod market;
 pub mod oms;
 pub mod risk;
+pub mod store;
+pub mod ta;
+pub mod web;

@@ -54,6 +54,27 @@ pub trait Scanner: Send + Sync {
     ) -> Result<ScanResult, ScanError>;
 }
 
+/// The meta-agent is the scanner of `mft run`.
+#[async_trait::async_trait]
+impl Scanner for crate::agents::MetaAgent {
+    async fn scan(
+        &self,
+        only: Option<&InstrumentKey>,
+        open_positions: &[InstrumentKey],
+    ) -> Result<ScanResult, ScanError> {
+        let outcome = crate::agents::MetaAgent::scan(self, only, open_positions).await?;
+        for (key, reason) in &outcome.skipped {
+            tracing::debug!(%key, "scan skipped: {reason}");
+        }
+        Ok(ScanResult {
+            summary: outcome.summary,
+            proposals: outcome.proposals,
+            exits: outcome.exits,
+            errors: outcome.errors,
+        })
+    }
+}
+
 /// A scanner for contexts that never scan (`mft kill`): every call fails with a clear message.
 pub struct NoScanner;
 
@@ -761,6 +782,17 @@ impl Handler {
             orders_today: ctx.orders_today,
             orders_limit: self.settings.risk.max_orders_per_day,
         })
+    }
+}
+
+/// The bot, the status page and the scheduler reach the handler through this trait; errors
+/// become the text shown to the operator (they carry no secrets).
+#[async_trait::async_trait]
+impl crate::bot::CommandHandler for Handler {
+    async fn handle(&self, req: Request) -> Result<Reply, crate::bot::CommandError> {
+        Handler::handle(self, req)
+            .await
+            .map_err(|e| crate::bot::CommandError(e.to_string()))
     }
 }
 

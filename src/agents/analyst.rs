@@ -1,0 +1,531 @@
+//! The analysis agent: the [`Analyst`] trait (the LLM analyst comes later behind it) and the
+//! rule-based [`RuleAnalyst`] implementing strategy `ma_cross`.
+//!
+//! `ma_cross` looks at the last CLOSED candle only (a candle whose open time + interval is after
+//! now is still forming and is dropped):
+//! - fast MA crosses above the slow MA (fast > slow now, fast <= slow on the previous candle) and
+//!   RSI is within `[rsi_min, rsi_max]` -> BUY at the close, stop = entry - stop_atr x ATR,
+//!   target = entry + reward_risk x (entry - stop);
+//! - with `allow_short`, the mirror image: a cross below with RSI within
+//!   `[100 - rsi_max, 100 - rsi_min]` -> SELL, stop = entry + stop_atr x ATR,
+//!   target = entry - reward_risk x (stop - entry);
+//! - a cross the other way that is not an entry is [`Signal::Exit`] (closes a position held
+//!   against it); anything else is [`Signal::None`] with the reason.
+//!
+//! Confidence (0.4..=1.0) = 0.4 + 0.3 x RSI centrality + 0.3 x cross strength, where RSI
+//! centrality is 1 at the middle of the band and 0 at its edges, and cross strength is how far
+//! the fast-minus-slow spread moved on the crossing bar, in ATRs, capped at 1. A cross that
+//! happens with RSI comfortably inside the band and a decisive move scores highest; a grazing
+//! cross at the edge of the band scores 0.4.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::AgentError;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{MaKind, StrategySettings};
+use crate::domain::{Candle, InstrumentKey, Interval, Side, Signal, Verdict};
+
+/// An analysis agent: looks at one instrument's candles and says what to do.
+#[async_trait]
+pub trait Analyst: Send + Sync {
+    /// Short name for logs and the scan summary ("ma_cross", "llm:gpt-..").
+    fn name(&self) -> &str;
+    /// `candles` ascending by time; may end with a still-forming candle, which is ignored.
+    async fn analyse(
+        &self,
+        key: &InstrumentKey,
+        interval: Interval,
+        candles: &[Candle],
+    ) -> Result<Signal, AgentError>;
+}
+
+/// The rule-based analyst: strategy `ma_cross` with every `[strategy]` parameter.
+#[derive(Debug, Clone)]
+pub struct RuleAnalyst {
+    strategy: StrategySettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl RuleAnalyst {
+    /// Uses the system clock to tell closed candles from the forming one.
+    pub fn new(strategy: StrategySettings) -> Self {
+        Self::with_clock(strategy, Arc::new(SystemClock))
+    }
+
+    /// Tests and backtests pass their own clock.
+    pub fn with_clock(strategy: StrategySettings, clock: Arc<dyn Clock>) -> Self {
+        Self { strategy, clock }
+    }
+
+    pub fn strategy(&self) -> &StrategySettings {
+        &self.strategy
+    }
+
+    /// Display name of a moving average, e.g. "EMA20".
+    pub fn ma_label(&self, period: usize) -> String {
+        let kind = match self.strategy.ma {
+            MaKind::Ema => "EMA",
+            MaKind::Sma => "SMA",
+        };
+        format!("{kind}{period}")
+    }
+
+    /// The configured moving average over `x` (same length, NaN during warm-up).
+    pub fn moving_average(&self, x: &[f64], period: usize) -> Result<Vec<f64>, crate::ta::TaError> {
+        match self.strategy.ma {
+            MaKind::Ema => crate::ta::ema(x, period),
+            MaKind::Sma => crate::ta::sma(x, period),
+        }
+    }
+
+    /// Candles needed for one decision: the slow MA on two bars, RSI and ATR on the last.
+    pub fn min_candles(&self) -> usize {
+        let s = &self.strategy;
+        (s.slow + 1).max(s.rsi_period + 1).max(s.atr_period + 1)
+    }
+
+    fn validate(&self) -> Result<(), AgentError> {
+        let s = &self.strategy;
+        let mut problems = Vec::new();
+        if s.name != "ma_cross" {
+            problems.push(format!(
+                "name = {:?} is not a rule strategy (only \"ma_cross\")",
+                s.name
+            ));
+        }
+        if s.fast == 0 || s.slow == 0 || s.rsi_period == 0 || s.atr_period == 0 {
+            problems.push("fast, slow, rsi_period and atr_period must be >= 1".into());
+        }
+        if s.fast >= s.slow {
+            problems.push(format!(
+                "fast ({}) must be shorter than slow ({})",
+                s.fast, s.slow
+            ));
+        }
+        if !(0.0..=100.0).contains(&s.rsi_min)
+            || !(0.0..=100.0).contains(&s.rsi_max)
+            || s.rsi_min > s.rsi_max
+        {
+            problems.push(format!(
+                "rsi_min ({}) and rsi_max ({}) must satisfy 0 <= rsi_min <= rsi_max <= 100",
+                s.rsi_min, s.rsi_max
+            ));
+        }
+        if !(s.stop_atr.is_finite() && s.stop_atr > 0.0) {
+            problems.push(format!("stop_atr ({}) must be > 0", s.stop_atr));
+        }
+        if !(s.reward_risk.is_finite() && s.reward_risk > 0.0) {
+            problems.push(format!("reward_risk ({}) must be > 0", s.reward_risk));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(AgentError::InvalidStrategy(problems.join("; ")))
+        }
+    }
+
+    /// The decision itself, synchronous: `now` tells closed candles from the forming one.
+    pub fn evaluate(
+        &self,
+        key: &InstrumentKey,
+        interval: Interval,
+        candles: &[Candle],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Signal, AgentError> {
+        self.validate()?;
+        let s = &self.strategy;
+        let none = |reason: String| {
+            Ok(Signal::None {
+                key: key.clone(),
+                reason,
+            })
+        };
+        let closed = closed_candles(candles, interval, now);
+        let need = self.min_candles();
+        if closed.len() < need {
+            return none(format!(
+                "only {} closed {interval} candles, {need} needed for {} / {} / RSI{} / ATR{}",
+                closed.len(),
+                self.ma_label(s.fast),
+                self.ma_label(s.slow),
+                s.rsi_period,
+                s.atr_period
+            ));
+        }
+
+        let close: Vec<f64> = closed.iter().map(|c| c.close).collect();
+        let high: Vec<f64> = closed.iter().map(|c| c.high).collect();
+        let low: Vec<f64> = closed.iter().map(|c| c.low).collect();
+        let ind = |what: &'static str| {
+            let key = key.clone();
+            move |source| AgentError::Indicator { key, what, source }
+        };
+        let fast = self
+            .moving_average(&close, s.fast)
+            .map_err(ind("fast MA"))?;
+        let slow = self
+            .moving_average(&close, s.slow)
+            .map_err(ind("slow MA"))?;
+        let rsi = crate::ta::rsi(&close, s.rsi_period).map_err(ind("RSI"))?;
+        let atr = crate::ta::atr(&high, &low, &close, s.atr_period).map_err(ind("ATR"))?;
+
+        let (i, j) = (closed.len() - 1, closed.len() - 2);
+        let last = &closed[i];
+        let (f_now, f_prev, s_now, s_prev) = (fast[i], fast[j], slow[i], slow[j]);
+        let (rsi_now, atr_now) = (rsi[i], atr[i]);
+        let values = [f_now, f_prev, s_now, s_prev, rsi_now, atr_now, last.close];
+        if values.iter().any(|v| !v.is_finite()) {
+            return none(format!(
+                "indicators are not defined on the candle at {} (missing or non-finite prices in the last {} candles)",
+                last.ts,
+                closed.len()
+            ));
+        }
+
+        let (fl, sl) = (self.ma_label(s.fast), self.ma_label(s.slow));
+        let (rl, al) = (
+            format!("RSI{}", s.rsi_period),
+            format!("ATR{}", s.atr_period),
+        );
+        let cross_up = f_now > s_now && f_prev <= s_prev;
+        let cross_down = f_now < s_now && f_prev >= s_prev;
+        if !cross_up && !cross_down {
+            let rel = if f_now > s_now {
+                "above"
+            } else if f_now < s_now {
+                "below"
+            } else {
+                "equal to"
+            };
+            return none(format!(
+                "no cross: {fl} {f_now:.2} is {rel} {sl} {s_now:.2}; {rl} {rsi_now:.1}"
+            ));
+        }
+        let dir = if cross_up { "above" } else { "below" };
+        let values_text = format!(
+            "{fl} {f_now:.2} crossed {dir} {sl} {s_now:.2}; {rl} {rsi_now:.1}; {al} {atr_now:.2}"
+        );
+
+        let (side, band) = if cross_up {
+            (Side::Buy, (s.rsi_min, s.rsi_max))
+        } else {
+            (Side::Sell, (100.0 - s.rsi_max, 100.0 - s.rsi_min))
+        };
+        let in_band = rsi_now >= band.0 && rsi_now <= band.1;
+        let may_enter = side == Side::Buy || s.allow_short;
+
+        if may_enter && in_band && atr_now > 0.0 {
+            let entry = last.close;
+            let risk = s.stop_atr * atr_now;
+            let (stop, target) = match side {
+                Side::Buy => (entry - risk, entry + s.reward_risk * risk),
+                Side::Sell => (entry + risk, entry - s.reward_risk * risk),
+            };
+            let confidence =
+                confidence(rsi_now, band, (f_now - s_now) - (f_prev - s_prev), atr_now);
+            return Ok(Signal::Entry(Verdict {
+                key: key.clone(),
+                side,
+                entry,
+                stop,
+                target,
+                confidence,
+                rationale: format!(
+                    "{values_text}; {side} at {entry:.2}, stop {:.1}x{al}, target {:.1}R",
+                    s.stop_atr, s.reward_risk
+                ),
+                candle_ts: last.ts,
+            }));
+        }
+
+        let why_not = if !may_enter {
+            "shorts are not allowed".to_string()
+        } else if !in_band {
+            format!("{rl} is outside [{:.1}, {:.1}]", band.0, band.1)
+        } else {
+            format!("{al} is 0, no stop can be placed")
+        };
+        // A cross down always ends a long; a cross up ends a short only where shorts exist.
+        if cross_down || s.allow_short {
+            Ok(Signal::Exit {
+                key: key.clone(),
+                reason: format!("{values_text} (no {side} entry: {why_not})"),
+            })
+        } else {
+            none(format!("{values_text}; no {side}: {why_not}"))
+        }
+    }
+}
+
+#[async_trait]
+impl Analyst for RuleAnalyst {
+    fn name(&self) -> &str {
+        "ma_cross"
+    }
+
+    async fn analyse(
+        &self,
+        key: &InstrumentKey,
+        interval: Interval,
+        candles: &[Candle],
+    ) -> Result<Signal, AgentError> {
+        self.evaluate(key, interval, candles, self.clock.now())
+    }
+}
+
+/// The candles that have closed by `now`: a trailing candle whose open + interval is after `now`
+/// is still forming (its close is the last trade so far, not the bar's close).
+pub fn closed_candles(
+    candles: &[Candle],
+    interval: Interval,
+    now: chrono::DateTime<chrono::Utc>,
+) -> &[Candle] {
+    let d = interval.duration();
+    let n = candles
+        .iter()
+        .rposition(|c| c.ts + d <= now)
+        .map_or(0, |i| i + 1);
+    &candles[..n]
+}
+
+/// See the module docs: 0.4 + 0.3 x RSI centrality + 0.3 x cross strength.
+fn confidence(rsi: f64, band: (f64, f64), spread_move: f64, atr: f64) -> f64 {
+    let half = (band.1 - band.0) / 2.0;
+    let centrality = if half > 0.0 {
+        (1.0 - (rsi - (band.0 + half)).abs() / half).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    let strength = if atr > 0.0 {
+        (spread_move.abs() / atr).min(1.0)
+    } else {
+        0.0
+    };
+    (0.4 + 0.3 * centrality + 0.3 * strength).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use chrono::{DateTime, Duration, TimeZone, Utc};
+
+    fn t0() -> DateTime<Utc> {
+        // 09:15 IST
+        Utc.with_ymd_and_hms(2026, 11, 25, 3, 45, 0).unwrap()
+    }
+
+    /// 15-minute candles from 09:15 IST; high/low = close +/- 1 with steps of at most 1 keep
+    /// every true range at exactly 2, so ATR is exactly 2.
+    fn series(closes: &[f64]) -> Vec<Candle> {
+        closes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| Candle {
+                ts: t0() + Duration::minutes(15 * i as i64),
+                open: c,
+                high: c + 1.0,
+                low: c - 1.0,
+                close: c,
+                volume: 1000,
+                oi: None,
+            })
+            .collect()
+    }
+
+    /// 100 down to 90, then up by 1 from 90.5: EMA3 crosses above EMA5 on the 15th candle
+    /// (index 14, close 93.5), where RSI3 = 79.22; SMA3 crosses SMA5 on index 13 (RSI3 68.0).
+    fn rising() -> Vec<f64> {
+        let mut v: Vec<f64> = (0..11).map(|i| 100.0 - i as f64).collect();
+        v.extend([90.5, 91.5, 92.5, 93.5, 94.5]);
+        v
+    }
+
+    fn falling() -> Vec<f64> {
+        let mut v: Vec<f64> = (0..11).map(|i| 90.0 + i as f64).collect();
+        v.extend([99.5, 98.5, 97.5, 96.5, 95.5]);
+        v
+    }
+
+    fn strategy() -> StrategySettings {
+        StrategySettings {
+            fast: 3,
+            slow: 5,
+            rsi_period: 3,
+            atr_period: 3,
+            rsi_min: 50.0,
+            rsi_max: 80.0,
+            ..StrategySettings::default()
+        }
+    }
+
+    /// Closing time of candle `i`: the moment it stops forming.
+    fn closed_at(i: usize) -> DateTime<Utc> {
+        t0() + Duration::minutes(15 * (i as i64 + 1))
+    }
+
+    fn key() -> InstrumentKey {
+        InstrumentKey::new("NSE", "INFY")
+    }
+
+    fn run(s: StrategySettings, candles: &[Candle], now: DateTime<Utc>) -> Signal {
+        RuleAnalyst::new(s)
+            .evaluate(&key(), Interval::Minute15, candles, now)
+            .unwrap()
+    }
+
+    #[test]
+    fn cross_up_inside_band_is_a_buy_with_exact_levels() {
+        let c = series(&rising()[..15]);
+        let Signal::Entry(v) = run(strategy(), &c, closed_at(14)) else {
+            panic!("expected a BUY");
+        };
+        assert_eq!(v.side, Side::Buy);
+        assert_eq!(v.entry, 93.5);
+        assert_eq!(v.stop, 89.5); // 93.5 - 2 x ATR 2
+        assert_eq!(v.target, 101.5); // 93.5 + 2 x 4
+        assert_eq!(v.candle_ts, c[14].ts);
+        assert!(
+            v.rationale
+                .starts_with("EMA3 92.66 crossed above EMA5 92.39; RSI3 79.2; ATR3 2.00"),
+            "{}",
+            v.rationale
+        );
+        // centrality 1 - |79.22 - 65| / 15 = 0.0519; strength (0.26736 + 0.02083) / 2 = 0.1441
+        assert!((v.confidence - 0.4588).abs() < 1e-3, "{}", v.confidence);
+        // One candle earlier there was no cross yet.
+        assert!(matches!(
+            run(strategy(), &c[..14], closed_at(13)),
+            Signal::None { .. }
+        ));
+    }
+
+    #[test]
+    fn rsi_outside_band_is_no_entry() {
+        let s = StrategySettings {
+            rsi_max: 75.0,
+            ..strategy()
+        };
+        let c = series(&rising()[..15]);
+        let Signal::None { reason, .. } = run(s, &c, closed_at(14)) else {
+            panic!("expected None");
+        };
+        assert!(reason.contains("RSI3 is outside [50.0, 75.0]"), "{reason}");
+    }
+
+    #[test]
+    fn cross_down_is_an_exit() {
+        let c = series(&falling()[..15]);
+        let Signal::Exit { reason, .. } = run(strategy(), &c, closed_at(14)) else {
+            panic!("expected Exit");
+        };
+        assert!(reason.contains("crossed below"), "{reason}");
+        assert!(reason.contains("shorts are not allowed"), "{reason}");
+    }
+
+    #[test]
+    fn allow_short_mirrors_into_a_sell() {
+        let s = StrategySettings {
+            allow_short: true,
+            ..strategy()
+        };
+        let c = series(&falling()[..15]);
+        let Signal::Entry(v) = run(s.clone(), &c, closed_at(14)) else {
+            panic!("expected a SELL");
+        };
+        assert_eq!(v.side, Side::Sell);
+        assert_eq!((v.entry, v.stop, v.target), (96.5, 100.5, 88.5));
+        // RSI 20.78 is inside the mirrored band [20, 50] and as central as 79.22 in [50, 80].
+        assert!((v.confidence - 0.4588).abs() < 1e-3, "{}", v.confidence);
+        // With shorts allowed, a cross up that is not a BUY still closes a short.
+        let s = StrategySettings { rsi_max: 75.0, ..s };
+        assert!(matches!(
+            run(s, &series(&rising()[..15]), closed_at(14)),
+            Signal::Exit { .. }
+        ));
+    }
+
+    #[test]
+    fn forming_candle_is_ignored() {
+        let c = series(&rising());
+        // Candle 15 opened but has not closed: the decision is made on candle 14.
+        let now = closed_at(14) + Duration::minutes(7);
+        let Signal::Entry(v) = run(strategy(), &c, now) else {
+            panic!("expected the BUY of candle 14");
+        };
+        assert_eq!(v.candle_ts, c[14].ts);
+        // Once it has closed, candle 15 is the last one and shows no fresh cross.
+        assert!(matches!(
+            run(strategy(), &c, closed_at(15)),
+            Signal::None { .. }
+        ));
+        assert_eq!(closed_candles(&c, Interval::Minute15, t0()).len(), 0);
+    }
+
+    #[test]
+    fn sma_mode_crosses_one_candle_earlier() {
+        let s = StrategySettings {
+            ma: MaKind::Sma,
+            rsi_max: 75.0,
+            ..strategy()
+        };
+        let c = series(&rising()[..14]);
+        let Signal::Entry(v) = run(s.clone(), &c, closed_at(13)) else {
+            panic!("expected a BUY on SMA");
+        };
+        assert_eq!((v.entry, v.stop, v.target), (92.5, 88.5, 100.5));
+        assert!(
+            v.rationale
+                .starts_with("SMA3 91.50 crossed above SMA5 91.10; RSI3 68.0"),
+            "{}",
+            v.rationale
+        );
+    }
+
+    #[test]
+    fn too_few_candles_is_none_with_a_reason() {
+        let c = series(&rising()[..5]);
+        let Signal::None { reason, .. } = run(strategy(), &c, closed_at(4)) else {
+            panic!("expected None");
+        };
+        assert!(
+            reason.contains("only 5 closed 15minute candles, 6 needed"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn invalid_strategy_is_an_error() {
+        let s = StrategySettings {
+            fast: 50,
+            slow: 20,
+            ..StrategySettings::default()
+        };
+        let e = RuleAnalyst::new(s)
+            .evaluate(&key(), Interval::Minute15, &[], t0())
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("fast (50) must be shorter than slow (20)"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn analyse_uses_the_clock() {
+        let clock = ManualClock::new(closed_at(14) + Duration::minutes(1));
+        let a = RuleAnalyst::with_clock(strategy(), Arc::new(clock.clone()));
+        let c = series(&rising());
+        assert!(matches!(
+            a.analyse(&key(), Interval::Minute15, &c).await.unwrap(),
+            Signal::Entry(_)
+        ));
+        clock.set(closed_at(15));
+        assert!(matches!(
+            a.analyse(&key(), Interval::Minute15, &c).await.unwrap(),
+            Signal::None { .. }
+        ));
+    }
+}

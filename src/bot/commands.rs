@@ -1,0 +1,86 @@
+//! The chat commands as one typed enum: its doc comments are the /help text and what
+//! setMyCommands registers, so the list the operator sees cannot drift from what is parsed.
+
+use teloxide::utils::command::BotCommands;
+
+/// MFT-1 commands:
+#[derive(BotCommands, Debug, Clone, PartialEq, Eq)]
+#[command(rename_rule = "lowercase")]
+pub enum BotCommand {
+    /// Introduce the bot and list the commands.
+    Start,
+    /// Show this list of commands.
+    Help,
+    /// Mode, halt, last and next scan, today's P&L, positions, pending proposals, limits used.
+    Status,
+    /// Open positions with their P&L.
+    Positions,
+    /// Pending and recent proposals.
+    Proposals,
+    /// Scan now: the whole watchlist, or one instrument as EXCHANGE:SYMBOL (e.g. /scan NSE:INFY).
+    Scan(String),
+    /// Stop making new proposals (exits still run).
+    Pause,
+    /// Start making proposals again and lift a halt (asks to confirm).
+    Resume,
+    /// Show the risk limits.
+    Risk,
+    /// Cancel open orders, square off every position and halt (asks to confirm).
+    Kill,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_command() {
+        let cases = [
+            ("/start", BotCommand::Start),
+            ("/help", BotCommand::Help),
+            ("/status", BotCommand::Status),
+            ("/positions", BotCommand::Positions),
+            ("/proposals", BotCommand::Proposals),
+            ("/scan", BotCommand::Scan(String::new())),
+            ("/scan NSE:INFY", BotCommand::Scan("NSE:INFY".into())),
+            ("/pause", BotCommand::Pause),
+            ("/resume", BotCommand::Resume),
+            ("/risk", BotCommand::Risk),
+            ("/kill", BotCommand::Kill),
+            ("/status@mft_bot", BotCommand::Status),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                BotCommand::parse(text, "mft_bot").ok(),
+                Some(want),
+                "{text}"
+            );
+        }
+        assert!(BotCommand::parse("/nope", "mft_bot").is_err());
+        assert!(BotCommand::parse("/status@other_bot", "mft_bot").is_err());
+    }
+
+    #[test]
+    fn every_command_is_registered_with_a_description() {
+        let cmds = BotCommand::bot_commands();
+        let names: Vec<&str> = cmds.iter().map(|c| c.command.as_str()).collect();
+        for want in [
+            "start",
+            "help",
+            "status",
+            "positions",
+            "proposals",
+            "scan",
+            "pause",
+            "resume",
+            "risk",
+            "kill",
+        ] {
+            assert!(
+                names.iter().any(|n| n.trim_start_matches('/') == want),
+                "{want} missing from {names:?}"
+            );
+        }
+        assert!(cmds.iter().all(|c| !c.description.is_empty()));
+    }
+}

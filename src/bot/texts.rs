@@ -1,0 +1,758 @@
+//! Every text the bot sends, in one place: Telegram HTML (all dynamic values escaped), money via
+//! `Paise`'s Display (₹1,23,456.50), times in IST. Lines the operator (or a checker) scans for a
+//! keyword — Executed, Vetoed, HALTED, ... — start with that word, not with a tag.
+
+use super::commands::BotCommand;
+use crate::app::ports::{
+    Alert, Decision, KillReport, Outcome, PositionView, ProposalCard, Reply, ScanSummary,
+    StatusReport,
+};
+use crate::clock::IST;
+use crate::config::RiskSettings;
+use crate::domain::{Paise, Proposal, ProposalStatus};
+use chrono::{DateTime, Utc};
+use std::fmt::Write as _;
+use teloxide::utils::command::BotCommands;
+
+/// Telegram's caption limit (characters).
+pub const CAPTION_LIMIT: usize = 1024;
+/// Telegram's message text limit (characters).
+pub const MESSAGE_LIMIT: usize = 4096;
+/// Telegram's callback answer limit (characters).
+pub const ANSWER_LIMIT: usize = 200;
+/// Longest list shown in one message; the rest is counted.
+const MAX_LIST: usize = 15;
+
+pub const APPROVE: &str = "Approve";
+pub const REJECT: &str = "Reject";
+pub const CONFIRM_KILL: &str = "Confirm kill";
+pub const CONFIRM_RESUME: &str = "Confirm resume";
+pub const CANCEL: &str = "Cancel";
+
+/// Escapes text for Telegram's HTML parse mode.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// `14:25 IST`
+pub fn ist_time(ts: DateTime<Utc>) -> String {
+    format!("{} IST", ts.with_timezone(&IST).format("%H:%M"))
+}
+
+/// `25 Nov 14:25 IST`
+pub fn ist_datetime(ts: DateTime<Utc>) -> String {
+    format!("{} IST", ts.with_timezone(&IST).format("%d %b %H:%M"))
+}
+
+/// Cuts `s` to at most `max` characters, ending with an ellipsis when cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+fn signed(p: Paise) -> String {
+    if p.0 > 0 {
+        format!("+{p}")
+    } else {
+        p.to_string()
+    }
+}
+
+pub fn help() -> String {
+    format!(
+        "{}\n\nProposal cards carry Approve / Reject buttons; /kill and /resume ask to confirm.",
+        esc(&BotCommand::descriptions().to_string())
+    )
+}
+
+pub fn start() -> String {
+    format!(
+        "MFT-1 trading co-pilot. I post trade proposals here with a chart and Approve / Reject \
+         buttons; nothing is ordered without your tap and the risk checks.\n\n{}",
+        help()
+    )
+}
+
+pub fn unknown_command(text: &str) -> String {
+    let cmd = text.split_whitespace().next().unwrap_or(text);
+    format!(
+        "Unknown command {}. Send /help for the list of commands.",
+        esc(&truncate_chars(cmd, 40))
+    )
+}
+
+pub fn bad_argument(command: &str, problem: &str) -> String {
+    format!(
+        "Bad argument for /{}: {}. Send /help for the usage.",
+        esc(command),
+        esc(problem)
+    )
+}
+
+pub fn not_a_command() -> String {
+    "I only understand commands. Send /help for the list.".into()
+}
+
+pub fn not_authorized() -> String {
+    "Not authorized.".into()
+}
+
+pub fn command_failed(what: &str, error: &str) -> String {
+    format!(
+        "Failed: {} could not be done: {}",
+        esc(what),
+        esc(&truncate_chars(error, 500))
+    )
+}
+
+pub fn kill_confirm() -> String {
+    "Kill: cancel all open orders, square off every position at the last price and HALT new \
+     entries until /resume?\nTap Confirm kill within 2 minutes."
+        .into()
+}
+
+pub fn resume_confirm() -> String {
+    "Resume: allow new proposals again (and lift a halt, if any)?\nTap Confirm resume within 2 minutes."
+        .into()
+}
+
+pub fn confirm_expired() -> String {
+    "This confirmation has expired or was already used: send the command again.".into()
+}
+
+pub fn kill_confirmed() -> String {
+    "Kill confirmed: closing everything…".into()
+}
+
+pub fn resume_confirmed() -> String {
+    "Resume confirmed.".into()
+}
+
+pub fn cancelled() -> String {
+    "Cancelled: nothing was changed.".into()
+}
+
+fn list_more(out: &mut String, shown: usize, total: usize) {
+    if total > shown {
+        let _ = writeln!(out, "… and {} more", total - shown);
+    }
+}
+
+fn position_line(v: &PositionView) -> String {
+    let p = &v.position;
+    let dir = if p.quantity >= 0 { "long" } else { "short" };
+    let last = v
+        .last_price
+        .map(|l| format!(", last {l}"))
+        .unwrap_or_default();
+    format!(
+        "• {} {} {} ({}) @ {}{}, unrealized {}",
+        esc(&p.key.to_string()),
+        dir,
+        p.quantity.abs(),
+        p.product.as_str(),
+        p.avg_price,
+        last,
+        signed(v.unrealized)
+    )
+}
+
+fn proposal_line(p: &Proposal) -> String {
+    let when = if p.status == ProposalStatus::Pending {
+        format!("expires {}", ist_time(p.expires_at))
+    } else {
+        format!("{} {}", p.status.as_str(), ist_datetime(p.created_at))
+    };
+    format!(
+        "• #{} {} {} {} @ {}, stop {}, target {} ({})",
+        p.id,
+        p.side,
+        p.quantity,
+        esc(&p.key.to_string()),
+        p.entry,
+        p.stop,
+        p.target,
+        when
+    )
+}
+
+fn scan_line(s: &ScanSummary) -> String {
+    let state = match s.finished_at {
+        Some(_) => "",
+        None => " (running)",
+    };
+    format!(
+        "{}{}: {} instruments, {} proposals, {} errors",
+        ist_datetime(s.started_at),
+        state,
+        s.instruments,
+        s.proposals,
+        s.errors
+    )
+}
+
+pub fn status(s: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "<b>MFT-1 status</b>");
+    let _ = writeln!(out, "Mode: {}", esc(&s.mode));
+    if s.halted {
+        let _ = writeln!(out, "HALTED: new entries are blocked until /resume");
+    } else if s.paused {
+        let _ = writeln!(out, "Paused: no new proposals until /resume");
+    } else {
+        let _ = writeln!(out, "Trading: active");
+    }
+    let _ = writeln!(
+        out,
+        "Last scan: {}",
+        s.last_scan
+            .as_ref()
+            .map(scan_line)
+            .unwrap_or_else(|| "none yet".into())
+    );
+    let _ = writeln!(
+        out,
+        "Next scan: {}",
+        s.next_scan
+            .map(ist_datetime)
+            .unwrap_or_else(|| "not scheduled".into())
+    );
+    let _ = writeln!(
+        out,
+        "Today's P&amp;L: realized {}, unrealized {}",
+        signed(s.realized_today),
+        signed(s.unrealized)
+    );
+    let _ = writeln!(out, "Daily loss used: {} of {}", s.loss_used, s.loss_limit);
+    let _ = writeln!(
+        out,
+        "Orders today: {} of {}",
+        s.orders_today, s.orders_limit
+    );
+    let _ = writeln!(out, "\nOpen positions: {}", s.positions.len());
+    for v in s.positions.iter().take(MAX_LIST) {
+        let _ = writeln!(out, "{}", position_line(v));
+    }
+    list_more(&mut out, MAX_LIST, s.positions.len());
+    let _ = writeln!(out, "\nPending proposals: {}", s.pending.len());
+    for p in s.pending.iter().take(MAX_LIST) {
+        let _ = writeln!(out, "{}", proposal_line(p));
+    }
+    list_more(&mut out, MAX_LIST, s.pending.len());
+    out
+}
+
+pub fn positions(list: &[PositionView]) -> String {
+    if list.is_empty() {
+        return "No open positions.".into();
+    }
+    let mut out = format!("<b>Open positions</b>: {}\n", list.len());
+    for v in list.iter().take(MAX_LIST) {
+        let _ = writeln!(out, "{}", position_line(v));
+    }
+    list_more(&mut out, MAX_LIST, list.len());
+    let total = list.iter().fold(Paise::ZERO, |a, v| a + v.unrealized);
+    let _ = writeln!(out, "Unrealized total: {}", signed(total));
+    out
+}
+
+pub fn proposals(list: &[Proposal]) -> String {
+    if list.is_empty() {
+        return "No proposals.".into();
+    }
+    let mut out = format!("<b>Proposals</b>: {}\n", list.len());
+    for p in list.iter().take(MAX_LIST) {
+        let _ = writeln!(out, "{}", proposal_line(p));
+    }
+    list_more(&mut out, MAX_LIST, list.len());
+    out
+}
+
+pub fn risk(r: &RiskSettings) -> String {
+    let allowed = if r.allowed_instruments.is_empty() {
+        "the watchlist".to_string()
+    } else {
+        r.allowed_instruments
+            .iter()
+            .map(|k| esc(&k.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "<b>Risk limits</b>\n\
+         Trading window: {} IST, {}\n\
+         Max price deviation: {:.2}%\n\
+         Max position value: {}\n\
+         Max open positions: {}\n\
+         Max orders per day: {}\n\
+         Max daily loss: {}\n\
+         Allowed instruments: {}",
+        esc(&r.trading_window),
+        esc(&r.trading_days),
+        r.max_price_deviation_pct,
+        r.max_position_value,
+        r.max_open_positions,
+        r.max_orders_per_day,
+        r.max_daily_loss,
+        allowed
+    )
+}
+
+pub fn scan(s: &ScanSummary) -> String {
+    format!("Scan done: {}", scan_line(s))
+}
+
+pub fn kill_report(k: &KillReport) -> String {
+    let mut out = String::from("Kill done: trading is HALTED until /resume.\n");
+    let _ = writeln!(out, "Cancelled open orders: {}", k.cancelled_orders);
+    if k.closed.is_empty() {
+        let _ = writeln!(out, "Closed positions: none (already flat)");
+    } else {
+        let _ = writeln!(out, "Closed positions: {}", k.closed.len());
+        for c in k.closed.iter().take(MAX_LIST) {
+            let _ = writeln!(
+                out,
+                "• {} {} @ {}, P&amp;L {}",
+                esc(&c.key.to_string()),
+                c.quantity,
+                c.price,
+                signed(c.pnl)
+            );
+        }
+        list_more(&mut out, MAX_LIST, k.closed.len());
+    }
+    let _ = writeln!(
+        out,
+        "Today's realized P&amp;L: {}",
+        signed(k.realized_today)
+    );
+    if !k.errors.is_empty() {
+        let _ = writeln!(out, "Errors ({}):", k.errors.len());
+        for e in k.errors.iter().take(MAX_LIST) {
+            let _ = writeln!(out, "• {}", esc(&truncate_chars(e, 300)));
+        }
+        list_more(&mut out, MAX_LIST, k.errors.len());
+    }
+    out
+}
+
+/// The one-line outcome added to a card; it begins with Executed, Vetoed, Rejected, Expired or
+/// Failed.
+pub fn outcome_line(o: &Outcome) -> String {
+    match o {
+        Outcome::Executed {
+            side,
+            quantity,
+            fill_price,
+            mode,
+            order_id,
+        } => format!(
+            "Executed: {side} {quantity} @ {fill_price} ({}, order {})",
+            esc(mode),
+            esc(order_id)
+        ),
+        Outcome::Vetoed(r) => format!("Vetoed: {} — {}", r.code(), esc(&r.explanation())),
+        Outcome::Rejected => "Rejected by the operator; no order placed.".into(),
+        Outcome::Expired => "Expired: not decided in time; no order placed.".into(),
+        Outcome::Failed { reason } => {
+            format!("Failed: {}", esc(&truncate_chars(reason, 300)))
+        }
+    }
+}
+
+fn pct_of(part: Paise, whole: Paise) -> f64 {
+    if whole.0 == 0 {
+        0.0
+    } else {
+        part.0 as f64 * 100.0 / whole.0 as f64
+    }
+}
+
+/// The card caption: every field of item 6, then the outcome line once decided. The rationale
+/// is cut so the whole caption stays within Telegram's 1024 characters.
+pub fn proposal_caption(p: &Proposal, capital: Paise, outcome: Option<&Outcome>) -> String {
+    let risk = p.risk();
+    let head = format!(
+        "<b>{} {}</b> · proposal #{}\n\
+         Quantity: {} ({})\n\
+         Entry: {}\n\
+         Stop: {}\n\
+         Target: {}\n\
+         Risk: {} ({:.2}% of capital {})\n\
+         Reward:risk {:.2} · confidence {:.0}%\n",
+        p.side,
+        esc(&p.key.to_string()),
+        p.id,
+        p.quantity,
+        p.product.as_str(),
+        p.entry,
+        p.stop,
+        p.target,
+        risk,
+        pct_of(risk, capital),
+        capital,
+        p.reward_risk(),
+        (p.confidence * 100.0).clamp(0.0, 100.0),
+    );
+    let tail = match outcome {
+        None => format!("\nexpires {}", ist_time(p.expires_at)),
+        Some(o) => format!(
+            "\nexpires {}\n\n{}",
+            ist_time(p.expires_at),
+            outcome_line(o)
+        ),
+    };
+    let fixed = head.chars().count() + tail.chars().count() + "<i></i>".len();
+    let budget = CAPTION_LIMIT.saturating_sub(fixed);
+    // Escape as we go so an entity is never cut in half.
+    let mut rationale = String::new();
+    let mut used = 0;
+    let mut cut = false;
+    for c in p.rationale.chars() {
+        let e = esc(&c.to_string());
+        let n = e.chars().count();
+        if used + n > budget.saturating_sub(1) {
+            cut = true;
+            break;
+        }
+        rationale.push_str(&e);
+        used += n;
+    }
+    if cut {
+        rationale.push('…');
+    }
+    let mut out = format!("{head}<i>{rationale}</i>{tail}");
+    if out.chars().count() > CAPTION_LIMIT {
+        // Only reachable with a pathological outcome text: keep the head and the outcome word.
+        out = truncate_chars(&out, CAPTION_LIMIT);
+    }
+    out
+}
+
+/// The caption for a card being posted.
+pub fn card_caption(card: &ProposalCard) -> String {
+    proposal_caption(&card.proposal, card.capital, None)
+}
+
+/// Short callback answer (<= 200 chars) for an Approve / Reject tap.
+pub fn decision_answer(d: &Decision) -> String {
+    let s = match d {
+        Decision::Decided { outcome, .. } => match outcome {
+            Outcome::Executed {
+                side,
+                quantity,
+                fill_price,
+                mode,
+                ..
+            } => format!("Executed {side} {quantity} @ {fill_price} ({mode})"),
+            Outcome::Vetoed(r) => format!("Vetoed: {} — {}", r.code(), r.explanation()),
+            Outcome::Rejected => "Rejected".into(),
+            Outcome::Expired => "Expired".into(),
+            Outcome::Failed { reason } => format!("Failed: {reason}"),
+        },
+        Decision::AlreadyDecided { status, .. } => {
+            format!("Already decided ({})", status.as_str())
+        }
+        Decision::NotFound { proposal_id } => format!("Proposal #{proposal_id} not found"),
+    };
+    truncate_chars(&s, ANSWER_LIMIT)
+}
+
+/// Short callback answer for any reply (decisions get their own wording).
+pub fn reply_answer(r: &Reply) -> String {
+    match r {
+        Reply::Decision(d) => decision_answer(d),
+        Reply::Killed(_) => "Kill done: HALTED".into(),
+        Reply::Resumed { .. } => "Resumed".into(),
+        Reply::Paused => "Paused".into(),
+        _ => "Done".into(),
+    }
+}
+
+/// A full chat message for a reply.
+pub fn reply(r: &Reply) -> String {
+    let s = match r {
+        Reply::Decision(d) => match d {
+            Decision::Decided {
+                proposal_id,
+                outcome,
+            } => {
+                format!("Proposal #{proposal_id}: {}", outcome_line(outcome))
+            }
+            Decision::AlreadyDecided {
+                proposal_id,
+                status,
+            } => format!(
+                "Proposal #{proposal_id} was already decided ({}).",
+                status.as_str()
+            ),
+            Decision::NotFound { proposal_id } => format!("Proposal #{proposal_id} not found."),
+        },
+        Reply::Scan(s) => scan(s),
+        Reply::Status(s) => status(s),
+        Reply::Positions(p) => positions(p),
+        Reply::Proposals(p) => proposals(p),
+        Reply::Risk(r) => risk(r),
+        Reply::Paused => "Paused: no new proposals until /resume. Exits still run.".into(),
+        Reply::Resumed { was_halted } => {
+            if *was_halted {
+                "Resumed: the halt is lifted and new proposals are allowed again.".into()
+            } else {
+                "Resumed: new proposals are allowed again.".into()
+            }
+        }
+        Reply::Killed(k) => kill_report(k),
+        Reply::Done { changed } => format!("Done: {changed} changed."),
+    };
+    truncate_chars(&s, MESSAGE_LIMIT)
+}
+
+pub fn alert(a: &Alert) -> String {
+    let s = match a {
+        Alert::Started {
+            mode,
+            watchlist,
+            halted,
+        } => {
+            let mut s = format!(
+                "MFT-1 started in {} mode, watching {watchlist} instruments.",
+                esc(mode)
+            );
+            if *halted {
+                s.push_str("\nHALTED: new entries are blocked until /resume.");
+            }
+            s
+        }
+        Alert::Stopping => "MFT-1 is stopping.".into(),
+        Alert::ScanFailed { key, error } => match key {
+            Some(k) => format!(
+                "Scan failed for {}: {}",
+                esc(&k.to_string()),
+                esc(&truncate_chars(error, 500))
+            ),
+            None => format!("Scan failed: {}", esc(&truncate_chars(error, 500))),
+        },
+        Alert::Vetoed {
+            proposal_id,
+            key,
+            reason,
+        } => format!(
+            "Vetoed: proposal #{proposal_id} {} — {}: {}",
+            esc(&key.to_string()),
+            reason.code(),
+            esc(&reason.explanation())
+        ),
+        Alert::DailyLossHalt { loss, limit } => format!(
+            "HALTED: today's loss {loss} reached the daily limit {limit}. New entries are \
+             blocked until /resume; exits still run."
+        ),
+        Alert::KillDone(k) => kill_report(k),
+        Alert::OrderFailed { key, error } => format!(
+            "Order failed for {}: {}",
+            esc(&key.to_string()),
+            esc(&truncate_chars(error, 500))
+        ),
+        Alert::PositionClosed {
+            key,
+            reason,
+            quantity,
+            price,
+            pnl,
+        } => format!(
+            "Position closed: {} {quantity} @ {price} ({}), P&amp;L {}",
+            esc(&key.to_string()),
+            esc(reason),
+            signed(*pnl)
+        ),
+    };
+    truncate_chars(&s, MESSAGE_LIMIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DenyReason, InstrumentKey, Product, Side};
+    use chrono::TimeZone;
+
+    fn proposal(rationale: &str) -> Proposal {
+        Proposal {
+            id: 12,
+            key: InstrumentKey::new("NSE", "M&M"),
+            side: Side::Buy,
+            quantity: 10,
+            entry: Paise(150_000),
+            stop: Paise(148_000),
+            target: Paise(154_000),
+            product: Product::Mis,
+            confidence: 0.7,
+            rationale: rationale.into(),
+            status: ProposalStatus::Pending,
+            created_at: Utc.with_ymd_and_hms(2026, 11, 25, 8, 45, 0).unwrap(),
+            // 14:25 IST
+            expires_at: Utc.with_ymd_and_hms(2026, 11, 25, 8, 55, 0).unwrap(),
+            chart_path: None,
+            message_id: None,
+            decided_at: None,
+            decided_by: None,
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn caption_has_every_field_escaped() {
+        let c = proposal_caption(
+            &proposal("EMA20 <crossed> EMA50 & RSI 61"),
+            Paise::from_rupees(100_000),
+            None,
+        );
+        assert!(c.contains("BUY NSE:M&amp;M"), "{c}");
+        assert!(c.contains("Quantity: 10"));
+        assert!(c.contains("Entry: ₹1,500.00"));
+        assert!(c.contains("Stop: ₹1,480.00"));
+        assert!(c.contains("Target: ₹1,540.00"));
+        assert!(c.contains("Risk: ₹200.00 (0.20% of capital ₹1,00,000.00)"));
+        assert!(c.contains("Reward:risk 2.00"));
+        assert!(c.contains("EMA20 &lt;crossed&gt; EMA50 &amp; RSI 61"));
+        assert!(c.contains("expires 14:25 IST"), "{c}");
+    }
+
+    #[test]
+    fn long_rationale_is_cut_to_the_caption_limit() {
+        let long = "&".repeat(3000);
+        let out = Outcome::Vetoed(DenyReason::MaxDailyLoss {
+            loss: Paise(250_000),
+            max: Paise(200_000),
+        });
+        for o in [None, Some(&out)] {
+            let c = proposal_caption(&proposal(&long), Paise::from_rupees(100_000), o);
+            assert!(c.chars().count() <= CAPTION_LIMIT, "{}", c.chars().count());
+            assert!(c.contains("expires 14:25 IST"));
+            // No entity cut in half.
+            assert!(!c.contains("&amp…") && !c.contains("&am…"));
+            assert!(c.contains("&amp;…"));
+        }
+        let c = proposal_caption(&proposal(&long), Paise::from_rupees(100_000), Some(&out));
+        assert!(
+            c.lines()
+                .last()
+                .unwrap()
+                .starts_with("Vetoed: MAX_DAILY_LOSS")
+        );
+    }
+
+    #[test]
+    fn outcome_lines_begin_with_the_keyword() {
+        let cases = [
+            (
+                Outcome::Executed {
+                    side: Side::Buy,
+                    quantity: 10,
+                    fill_price: Paise(150_075),
+                    mode: "paper".into(),
+                    order_id: "P-7".into(),
+                },
+                "Executed",
+            ),
+            (Outcome::Vetoed(DenyReason::Halted), "Vetoed"),
+            (Outcome::Rejected, "Rejected"),
+            (Outcome::Expired, "Expired"),
+            (
+                Outcome::Failed {
+                    reason: "broker <down>".into(),
+                },
+                "Failed",
+            ),
+        ];
+        for (o, word) in cases {
+            let line = outcome_line(&o);
+            assert!(line.starts_with(word), "{line}");
+            let c = proposal_caption(&proposal("x"), Paise::from_rupees(100_000), Some(&o));
+            assert!(c.lines().last().unwrap().starts_with(word));
+        }
+        let l = outcome_line(&Outcome::Executed {
+            side: Side::Buy,
+            quantity: 10,
+            fill_price: Paise(150_075),
+            mode: "paper".into(),
+            order_id: "P-7".into(),
+        });
+        assert_eq!(l, "Executed: BUY 10 @ ₹1,500.75 (paper, order P-7)");
+        assert!(outcome_line(&Outcome::Vetoed(DenyReason::Halted)).contains("HALTED"));
+    }
+
+    #[test]
+    fn status_shows_halt_limits_and_lists() {
+        let s = StatusReport {
+            mode: "paper".into(),
+            halted: true,
+            paused: false,
+            last_scan: None,
+            next_scan: Some(Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap()),
+            realized_today: Paise(-12_345),
+            unrealized: Paise(50_000),
+            positions: vec![],
+            pending: vec![proposal("r")],
+            loss_used: Paise(12_345),
+            loss_limit: Paise(200_000),
+            orders_today: 3,
+            orders_limit: 20,
+        };
+        let t = status(&s);
+        assert!(t.contains("Mode: paper"));
+        assert!(t.contains("\nHALTED"));
+        assert!(t.contains("Next scan: 25 Nov 14:30 IST"));
+        assert!(t.contains("realized -₹123.45, unrealized +₹500.00"));
+        assert!(t.contains("Daily loss used: ₹123.45 of ₹2,000.00"));
+        assert!(t.contains("Orders today: 3 of 20"));
+        assert!(t.contains("#12 BUY 10 NSE:M&amp;M"));
+    }
+
+    #[test]
+    fn answers_fit_telegram() {
+        let d = Decision::Decided {
+            proposal_id: 1,
+            outcome: Outcome::Failed {
+                reason: "x".repeat(1000),
+            },
+        };
+        assert!(decision_answer(&d).chars().count() <= ANSWER_LIMIT);
+        let d = Decision::AlreadyDecided {
+            proposal_id: 1,
+            status: ProposalStatus::Executed,
+        };
+        assert_eq!(decision_answer(&d), "Already decided (executed)");
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        let h = help();
+        for c in [
+            "/start",
+            "/help",
+            "/status",
+            "/positions",
+            "/proposals",
+            "/scan",
+            "/pause",
+            "/resume",
+            "/risk",
+            "/kill",
+        ] {
+            assert!(h.contains(c), "{c} missing from {h}");
+        }
+    }
+}
