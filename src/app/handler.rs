@@ -636,6 +636,8 @@ impl Handler {
     }
 
     async fn scan(&self, only: Option<&InstrumentKey>) -> Result<Reply, HandlerError> {
+        // Bracket exits reduce exposure, so they run even when the scan itself may not.
+        self.check_exits().await?;
         let state = self.store.system_state().await?;
         if state.halted {
             return Err(HandlerError::Refused(DenyReason::Halted));
@@ -644,7 +646,6 @@ impl Handler {
             // Paused: no new proposals; the reply says so instead of scanning.
             return Ok(Reply::Paused);
         }
-        self.check_exits().await?;
         let open: Vec<InstrumentKey> = self
             .store
             .open_positions()
