@@ -1,2 +1,416 @@
-//! `mft` command line (skeleton; the CLI is being built).
-fn main() {}
+//! `mft`: the command line. Loads settings, opens the store (applying migrations) and runs one
+//! subcommand. Errors are printed with what to do and the process exits 1.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use mft::config::Settings;
+use mft::domain::{InstrumentKey, Interval};
+use mft::store::Store;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// MFT-1: a chat-first trading co-pilot for Zerodha Kite Connect, operated from Telegram.
+/// Paper trading is the default; live trading needs MODE=live.
+#[derive(Debug, Parser)]
+#[command(name = "mft", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the service: scheduled scans, the Telegram bot and the status page.
+    Run,
+    /// Apply database migrations (every command also applies them at start).
+    Migrate,
+    /// Settings: check and print the effective configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCmd,
+    },
+    /// Market data: import, Kite instruments and history, listing.
+    Data {
+        #[command(subcommand)]
+        command: DataCmd,
+    },
+    /// Print the indicator values the bot sees for stored candles.
+    Ta {
+        /// Instrument as EXCHANGE:TRADINGSYMBOL, e.g. NSE:INFY
+        symbol: InstrumentKey,
+        /// Candle interval (Kite's names: minute, 3minute, 5minute, 10minute, 15minute, 30minute, 60minute, day)
+        #[arg(long)]
+        interval: Interval,
+        /// Only the last N rows
+        #[arg(long)]
+        last: Option<usize>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = TaFormat::Table)]
+        format: TaFormat,
+    },
+    /// Render a proposal-style chart of stored candles to a PNG file.
+    Chart {
+        /// Instrument as EXCHANGE:TRADINGSYMBOL, e.g. NSE:INFY
+        symbol: InstrumentKey,
+        /// Candle interval (Kite's names)
+        #[arg(long)]
+        interval: Interval,
+        /// Number of candles to draw
+        #[arg(long, default_value_t = 120)]
+        bars: usize,
+        /// Entry price line (rupees); give entry, stop and target together
+        #[arg(long, requires_all = ["stop", "target"])]
+        entry: Option<f64>,
+        /// Stop price line (rupees)
+        #[arg(long, requires_all = ["entry", "target"])]
+        stop: Option<f64>,
+        /// Target price line (rupees)
+        #[arg(long, requires_all = ["entry", "stop"])]
+        target: Option<f64>,
+        /// Output PNG file
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Liquidate everything and halt, like /kill in the chat: cancels open orders, squares off
+    /// every position at the last price and stores the halt (lifted by /resume).
+    Kill {
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Print the effective settings (secrets as ***); exit 1 listing every invalid or unknown setting.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCmd {
+    /// Import candles from a CSV file (header: timestamp or date[,time], open, high, low, close, volume[, oi]).
+    Import {
+        /// CSV file
+        file: PathBuf,
+        /// Instrument as EXCHANGE:TRADINGSYMBOL, e.g. NSE:INFY
+        #[arg(long)]
+        symbol: InstrumentKey,
+        /// Candle interval (Kite's names)
+        #[arg(long)]
+        interval: Interval,
+    },
+    /// Download Kite's instruments dump into the `instruments` table.
+    SyncInstruments {
+        /// Only this exchange (e.g. NSE); all exchanges when omitted
+        #[arg(long)]
+        exchange: Option<String>,
+    },
+    /// Download Kite historical candles (chunked to Kite's limits, <= 3 requests/s, resumable).
+    Fetch {
+        /// Instrument as EXCHANGE:TRADINGSYMBOL, e.g. NSE:INFY
+        symbol: InstrumentKey,
+        /// Candle interval (Kite's names)
+        #[arg(long)]
+        interval: Interval,
+        /// First day, YYYY-MM-DD (IST)
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day, YYYY-MM-DD (IST), inclusive
+        #[arg(long)]
+        to: chrono::NaiveDate,
+    },
+    /// One row per instrument and interval: symbol, interval, first, last, rows.
+    List,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TaFormat {
+    Table,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.command);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(cmd: &Cmd) {
+    // The service logs at info; one-shot commands keep the terminal for their own output.
+    let default = match cmd {
+        Cmd::Run => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_settings() -> Result<Settings> {
+    Settings::load().map_err(|e| anyhow::anyhow!("invalid settings:\n{e}"))
+}
+
+async fn open_store(settings: &Settings) -> Result<Store> {
+    Store::connect(&settings.database_url)
+        .await
+        .context("could not open the database (check DATABASE_URL)")
+}
+
+async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
+    if let Cmd::Config {
+        command: ConfigCmd::Check,
+    } = cmd
+    {
+        return Ok(config_check());
+    }
+    let settings = load_settings()?;
+    match cmd {
+        Cmd::Config { .. } => unreachable!("handled above"),
+        Cmd::Run => {
+            mft::app::run(settings).await?;
+        }
+        Cmd::Migrate => {
+            let store = open_store(&settings).await?;
+            let report = store.migrate().await?;
+            if report.applied.is_empty() {
+                println!("database is up to date");
+            } else {
+                println!("applied: {}", report.applied.join(", "));
+            }
+            if report.hypertable {
+                println!("candles is a TimescaleDB hypertable");
+            }
+            store.close().await;
+        }
+        Cmd::Data { command } => data(settings, command).await?,
+        Cmd::Ta {
+            symbol,
+            interval,
+            last,
+            format,
+        } => {
+            let store = open_store(&settings).await?;
+            let candles = store.candles(&symbol, interval, None, None).await?;
+            store.close().await;
+            if candles.is_empty() {
+                bail!(
+                    "no {interval} candles stored for {symbol}: import or fetch them first (mft data import / mft data fetch)"
+                );
+            }
+            let mut rows = mft::ta::snapshot(&candles)?;
+            if let Some(n) = last {
+                let skip = rows.len().saturating_sub(n);
+                rows.drain(..skip);
+            }
+            match format {
+                TaFormat::Csv => mft::ta::write_csv(std::io::stdout().lock(), &rows)?,
+                TaFormat::Table => print!("{}", mft::ta::format_table(&rows)),
+            }
+        }
+        Cmd::Chart {
+            symbol,
+            interval,
+            bars,
+            entry,
+            stop,
+            target,
+            out,
+        } => {
+            let store = open_store(&settings).await?;
+            let candles = store.last_candles(&symbol, interval, bars).await?;
+            store.close().await;
+            if candles.is_empty() {
+                bail!("no {interval} candles stored for {symbol}: import or fetch them first");
+            }
+            let levels = match (entry, stop, target) {
+                (Some(entry), Some(stop), Some(target)) => Some(mft::chart::Levels {
+                    entry,
+                    stop,
+                    target,
+                }),
+                _ => None,
+            };
+            let what = match &levels {
+                Some(l) if l.target >= l.entry => "BUY proposal",
+                Some(_) => "SELL proposal",
+                None => "chart",
+            };
+            let title = format!("{symbol} · {interval} · {what}");
+            let png = mft::agents::chart_for(
+                &symbol,
+                &title,
+                &candles,
+                &settings.strategy,
+                &settings.charts,
+                levels,
+            )?;
+            std::fs::write(&out, png)
+                .with_context(|| format!("could not write {}", out.display()))?;
+            println!("wrote {} ({} candles)", out.display(), candles.len());
+        }
+        Cmd::Kill { yes } => {
+            if !yes && !confirm_kill()? {
+                println!("not confirmed: nothing done");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let report = mft::app::kill_from_cli(std::sync::Arc::new(settings)).await?;
+            println!(
+                "halted; cancelled {} open order(s)",
+                report.cancelled_orders
+            );
+            for c in &report.closed {
+                println!(
+                    "closed {} x{} at {} (P&L {})",
+                    c.key, c.quantity, c.price, c.pnl
+                );
+            }
+            if report.closed.is_empty() {
+                println!("no open positions");
+            }
+            println!("realized P&L today: {}", report.realized_today);
+            for e in &report.errors {
+                eprintln!("warning: {e}");
+            }
+            if !report.errors.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn config_check() -> ExitCode {
+    match Settings::load() {
+        Ok(s) => {
+            print!("{}", s.render_effective());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("invalid settings:\n{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn confirm_kill() -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("mft kill needs confirmation: run it in a terminal, or pass --yes");
+    }
+    eprint!(
+        "This cancels open orders, squares off every position and halts trading. Type KILL to confirm: "
+    );
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim() == "KILL")
+}
+
+async fn data(settings: Settings, command: DataCmd) -> Result<()> {
+    let store = open_store(&settings).await?;
+    let result = data_inner(&settings, &store, command).await;
+    store.close().await;
+    result
+}
+
+async fn data_inner(settings: &Settings, store: &Store, command: DataCmd) -> Result<()> {
+    use mft::market;
+    match command {
+        DataCmd::Import {
+            file,
+            symbol,
+            interval,
+        } => {
+            let report = market::import_csv(store, &file, &symbol, interval).await?;
+            println!(
+                "{symbol} {interval}: {} rows read, {} inserted or changed",
+                report.rows_read, report.rows_written
+            );
+            if !report.ignored_columns.is_empty() {
+                println!("ignored columns: {}", report.ignored_columns.join(", "));
+            }
+        }
+        DataCmd::SyncInstruments { exchange } => {
+            let kite = market::KiteReader::from_settings(settings)?;
+            let report = market::sync_instruments(store, &kite, exchange.as_deref()).await?;
+            println!(
+                "instruments ({}): {} in the dump, {} inserted or changed, {} stored",
+                report.exchange.as_deref().unwrap_or("all exchanges"),
+                report.rows,
+                report.written,
+                report.stored
+            );
+        }
+        DataCmd::Fetch {
+            symbol,
+            interval,
+            from,
+            to,
+        } => {
+            if from > to {
+                bail!("--from {from} is after --to {to}");
+            }
+            let kite = market::KiteReader::from_settings(settings)?;
+            let mut progress = market::terminal_progress();
+            let r = market::fetch_history(store, &kite, &symbol, interval, from, to, &mut progress)
+                .await?;
+            if r.requests == 0 {
+                println!("{symbol} {interval}: nothing missing between {from} and {to}");
+            } else {
+                println!(
+                    "{symbol} {interval}: {} request(s), {} candles received, {} inserted or changed",
+                    r.requests, r.candles_received, r.candles_written
+                );
+            }
+            if let Some(day) = r.open_day {
+                println!("{day}'s session is not over: re-run later to complete it");
+            }
+        }
+        DataCmd::List => {
+            let rows = store.candle_summary().await?;
+            if rows.is_empty() {
+                println!("no candles stored yet: try mft data import or mft data fetch");
+                return Ok(());
+            }
+            println!(
+                "{:<24} {:<9} {:<25} {:<25} {:>9}",
+                "symbol", "interval", "first", "last", "rows"
+            );
+            for r in rows {
+                println!(
+                    "{:<24} {:<9} {:<25} {:<25} {:>9}",
+                    r.key.to_string(),
+                    r.interval.as_str(),
+                    r.first
+                        .with_timezone(&mft::clock::IST)
+                        .format("%Y-%m-%d %H:%M %:z")
+                        .to_string(),
+                    r.last
+                        .with_timezone(&mft::clock::IST)
+                        .format("%Y-%m-%d %H:%M %:z")
+                        .to_string(),
+                    r.rows
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -47,6 +47,17 @@ pub fn router(handler: Arc<dyn CommandHandler>, token: Option<Secret>) -> Router
         .with_state(state)
 }
 
+/// Binds the status page's address (done before the service announces its start, so a busy
+/// port fails the start instead of a background task).
+pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, WebError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| WebError::Bind {
+            addr: addr.to_string(),
+            error: e.to_string(),
+        })
+}
+
 /// Serves the status page on `addr` until `shutdown` is cancelled.
 pub async fn serve(
     addr: String,
@@ -54,12 +65,16 @@ pub async fn serve(
     token: Option<Secret>,
     shutdown: CancellationToken,
 ) -> Result<(), WebError> {
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|e| WebError::Bind {
-            addr: addr.clone(),
-            error: e.to_string(),
-        })?;
+    serve_on(bind(&addr).await?, handler, token, shutdown).await
+}
+
+/// Serves the status page on an already bound listener until `shutdown` is cancelled.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    handler: Arc<dyn CommandHandler>,
+    token: Option<Secret>,
+    shutdown: CancellationToken,
+) -> Result<(), WebError> {
     let local: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(addr = ?local, "status page listening");
     axum::serve(listener, router(handler, token))
