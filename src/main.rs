@@ -146,10 +146,24 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render_error(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the message already
+/// carries (many module errors quote their source).
+fn render_error(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn init_tracing(cmd: &Cmd) {
@@ -237,11 +251,19 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             out,
         } => {
             let store = open_store(&settings).await?;
-            let candles = store.last_candles(&symbol, interval, bars).await?;
+            if bars == 0 {
+                bail!("--bars must be at least 1");
+            }
+            // Read enough history before the first drawn bar for the averages and RSI to be
+            // past their warm-up where the chart starts.
+            let st = &settings.strategy;
+            let warmup = 3 * st.fast.max(st.slow).max(st.rsi_period);
+            let candles = store.last_candles(&symbol, interval, bars + warmup).await?;
             store.close().await;
             if candles.is_empty() {
                 bail!("no {interval} candles stored for {symbol}: import or fetch them first");
             }
+            let drawn = candles.len().min(bars);
             let levels = match (entry, stop, target) {
                 (Some(entry), Some(stop), Some(target)) => Some(mft::chart::Levels {
                     entry,
@@ -266,7 +288,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             )?;
             std::fs::write(&out, png)
                 .with_context(|| format!("could not write {}", out.display()))?;
-            println!("wrote {} ({} candles)", out.display(), candles.len());
+            println!("wrote {} ({drawn} candles)", out.display());
         }
         Cmd::Kill { yes } => {
             if !yes && !confirm_kill()? {
