@@ -204,8 +204,9 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             mft::app::run(settings).await?;
         }
         Cmd::Migrate => {
-            let store = open_store(&settings).await?;
-            let report = store.migrate().await?;
+            let (store, report) = Store::connect_and_report(&settings.database_url)
+                .await
+                .context("could not open the database (check DATABASE_URL)")?;
             if report.applied.is_empty() {
                 println!("database is up to date");
             } else {

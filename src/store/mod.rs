@@ -242,12 +242,19 @@ impl Store {
     /// or `postgres:...`, then runs the migrations. Any other scheme is
     /// [`StoreError::UnsupportedScheme`].
     pub async fn connect(database_url: &str) -> Result<Store, StoreError> {
+        Ok(Store::connect_and_report(database_url).await?.0)
+    }
+
+    /// [`Store::connect`], also returning what its migration run did (for `mft migrate`).
+    pub async fn connect_and_report(
+        database_url: &str,
+    ) -> Result<(Store, MigrateReport), StoreError> {
         let store = match Backend::from_url(database_url)? {
             Backend::Sqlite => Store::connect_sqlite(database_url).await?,
             Backend::Postgres => Store::connect_postgres(database_url).await?,
         };
-        store.migrate().await?;
-        Ok(store)
+        let report = store.migrate().await?;
+        Ok((store, report))
     }
 
     async fn connect_sqlite(database_url: &str) -> Result<Store, StoreError> {
