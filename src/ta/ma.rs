@@ -1,19 +1,20 @@
 //! Moving averages: simple (SMA), exponential (EMA, SMA-seeded) and linearly weighted (WMA).
 
-use super::{Gate, TaError, check_period, first_valid};
+use super::{Bar, Gate, Sink, TaError, check_period, first_valid, fma_dispatch};
 
 /// Simple moving average. First value at index `period-1`.
 pub fn sma(x: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[x]);
-    let mut out = vec![f64::NAN; x.len()];
-    sma_kernel(&x[start..], period, &mut out[start..]);
+    let mut out = Sink::new(x.len(), start + period - 1);
+    sma_kernel(&x[start..], period, &mut out);
+    let [out] = out.finish();
     Ok(out)
 }
 
 /// TA-Lib's TA_INT_SMA running sum: add the new value, divide, then drop the trailing one.
-/// Writes into `out` (same length as `x`, NaN-filled) and stops at the first NaN.
-pub(crate) fn sma_kernel(x: &[f64], period: usize, out: &mut [f64]) {
+/// Pushes the values from index `period-1` of `x` onto `out`, stopping at the first NaN.
+fn sma_kernel(x: &[f64], period: usize, out: &mut Sink<1>) {
     let lb = period - 1;
     if x.len() <= lb || x[..lb].iter().any(|v| v.is_nan()) {
         return;
@@ -23,14 +24,15 @@ pub(crate) fn sma_kernel(x: &[f64], period: usize, out: &mut [f64]) {
         total += v;
     }
     let pf = period as f64;
-    for ((o, &v), &t) in out[lb..].iter_mut().zip(&x[lb..]).zip(x) {
+    out.feed(x[lb..].iter().zip(x), |(&v, &t)| {
         if v.is_nan() {
-            break;
+            return Bar::Stop;
         }
         total += v;
-        *o = total / pf;
+        let mean = total / pf;
         total -= t;
-    }
+        Bar::Emit([mean])
+    });
 }
 
 /// Running-sum SMA over pushed values, with exactly [`sma_kernel`]'s arithmetic.
@@ -113,8 +115,9 @@ impl Sma {
 pub fn ema(x: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[x]);
-    let mut out = vec![f64::NAN; x.len()];
-    ema_kernel(&x[start..], period, &mut out[start..]);
+    let mut out = Sink::new(x.len(), start + period - 1);
+    ema_kernel(&x[start..], period, &mut out);
+    let [out] = out.finish();
     Ok(out)
 }
 
@@ -123,30 +126,33 @@ pub(crate) fn ema_k(period: usize) -> f64 {
     2.0 / (period + 1) as f64
 }
 
-/// One EMA step. TA-Lib writes `((x-prev)*k)+prev`; `x·k + prev·(1-k)` is the same value to
-/// ~1e-16 relative but keeps only a multiply-add on the bar-to-bar dependency chain.
+/// One EMA step. TA-Lib writes `((x-prev)*k)+prev`; `prev·(1-k) + x·k` as one fused
+/// multiply-add is the same value to ~1e-16 relative but keeps a single FMA on the
+/// bar-to-bar dependency chain (`x·k` is computed off the chain).
 #[inline(always)]
 pub(crate) fn ema_step(prev: f64, x: f64, k: f64) -> f64 {
-    x * k + prev * (1.0 - k)
+    prev.mul_add(1.0 - k, x * k)
 }
 
-fn ema_kernel(x: &[f64], period: usize, out: &mut [f64]) {
-    if x.len() < period || x[..period].iter().any(|v| v.is_nan()) {
-        return;
-    }
-    let mut sum = 0.0;
-    for &v in &x[..period] {
-        sum += v;
-    }
-    let k = ema_k(period);
-    let mut prev = sum / period as f64;
-    out[period - 1] = prev;
-    for (o, &v) in out[period..].iter_mut().zip(&x[period..]) {
-        if v.is_nan() {
-            break;
+fma_dispatch! {
+    fn ema_kernel(x: &[f64], period: usize, out: &mut Sink<1>) {
+        if x.len() < period || x[..period].iter().any(|v| v.is_nan()) {
+            return;
         }
-        prev = ema_step(prev, v, k);
-        *o = prev;
+        let mut sum = 0.0;
+        for &v in &x[..period] {
+            sum += v;
+        }
+        let k = ema_k(period);
+        let mut prev = sum / period as f64;
+        out.push([prev]);
+        out.feed(&x[period..], |&v| {
+            if v.is_nan() {
+                return Bar::Stop;
+            }
+            prev = ema_step(prev, v, k);
+            Bar::Emit([prev])
+        });
     }
 }
 
@@ -219,24 +225,26 @@ impl Ema {
 pub fn wma(x: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[x]);
-    let mut out = vec![f64::NAN; x.len()];
-    wma_kernel(&x[start..], period, &mut out[start..]);
+    let mut out = Sink::new(x.len(), start + period - 1);
+    wma_kernel(&x[start..], period, &mut out);
+    let [out] = out.finish();
     Ok(out)
 }
 
-fn wma_kernel(x: &[f64], period: usize, out: &mut [f64]) {
+fn wma_kernel(x: &[f64], period: usize, out: &mut Sink<1>) {
     let lb = period - 1;
     if x.len() <= lb || x[..lb].iter().any(|v| v.is_nan()) {
         return;
     }
     if period == 1 {
         // TA-Lib copies the input for period 1 (the running sums would add rounding noise).
-        for (o, &v) in out.iter_mut().zip(x) {
+        out.feed(x, |&v| {
             if v.is_nan() {
-                break;
+                Bar::Stop
+            } else {
+                Bar::Emit([v])
             }
-            *o = v;
-        }
+        });
         return;
     }
     let divider = ((period * (period + 1)) >> 1) as f64;
@@ -248,17 +256,18 @@ fn wma_kernel(x: &[f64], period: usize, out: &mut [f64]) {
         sum += v * (i + 1) as f64;
     }
     let mut trailing = 0.0;
-    for ((o, &v), &t) in out[lb..].iter_mut().zip(&x[lb..]).zip(x) {
+    out.feed(x[lb..].iter().zip(x), |(&v, &t)| {
         if v.is_nan() {
-            break;
+            return Bar::Stop;
         }
         sub += v;
         sub -= trailing;
         sum += v * pf;
         trailing = t;
-        *o = sum / divider;
+        let mean = sum / divider;
         sum -= sub;
-    }
+        Bar::Emit([mean])
+    });
 }
 
 /// Streaming [`wma`].

@@ -202,17 +202,6 @@ pub(crate) fn first_valid(series: &[&[f64]]) -> usize {
         .unwrap_or(n)
 }
 
-/// Index of the first NaN in any series (the end of the usable data), or `n`.
-/// Used by the window-driven indicators; the tight loops check inline.
-pub(crate) fn first_nan(series: &[&[f64]]) -> usize {
-    let n = series.first().map_or(0, |s| s.len());
-    series
-        .iter()
-        .filter_map(|s| s.iter().position(|v| v.is_nan()))
-        .min()
-        .unwrap_or(n)
-}
-
 /// Streaming NaN policy: skip bars until the first complete one, stop for good at the first
 /// NaN after that.
 #[derive(Debug, Clone, Copy, Default)]
@@ -236,6 +225,146 @@ impl Gate {
         true
     }
 }
+
+/// Bars staged on the stack before they are appended to the outputs.
+const CHUNK: usize = 256;
+
+/// What a batch kernel made of one bar.
+pub(crate) enum Bar<const K: usize> {
+    /// The bar's output values.
+    Emit([f64; K]),
+    /// No output for this bar (still warming up).
+    Skip,
+    /// The series ends here (a NaN input): this bar and all later ones are NaN.
+    Stop,
+}
+
+/// Collects the `K` outputs of a batch kernel, writing each output page exactly once: a
+/// NaN-filled `vec!` would write every fresh page twice (fill, then value), and pushing to
+/// `K` vectors bar by bar reloads each length and capacity from memory on every push. Values
+/// are staged in small stack arrays and appended a chunk at a time.
+pub(crate) struct Sink<const K: usize> {
+    outs: [Vec<f64>; K],
+    buf: [[f64; CHUNK]; K],
+    len: usize,
+    n: usize,
+}
+
+impl<const K: usize> Sink<K> {
+    /// Outputs of final length `n` whose first `warm` values (the warm-up) are NaN.
+    pub(crate) fn new(n: usize, warm: usize) -> Self {
+        Sink {
+            outs: std::array::from_fn(|_| {
+                let mut v = Vec::with_capacity(n);
+                v.resize(warm.min(n), f64::NAN);
+                v
+            }),
+            buf: [[0.0; CHUNK]; K],
+            len: 0,
+            n,
+        }
+    }
+
+    /// Runs `f` over `items` in chunks, appending what it emits, until the items run out or
+    /// `f` says stop. The inner loop holds no call, so the kernel's running state stays in
+    /// registers (every xmm register is caller-saved: a call inside the loop would put a
+    /// store-load round trip on the kernel's dependency chain).
+    #[inline(always)]
+    pub(crate) fn feed<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        mut f: impl FnMut(T) -> Bar<K>,
+    ) {
+        let mut items = items.into_iter();
+        loop {
+            let mut j = self.len;
+            let mut done = false;
+            while j < CHUNK {
+                let Some(item) = items.next() else {
+                    done = true;
+                    break;
+                };
+                match f(item) {
+                    Bar::Emit(values) => {
+                        for (b, v) in self.buf.iter_mut().zip(values) {
+                            b[j] = v;
+                        }
+                        j += 1;
+                    }
+                    Bar::Skip => {}
+                    Bar::Stop => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            self.len = j;
+            self.flush();
+            if done {
+                return;
+            }
+        }
+    }
+
+    /// Appends one bar's values (outside hot loops: see [`Sink::feed`]).
+    #[inline(always)]
+    pub(crate) fn push(&mut self, values: [f64; K]) {
+        let at = self.len;
+        for (b, v) in self.buf.iter_mut().zip(values) {
+            b[at] = v;
+        }
+        self.len = at + 1;
+        if self.len == CHUNK {
+            self.flush();
+        }
+    }
+
+    #[inline(never)]
+    fn flush(&mut self) {
+        for (o, b) in self.outs.iter_mut().zip(&self.buf) {
+            o.extend_from_slice(&b[..self.len]);
+        }
+        self.len = 0;
+    }
+
+    /// The outputs, NaN-padded to length `n` (bars after a NaN input or never reached).
+    pub(crate) fn finish(mut self) -> [Vec<f64>; K] {
+        self.flush();
+        let Sink { mut outs, n, .. } = self;
+        for o in &mut outs {
+            o.resize(n, f64::NAN);
+        }
+        outs
+    }
+}
+
+/// Defines `fn $name(..)` whose body runs compiled with FMA instructions when the CPU has
+/// them. Bodies use `f64::mul_add` on their recurrences (one rounding, one instruction on the
+/// bar-to-bar dependency chain, as TA-Lib 0.8's FMA build does); without hardware FMA the
+/// same calls go to libm's exact `fma`, so the bits are identical on every machine and equal
+/// to the streaming forms, which call `mul_add` the same way.
+macro_rules! fma_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            // The body is expanded twice (not shared through a helper) so that the closures
+            // inside it are compiled with FMA too: they inherit the enclosing function's
+            // target features, not those of the function that calls them.
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "fma")]
+                fn with_fma($($arg: $ty),*) $(-> $ret)? $body
+                if std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports FMA (checked just above), the only
+                    // requirement of a `target_feature` function.
+                    return unsafe { with_fma($($arg),*) };
+                }
+            }
+            $body
+        }
+    };
+}
+pub(crate) use fma_dispatch;
 
 /// TA-Lib's TA_IS_ZERO.
 #[inline(always)]
