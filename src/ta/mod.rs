@@ -226,9 +226,6 @@ impl Gate {
     }
 }
 
-/// Bars staged on the stack before they are appended to the outputs.
-const CHUNK: usize = 256;
-
 /// What a batch kernel made of one bar.
 pub(crate) enum Bar<const K: usize> {
     /// The bar's output values.
@@ -239,14 +236,13 @@ pub(crate) enum Bar<const K: usize> {
     Stop,
 }
 
-/// Collects the `K` outputs of a batch kernel, writing each output page exactly once: a
-/// NaN-filled `vec!` would write every fresh page twice (fill, then value), and pushing to
-/// `K` vectors bar by bar reloads each length and capacity from memory on every push. Values
-/// are staged in small stack arrays and appended a chunk at a time.
+/// Collects the `K` outputs of a batch kernel, writing each output element exactly once,
+/// straight into the vectors' spare capacity. The alternatives cost up to 2x on the
+/// multi-output indicators: a NaN-filled `vec!` writes every page twice (fill, then value);
+/// pushing to `K` vectors bar by bar reloads each length and capacity from memory on every
+/// push; staging chunks on the stack adds a copy of every output.
 pub(crate) struct Sink<const K: usize> {
     outs: [Vec<f64>; K],
-    buf: [[f64; CHUNK]; K],
-    len: usize,
     n: usize,
 }
 
@@ -259,16 +255,14 @@ impl<const K: usize> Sink<K> {
                 v.resize(warm.min(n), f64::NAN);
                 v
             }),
-            buf: [[0.0; CHUNK]; K],
-            len: 0,
             n,
         }
     }
 
-    /// Runs `f` over `items` in chunks, appending what it emits, until the items run out or
-    /// `f` says stop. The inner loop holds no call, so the kernel's running state stays in
-    /// registers (every xmm register is caller-saved: a call inside the loop would put a
-    /// store-load round trip on the kernel's dependency chain).
+    /// Runs `f` over `items`, appending what it emits, until the items run out, `f` says
+    /// stop, or the outputs are full. The loop holds no call, so the kernel's running state
+    /// stays in registers (every xmm register is caller-saved: a call inside the loop would
+    /// put a store-load round trip on the kernel's dependency chain).
     #[inline(always)]
     pub(crate) fn feed<T>(
         &mut self,
@@ -276,61 +270,42 @@ impl<const K: usize> Sink<K> {
         mut f: impl FnMut(T) -> Bar<K>,
     ) {
         let mut items = items.into_iter();
-        loop {
-            let mut j = self.len;
-            let mut done = false;
-            while j < CHUNK {
-                let Some(item) = items.next() else {
-                    done = true;
-                    break;
-                };
-                match f(item) {
-                    Bar::Emit(values) => {
-                        for (b, v) in self.buf.iter_mut().zip(values) {
-                            b[j] = v;
-                        }
-                        j += 1;
+        let mut spare = self.outs.each_mut().map(|v| v.spare_capacity_mut());
+        let room = spare.iter().map(|s| s.len()).min().unwrap_or(0);
+        let mut written = 0;
+        while written < room {
+            let Some(item) = items.next() else { break };
+            match f(item) {
+                Bar::Emit(values) => {
+                    for (s, v) in spare.iter_mut().zip(values) {
+                        s[written].write(v);
                     }
-                    Bar::Skip => {}
-                    Bar::Stop => {
-                        done = true;
-                        break;
-                    }
+                    written += 1;
                 }
+                Bar::Skip => {}
+                Bar::Stop => break,
             }
-            self.len = j;
-            self.flush();
-            if done {
-                return;
-            }
+        }
+        for o in &mut self.outs {
+            let len = o.len() + written;
+            // SAFETY: `written <= room` does not exceed any vector's spare capacity, and
+            // every one of the `written` spare slots of every vector was initialised above
+            // (slot `written` of all `K` vectors is written before `written` grows).
+            unsafe { o.set_len(len) };
         }
     }
 
     /// Appends one bar's values (outside hot loops: see [`Sink::feed`]).
     #[inline(always)]
     pub(crate) fn push(&mut self, values: [f64; K]) {
-        let at = self.len;
-        for (b, v) in self.buf.iter_mut().zip(values) {
-            b[at] = v;
+        for (o, v) in self.outs.iter_mut().zip(values) {
+            o.push(v);
         }
-        self.len = at + 1;
-        if self.len == CHUNK {
-            self.flush();
-        }
-    }
-
-    #[inline(never)]
-    fn flush(&mut self) {
-        for (o, b) in self.outs.iter_mut().zip(&self.buf) {
-            o.extend_from_slice(&b[..self.len]);
-        }
-        self.len = 0;
     }
 
     /// The outputs, NaN-padded to length `n` (bars after a NaN input or never reached).
-    pub(crate) fn finish(mut self) -> [Vec<f64>; K] {
-        self.flush();
-        let Sink { mut outs, n, .. } = self;
+    pub(crate) fn finish(self) -> [Vec<f64>; K] {
+        let Sink { mut outs, n } = self;
         for o in &mut outs {
             o.resize(n, f64::NAN);
         }
