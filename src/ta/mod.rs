@@ -270,8 +270,13 @@ impl<const K: usize> Sink<K> {
         mut f: impl FnMut(T) -> Bar<K>,
     ) {
         let mut items = items.into_iter();
-        let mut spare = self.outs.each_mut().map(|v| v.spare_capacity_mut());
-        let room = spare.iter().map(|s| s.len()).min().unwrap_or(0);
+        let room = self.outs.iter().map(|v| v.capacity() - v.len()).min();
+        let room = room.unwrap_or(0);
+        // Every slice exactly `room` long, so `written < room` bounds every index below.
+        let mut spare = self
+            .outs
+            .each_mut()
+            .map(|v| &mut v.spare_capacity_mut()[..room]);
         let mut written = 0;
         while written < room {
             let Some(item) = items.next() else { break };

@@ -1,7 +1,7 @@
 //! Momentum indicators: RSI (Wilder), rate of change, MACD and the slow stochastic.
 
 use super::ma::{SmaCore, ema_k, ema_step};
-use super::window::{MonoMax, MonoMin, Sliding};
+use super::window::{HighLow, MonoMax, MonoMin};
 use super::{
     Bar, Gate, Sink, TaError, check_lens, check_period, first_valid, fma_dispatch, is_zero,
 };
@@ -152,26 +152,39 @@ pub fn roc(close: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[close]);
     let x = &close[start..];
-    let mut out = Sink::new(close.len(), start + period);
+    let n = close.len();
+    let mut out = Vec::with_capacity(n);
+    out.resize((start + period).min(n), f64::NAN);
     if x.len() > period && !x[..period].iter().any(|v| v.is_nan()) {
-        out.feed(x[period..].iter().zip(x), |(&v, &old)| {
-            if v.is_nan() {
-                return Bar::Stop;
+        // No state: a chunk at a time, checked for NaN with a vectorised test, then computed
+        // by a branch-free map that `extend` vectorises (TA-Lib divides bar by bar).
+        for (now, old) in x[period..].chunks(256).zip(x.chunks(256)) {
+            let clean = if now.iter().fold(false, |a, v| a | v.is_nan()) {
+                now.iter().position(|v| v.is_nan()).unwrap_or(now.len())
+            } else {
+                now.len()
+            };
+            out.extend(
+                now[..clean]
+                    .iter()
+                    .zip(old)
+                    .map(|(&v, &old)| roc_value(v, old)),
+            );
+            if clean < now.len() {
+                break;
             }
-            Bar::Emit([roc_value(v, old)])
-        });
+        }
     }
-    let [out] = out.finish();
+    out.resize(n, f64::NAN);
     Ok(out)
 }
 
+/// `((v/old)-1)·100`, 0 when `old` is 0; computed either way and then selected, so that a
+/// run of them vectorises.
 #[inline(always)]
 fn roc_value(v: f64, old: f64) -> f64 {
-    if old != 0.0 {
-        ((v / old) - 1.0) * 100.0
-    } else {
-        0.0
-    }
+    let r = ((v / old) - 1.0) * 100.0;
+    if old != 0.0 { r } else { 0.0 }
 }
 
 /// Streaming [`roc`].
@@ -447,16 +460,14 @@ pub fn stoch(
     let (h, l, c) = (&high[start..], &low[start..], &close[start..]);
     let warm = start + lookback_stoch(fastk, slowk, slowd);
     let mut out = Sink::new(n, warm);
-    let mut hh = Sliding::<true>::new(fastk);
-    let mut ll = Sliding::<false>::new(fastk);
+    let mut hl = HighLow::new(fastk);
     out.feed(
         h.iter().zip(l).zip(c).enumerate(),
         |(i, ((&hi, &lo), &ci))| {
             if hi.is_nan() | lo.is_nan() | ci.is_nan() {
                 return Bar::Stop;
             }
-            let highest = hh.push(h, i);
-            let lowest = ll.push(l, i);
+            let (highest, lowest) = hl.push(h, l, i);
             if i + 1 < fastk {
                 return Bar::Skip;
             }

@@ -2,7 +2,7 @@
 
 use super::ma::SmaCore;
 use super::momentum::{wilder, wilder_coefs};
-use super::window::{MonoMax, MonoMin, Sliding};
+use super::window::{HighLow, MonoMax, MonoMin};
 use super::{
     Bar, Gate, Sink, TaError, check_finite, check_lens, check_period, first_valid, fma_dispatch,
 };
@@ -530,14 +530,12 @@ pub fn donchian(high: &[f64], low: &[f64], period: usize) -> Result<Donchian, Ta
     let (h, l) = (&high[start..], &low[start..]);
     let warm = start + period - 1;
     let mut out = Sink::new(n, warm);
-    let mut hh = Sliding::<true>::new(period);
-    let mut ll = Sliding::<false>::new(period);
+    let mut hl = HighLow::new(period);
     out.feed(h.iter().zip(l).enumerate(), |(i, (&hi, &lo))| {
         if hi.is_nan() | lo.is_nan() {
             return Bar::Stop;
         }
-        let u = hh.push(h, i);
-        let d = ll.push(l, i);
+        let (u, d) = hl.push(h, l, i);
         if i + 1 < period {
             return Bar::Skip;
         }

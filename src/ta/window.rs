@@ -122,24 +122,56 @@ impl<const MAX: bool> Sliding<MAX> {
 
     /// The extreme of `x[today+1-period..=today]` (fewer values at the start). Call with
     /// `today` = 0, 1, 2, ... in turn.
+    /// A block ended at `today-1`: its suffix extremes serve the next `period` windows.
     #[inline(always)]
-    pub(crate) fn push(&mut self, x: &[f64], today: usize) -> f64 {
+    fn next_block(&mut self, x: &[f64], today: usize) {
         let p = self.period;
-        if self.at == p {
-            // A block ended at `today-1`: its suffix extremes serve the next `p` windows.
-            let block = &x[today - p..today];
-            let (head, tail) = self.suffix.split_at_mut(p);
-            let mut acc = tail[0];
-            for (s, &v) in head.iter_mut().zip(block).rev() {
-                acc = Self::pick(acc, v);
-                *s = acc;
-            }
-            self.at = 0;
-            self.run = Self::EMPTY;
+        let block = &x[today - p..today];
+        let (head, tail) = self.suffix.split_at_mut(p);
+        let mut acc = tail[0];
+        for (s, &v) in head.iter_mut().zip(block).rev() {
+            acc = Self::pick(acc, v);
+            *s = acc;
         }
-        self.run = Self::pick(x[today], self.run);
+        self.at = 0;
+        self.run = Self::EMPTY;
+    }
+
+    /// Adds value `v` of the current block (which is not full) and returns the extreme.
+    #[inline(always)]
+    fn step(&mut self, v: f64) -> f64 {
+        self.run = Self::pick(v, self.run);
         let out = Self::pick(self.run, self.suffix[self.at + 1]);
         self.at += 1;
         out
+    }
+}
+
+/// [`Sliding`] maximum of one series and minimum of another with the same period (Donchian's
+/// and the stochastic's highest high and lowest low), sharing one block counter so that a bar
+/// costs one block-boundary test instead of two.
+#[derive(Debug, Clone)]
+pub(crate) struct HighLow {
+    high: Sliding<true>,
+    low: Sliding<false>,
+}
+
+impl HighLow {
+    pub(crate) fn new(period: usize) -> Self {
+        HighLow {
+            high: Sliding::new(period),
+            low: Sliding::new(period),
+        }
+    }
+
+    /// The highest of `high[today+1-period..=today]` and the lowest of the same window of
+    /// `low` (fewer values at the start). Call with `today` = 0, 1, 2, ... in turn.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, high: &[f64], low: &[f64], today: usize) -> (f64, f64) {
+        if self.high.at == self.high.period {
+            self.high.next_block(high, today);
+            self.low.next_block(low, today);
+        }
+        (self.high.step(high[today]), self.low.step(low[today]))
     }
 }
