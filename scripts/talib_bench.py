@@ -57,21 +57,32 @@ def data():
     return high, low, close, volume
 
 
+def donchian3(h, l):
+    """TA-Lib MAX + MIN plus the middle line, the three outputs the Rust donchian returns."""
+    upper, lower = talib.MAX(h, 20), talib.MIN(l, 20)
+    middle = np.add(upper, lower)
+    middle *= 0.5
+    return upper, middle, lower
+
+
 def cases(h, l, c, v):
-    """Same indicators and parameters as benches/ta.rs (Donchian = TA-Lib MAX + MIN)."""
+    """(row, Rust bench name, TA-Lib call): same indicators and parameters as benches/ta.rs.
+    Donchian is compared twice: with TA-Lib MAX + MIN (two outputs) and with the middle line
+    added by numpy (the three outputs the Rust function writes)."""
     return [
-        ("sma20", lambda: talib.SMA(c, 20)),
-        ("ema20", lambda: talib.EMA(c, 20)),
-        ("wma20", lambda: talib.WMA(c, 20)),
-        ("rsi14", lambda: talib.RSI(c, 14)),
-        ("roc10", lambda: talib.ROC(c, 10)),
-        ("atr14", lambda: talib.ATR(h, l, c, 14)),
-        ("macd", lambda: talib.MACD(c, 12, 26, 9)),
-        ("bbands20", lambda: talib.BBANDS(c, 20, 2.0, 2.0, 0)),
-        ("adx14", lambda: talib.ADX(h, l, c, 14)),
-        ("stoch", lambda: talib.STOCH(h, l, c, 14, 3, 0, 3, 0)),
-        ("obv", lambda: talib.OBV(c, v)),
-        ("donchian20", lambda: (talib.MAX(h, 20), talib.MIN(l, 20))),
+        ("sma20", "sma20", lambda: talib.SMA(c, 20)),
+        ("ema20", "ema20", lambda: talib.EMA(c, 20)),
+        ("wma20", "wma20", lambda: talib.WMA(c, 20)),
+        ("rsi14", "rsi14", lambda: talib.RSI(c, 14)),
+        ("roc10", "roc10", lambda: talib.ROC(c, 10)),
+        ("atr14", "atr14", lambda: talib.ATR(h, l, c, 14)),
+        ("macd", "macd", lambda: talib.MACD(c, 12, 26, 9)),
+        ("bbands20", "bbands20", lambda: talib.BBANDS(c, 20, 2.0, 2.0, 0)),
+        ("adx14", "adx14", lambda: talib.ADX(h, l, c, 14)),
+        ("stoch", "stoch", lambda: talib.STOCH(h, l, c, 14, 3, 0, 3, 0)),
+        ("obv", "obv", lambda: talib.OBV(c, v)),
+        ("donchian20", "donchian20", lambda: (talib.MAX(h, 20), talib.MIN(l, 20))),
+        ("donchian20+m", "donchian20", lambda: donchian3(h, l)),
     ]
 
 
@@ -120,9 +131,9 @@ def main():
     h, l, c, v = data()
     ta_ms, rs_ms, ratios = {}, {}, {}
     for _ in range(args.rounds):
-        for name, f in cases(h, l, c, v):
+        for name, rust_name, f in cases(h, l, c, v):
             t = median_ms(f, args.runs)
-            r = rust_ms(exe, [name])[name]
+            r = rust_ms(exe, [rust_name])[rust_name]
             ta_ms.setdefault(name, []).append(t)
             rs_ms.setdefault(name, []).append(r)
             ratios.setdefault(name, []).append(r / t)

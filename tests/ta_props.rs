@@ -507,9 +507,9 @@ fn supertrend_flips_on_a_breakout() {
     assert!(s.line[20] > close[20]);
 }
 
-/// Steady trends are the rescan trick's worst case (the window extreme leaves on every bar):
-/// the batch sliding max/min must switch to its deque and still equal a naive window scan
-/// and the streaming form, for Donchian and the stochastic.
+/// Long steady trends (the window extreme leaves on every bar, across many block boundaries
+/// of the batch van Herk scan): the batch sliding max/min must equal a naive window scan and
+/// the streaming deque, for Donchian and the stochastic.
 #[test]
 fn sliding_extremes_on_steady_trends() {
     let n = 3000;

@@ -16,9 +16,14 @@
 //! 1e-9 relative (1e-9 absolute near zero) on the committed fixture
 //! (`scripts/talib_fixture.py`, `tests/ta_talib.rs`); in practice to ~1e-13. Running sums (SMA,
 //! WMA, seeds) follow TA-Lib's statement order; the Wilder and EMA recurrences are evaluated as
-//! `prev·a + x·b` with precomputed coefficients (no division on the bar-to-bar dependency
-//! chain), and the Bollinger variance uses anchored deviation sums instead of the running
+//! the fused multiply-add `prev·a + (x·b)` with precomputed coefficients (as TA-Lib 0.8's FMA
+//! build: one rounding, no division on the bar-to-bar dependency chain; `f64::mul_add`, so the
+//! bits are the same with or without hardware FMA), and the Bollinger variance uses anchored
+//! deviation sums (scaled by a precomputed `1/period`) instead of the running
 //! `E[x²] − E[x]²`, which cancels catastrophically on flat stretches.
+//!
+//! Batch outputs are allocated once at their final length and each element is written once
+//! (no NaN pre-fill); the batch kernels run compiled with FMA when the CPU has it.
 //!
 //! # Warm-up convention
 //!
@@ -224,6 +229,26 @@ impl Gate {
         self.started = true;
         true
     }
+}
+
+/// Bars per chunk in the chunked (vectorised) kernels.
+pub(crate) const CHUNK: usize = 256;
+
+/// Length of the NaN-free prefix of `chunk`: one vectorised test, a scan only if it fails.
+#[inline(always)]
+pub(crate) fn clean_len(chunk: &[f64]) -> usize {
+    if chunk.iter().fold(false, |a, v| a | v.is_nan()) {
+        chunk.iter().position(|v| v.is_nan()).unwrap_or(chunk.len())
+    } else {
+        chunk.len()
+    }
+}
+
+/// An output of final length `n` holding its `warm` warm-up NaNs, with room for the rest.
+pub(crate) fn warm_vec(n: usize, warm: usize) -> Vec<f64> {
+    let mut v = Vec::with_capacity(n);
+    v.resize(warm.min(n), f64::NAN);
+    v
 }
 
 /// What a batch kernel made of one bar.

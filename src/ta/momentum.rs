@@ -3,7 +3,8 @@
 use super::ma::{SmaCore, ema_k, ema_step};
 use super::window::{HighLow, MonoMax, MonoMin};
 use super::{
-    Bar, Gate, Sink, TaError, check_lens, check_period, first_valid, fma_dispatch, is_zero,
+    Bar, CHUNK, Gate, Sink, TaError, check_lens, check_period, clean_len, first_valid,
+    fma_dispatch, is_zero, warm_vec,
 };
 
 /// Relative strength index with Wilder smoothing, seeded with the simple averages of the
@@ -153,17 +154,12 @@ pub fn roc(close: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     let start = first_valid(&[close]);
     let x = &close[start..];
     let n = close.len();
-    let mut out = Vec::with_capacity(n);
-    out.resize((start + period).min(n), f64::NAN);
+    let mut out = warm_vec(n, start + period);
     if x.len() > period && !x[..period].iter().any(|v| v.is_nan()) {
         // No state: a chunk at a time, checked for NaN with a vectorised test, then computed
         // by a branch-free map that `extend` vectorises (TA-Lib divides bar by bar).
-        for (now, old) in x[period..].chunks(256).zip(x.chunks(256)) {
-            let clean = if now.iter().fold(false, |a, v| a | v.is_nan()) {
-                now.iter().position(|v| v.is_nan()).unwrap_or(now.len())
-            } else {
-                now.len()
-            };
+        for (now, old) in x[period..].chunks(CHUNK).zip(x.chunks(CHUNK)) {
+            let clean = clean_len(now);
             out.extend(
                 now[..clean]
                     .iter()
