@@ -8,12 +8,15 @@ use super::{
 };
 
 /// True range of a bar given the previous close: the greatest of `h-l`, `|pc-h|`, `|pc-l|`
-/// (TA-Lib's value for NaN-free input; `max` keeps it branch-free on random data).
+/// (TA-Lib's value for NaN-free input). Plain comparisons compile to two maxsd; `f64::max`
+/// would add a NaN test and a blend per call.
 #[inline(always)]
 pub(crate) fn true_range(h: f64, l: f64, prev_close: f64) -> f64 {
-    (h - l)
-        .max((prev_close - h).abs())
-        .max((prev_close - l).abs())
+    let range = h - l;
+    let up = (prev_close - h).abs();
+    let down = (prev_close - l).abs();
+    let m = if up > range { up } else { range };
+    if down > m { down } else { m }
 }
 
 /// Average true range with Wilder smoothing, seeded with the simple average of the first
