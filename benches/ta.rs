@@ -3,12 +3,14 @@
 //!
 //! Each call allocates its outputs through the global allocator and the result is dropped
 //! right after it is timed, exactly what `scripts/talib_bench.py` does with TA-Lib's Python
-//! wrapper (fresh numpy outputs per call). The same inputs sizes and parameters are used
-//! there. Whether a fresh output costs page faults depends on the malloc policy of the
-//! process (glibc returns a freed block at the top of the heap to the OS once it exceeds its
-//! trim threshold); `talib_bench.py` runs this bench and TA-Lib under the same
-//! `GLIBC_TUNABLES` so both sides get the same policy. Run
-//! `cargo bench --bench ta -- NAME...` to time only some indicators.
+//! wrapper (fresh numpy outputs per call), with the same input sizes and parameters.
+//! Whether a fresh output costs page faults depends on the malloc policy of the process
+//! (glibc returns a freed block at the top of the heap to the OS once it exceeds its
+//! dynamic trim threshold, so with its defaults the three-output indicators here fault in
+//! 24 MB on every call while a Python process's heap history may spare numpy that), so
+//! `talib_bench.py` runs this bench and TA-Lib under the same `GLIBC_TUNABLES`; the header
+//! line prints the policy in force. `cargo bench --bench ta -- NAME...` times only some
+//! indicators.
 
 use std::hint::black_box;
 use std::time::Instant;
