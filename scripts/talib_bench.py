@@ -16,9 +16,8 @@ re-executes itself with it):
                  output reuses memory the process already touched, as a long-running
                  program's does. Measures the computation and the writing of the outputs.
   --alloc fresh  every block of 128 KiB or more is a new mmap (fixed mmap threshold): each
-                 call's outputs are page-faulted in. numpy asks for transparent huge pages
-                 on large arrays (madvise), the Rust Vecs do not, so this mode charges Rust
-                 more per output page.
+                 call's outputs are page-faulted in. Both sides ask for transparent huge
+                 pages on large outputs (numpy for its arrays, src/ta for its Vecs).
 Left to glibc's defaults, which side pays page faults depends on each process's heap history
 (glibc's dynamic thresholds), which is why the policy is pinned.
 
@@ -86,14 +85,15 @@ def cases(h, l, c, v):
     ]
 
 
-def median_ms(f, runs):
+def time_ms(f, runs):
+    """(median, minimum) ms of `runs` calls after one warm-up call."""
     f()
     times = []
     for _ in range(runs):
         t = time.perf_counter()
         f()
         times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+    return statistics.median(times) * 1e3, min(times) * 1e3
 
 
 def rust_binary():
@@ -107,14 +107,14 @@ def rust_binary():
 
 
 def rust_ms(exe, names):
-    """{indicator: ms per 1M} from one run of the bench binary."""
+    """{indicator: (median, minimum) ms per 1M} from one run of the bench binary."""
     out = subprocess.run([exe, "--bench", *names], cwd=ROOT, check=True, capture_output=True,
                          text=True).stdout
     figs = {}
     for line in out.splitlines():
-        m = re.match(r"^(\w+)\s+([\d.]+) ns/point\s+([\d.]+) ms/1M", line)
+        m = re.match(r"^(\w+)\s+([\d.]+) ns/point\s+([\d.]+) ms/1M \(min ([\d.]+)\)", line)
         if m:
-            figs[m.group(1)] = float(m.group(3))
+            figs[m.group(1)] = (float(m.group(3)), float(m.group(4)))
     return figs
 
 
@@ -129,29 +129,32 @@ def main():
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
     exe = rust_binary()
     h, l, c, v = data()
-    ta_ms, rs_ms, ratios = {}, {}, {}
+    ta_ms, rs_ms, ratios, min_ratios = {}, {}, {}, {}
     for _ in range(args.rounds):
         for name, rust_name, f in cases(h, l, c, v):
-            t = median_ms(f, args.runs)
-            r = rust_ms(exe, [rust_name])[rust_name]
+            t, t_min = time_ms(f, args.runs)
+            r, r_min = rust_ms(exe, [rust_name])[rust_name]
             ta_ms.setdefault(name, []).append(t)
             rs_ms.setdefault(name, []).append(r)
             ratios.setdefault(name, []).append(r / t)
-        for name, r in rust_ms(exe, RUST_ONLY).items():
+            min_ratios.setdefault(name, []).append(r_min / t_min)
+        for name, (r, _) in rust_ms(exe, RUST_ONLY).items():
             rs_ms.setdefault(name, []).append(r)
+    med = statistics.median
     print(f"TA-Lib {talib.__version__} vs Rust (benches/ta.rs), {N} points, alloc={args.alloc} "
           f"(GLIBC_TUNABLES={os.environ['GLIBC_TUNABLES']})")
     print(f"ms per 1M points: median of {args.runs} calls per round, median of {args.rounds} "
-          f"interleaved rounds; ratio = Rust/TA-Lib (median of per-round ratios), below 1 = Rust "
-          f"faster")
-    print(f"{'indicator':<12} {'TA-Lib':>8} {'Rust':>8} {'ratio':>6}   ratio range")
+          f"interleaved rounds; ratio = Rust/TA-Lib (median of per-round ratios; below 1 = Rust "
+          f"faster) and its range over rounds; 'min ratio' = the same from each side's fastest "
+          f"call (least disturbed by other load)")
+    print(f"{'indicator':<13} {'TA-Lib':>7} {'Rust':>7} {'ratio':>6}  {'range':<10} {'min ratio':>9}")
     for name, ts in ta_ms.items():
         rr = ratios[name]
-        print(f"{name:<12} {statistics.median(ts):8.2f} {statistics.median(rs_ms[name]):8.2f} "
-              f"{statistics.median(rr):6.2f}   {min(rr):.2f}-{max(rr):.2f}")
+        print(f"{name:<13} {med(ts):7.2f} {med(rs_ms[name]):7.2f} {med(rr):6.2f}  "
+              f"{min(rr):.2f}-{max(rr):.2f}  {med(min_ratios[name]):9.2f}")
     for name in RUST_ONLY:
         if name in rs_ms:
-            print(f"{name:<12} {'-':>8} {statistics.median(rs_ms[name]):8.2f} {'':>6}   (no TA-Lib)")
+            print(f"{name:<13} {'-':>7} {med(rs_ms[name]):7.2f}   (no TA-Lib)")
 
 
 if __name__ == "__main__":

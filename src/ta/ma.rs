@@ -12,7 +12,9 @@ pub fn sma(x: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     Ok(out)
 }
 
-/// TA-Lib's TA_INT_SMA running sum: add the new value, divide, then drop the trailing one.
+/// TA-Lib's TA_INT_SMA running sum, with the bar's change `new - trailing` added in one step
+/// (exact whenever the two prices are within a factor 2 of each other, so one rounding per bar
+/// instead of TA-Lib's two, and one addition on the dependency chain instead of two).
 /// Pushes the values from index `period-1` of `x` onto `out`, stopping at the first NaN.
 fn sma_kernel(x: &[f64], period: usize, out: &mut Sink<1>) {
     let lb = period - 1;
@@ -28,9 +30,8 @@ fn sma_kernel(x: &[f64], period: usize, out: &mut Sink<1>) {
         if v.is_nan() {
             return Bar::Stop;
         }
-        total += v;
-        let mean = total / pf;
-        total -= t;
+        let mean = (total + v) / pf;
+        total += v - t;
         Bar::Emit([mean])
     });
 }
@@ -62,14 +63,14 @@ impl SmaCore {
         if self.pos == p {
             self.pos = 0;
         }
-        self.total += v;
         if self.count + 1 < p {
+            self.total += v;
             self.count += 1;
             return None;
         }
-        let out = self.total / p as f64;
-        // ring[pos] is now the oldest value of the window: the one TA-Lib drops.
-        self.total -= self.ring[self.pos];
+        let out = (self.total + v) / p as f64;
+        // ring[pos] is now the oldest value of the window: the one that drops out.
+        self.total += v - self.ring[self.pos];
         Some(out)
     }
 
@@ -221,7 +222,8 @@ impl Ema {
 }
 
 /// Linearly weighted moving average (weights 1..=period, newest heaviest), with TA-Lib's
-/// running `periodSum`/`periodSub` arithmetic. First value at index `period-1`.
+/// running `periodSum`/`periodSub` sums, each updated with one addition per bar (the same
+/// regrouping as [`sma`]). First value at index `period-1`.
 pub fn wma(x: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[x]);
@@ -260,12 +262,11 @@ fn wma_kernel(x: &[f64], period: usize, out: &mut Sink<1>) {
         if v.is_nan() {
             return Bar::Stop;
         }
-        sub += v;
-        sub -= trailing;
-        sum += v * pf;
+        sub += v - trailing;
+        let weighted = v * pf;
+        let mean = (sum + weighted) / divider;
         trailing = t;
-        let mean = sum / divider;
-        sum -= sub;
+        sum += weighted - sub;
         Bar::Emit([mean])
     });
 }
@@ -314,13 +315,12 @@ impl Wma {
             self.sum += x * self.count as f64;
             return None;
         }
-        self.sub += x;
-        self.sub -= self.trailing;
-        self.sum += x * p as f64;
+        self.sub += x - self.trailing;
+        let weighted = x * p as f64;
+        let out = (self.sum + weighted) / ((p * (p + 1)) >> 1) as f64;
         // ring[pos] is the oldest value of the current window (x[i-p+1]).
         self.trailing = self.ring[self.pos];
-        let out = self.sum / ((p * (p + 1)) >> 1) as f64;
-        self.sum -= self.sub;
+        self.sum += weighted - self.sub;
         Some(out)
     }
 

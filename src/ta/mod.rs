@@ -15,12 +15,14 @@
 //! 0.8, default "classic" compatibility, no unstable period). Values agree with TA-Lib 0.8.2 to
 //! 1e-9 relative (1e-9 absolute near zero) on the committed fixture
 //! (`scripts/talib_fixture.py`, `tests/ta_talib.rs`); in practice to ~1e-13. Running sums (SMA,
-//! WMA, seeds) follow TA-Lib's statement order; the Wilder and EMA recurrences are evaluated as
-//! the fused multiply-add `prev·a + (x·b)` with precomputed coefficients (as TA-Lib 0.8's FMA
-//! build: one rounding, no division on the bar-to-bar dependency chain; `f64::mul_add`, so the
-//! bits are the same with or without hardware FMA), and the Bollinger variance uses anchored
-//! deviation sums (scaled by a precomputed `1/period`) instead of the running
-//! `E[x²] − E[x]²`, which cancels catastrophically on flat stretches.
+//! WMA, seeds) are TA-Lib's, with each bar's change `new - trailing` added in one step (one
+//! addition on the dependency chain; the difference is exact for prices within a factor 2).
+//! The Wilder and EMA recurrences are evaluated as the fused multiply-add `prev·a + (x·b)`
+//! with precomputed coefficients (as TA-Lib 0.8's FMA build: one rounding, no division on the
+//! bar-to-bar dependency chain; `f64::mul_add`, so the bits are the same with or without
+//! hardware FMA). The Bollinger variance uses anchored deviation sums (scaled by a
+//! precomputed `1/period`) instead of the running `E[x²] − E[x]²`, which cancels
+//! catastrophically on flat stretches.
 //!
 //! Batch outputs are allocated once at their final length and each element is written once
 //! (no NaN pre-fill); the batch kernels run compiled with FMA when the CPU has it.

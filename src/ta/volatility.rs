@@ -182,7 +182,7 @@ pub fn bbands(close: &[f64], period: usize, k_up: f64, k_down: f64) -> Result<Ba
     let x = &close[start..];
     let lb = period - 1;
     if x.len() > lb && !x[..lb].iter().any(|v| v.is_nan()) {
-        // The SMA is TA-Lib's running sum (as `sma`), fused with the deviation sums.
+        // The SMA is the running sum of `sma` (same arithmetic), fused with the deviation sums.
         let mut total = 0.0;
         for &v in &x[..lb] {
             total += v;
@@ -195,9 +195,8 @@ pub fn bbands(close: &[f64], period: usize, k_up: f64, k_down: f64) -> Result<Ba
             if v.is_nan() {
                 return Bar::Stop;
             }
-            total += v;
-            let mid = total / pf;
-            total -= x[i - lb];
+            let mid = (total + v) / pf;
+            total += v - x[i - lb];
             if i == lb {
                 dev = DevSums::anchored(&x[..period]);
             } else {
