@@ -1,18 +1,34 @@
 #!/usr/bin/env python3
-"""Time TA-Lib (Python wrapper over the C library) on 1,000,000 points and compare with
-`cargo bench --bench ta`.
+"""Time TA-Lib (Python wrapper over the C library) and the Rust batch indicators
+(`benches/ta.rs`) on 1,000,000 points, interleaved, and print TA-Lib | Rust | ratio.
 
-Prints the median ms per 1M points over RUNS runs for the same indicators and parameters as
-benches/ta.rs. With --rust it also runs the Rust bench (release build) and prints
-Rust/TA-Lib per indicator (below 1.0 means the Rust version is faster).
+Both sides do the same thing per timed call: read warm input arrays, allocate fresh outputs
+(numpy arrays / Vecs) and drop them after the call; each figure is the median of RUNS calls
+after one warm-up call, in ms per 1M points. The machine is shared and noisy, so the two are
+interleaved: for each round and each indicator TA-Lib is timed in this process and then the
+Rust bench binary is run for that indicator alone. The table shows the median over ROUNDS
+of each side and of the per-round ratio (Rust/TA-Lib, below 1 = Rust faster), and the
+range of the per-round ratios.
+
+Allocation policy (the same for both processes, through GLIBC_TUNABLES; this script
+re-executes itself with it):
+  --alloc warm   (default) glibc keeps freed blocks (trim/mmap thresholds 1 GiB): a fresh
+                 output reuses memory the process already touched, as a long-running
+                 program's does. Measures the computation and the writing of the outputs.
+  --alloc fresh  every block of 128 KiB or more is a new mmap (fixed mmap threshold): each
+                 call's outputs are page-faulted in. Both sides ask for transparent huge
+                 pages on large outputs (numpy for its arrays, src/ta for its Vecs).
+Left to glibc's defaults, which side pays page faults depends on each process's heap history
+(glibc's dynamic thresholds), which is why the policy is pinned.
 
 Usage:  pip install TA-Lib numpy
-        python3 scripts/talib_bench.py [--rust] [--runs N]
+        python3 scripts/talib_bench.py [--rounds 3] [--runs 15] [--alloc warm|fresh]
 """
 
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -22,6 +38,11 @@ import talib
 
 N = 1_000_000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TUNABLES = {
+    "warm": "glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=1073741824",
+    "fresh": "glibc.malloc.mmap_threshold=131072",
+}
+RUST_ONLY = ["supertrend", "vwap"]
 
 
 def data():
@@ -35,74 +56,105 @@ def data():
     return high, low, close, volume
 
 
+def donchian3(h, l):
+    """TA-Lib MAX + MIN plus the middle line, the three outputs the Rust donchian returns."""
+    upper, lower = talib.MAX(h, 20), talib.MIN(l, 20)
+    middle = np.add(upper, lower)
+    middle *= 0.5
+    return upper, middle, lower
+
+
 def cases(h, l, c, v):
+    """(row, Rust bench name, TA-Lib call): same indicators and parameters as benches/ta.rs.
+    Donchian is compared twice: with TA-Lib MAX + MIN (two outputs) and with the middle line
+    added by numpy (the three outputs the Rust function writes)."""
     return [
-        ("sma20", lambda: talib.SMA(c, 20)),
-        ("ema20", lambda: talib.EMA(c, 20)),
-        ("wma20", lambda: talib.WMA(c, 20)),
-        ("rsi14", lambda: talib.RSI(c, 14)),
-        ("roc10", lambda: talib.ROC(c, 10)),
-        ("atr14", lambda: talib.ATR(h, l, c, 14)),
-        ("macd", lambda: talib.MACD(c, 12, 26, 9)),
-        ("bbands20", lambda: talib.BBANDS(c, 20, 2.0, 2.0, 0)),
-        ("adx14", lambda: talib.ADX(h, l, c, 14)),
-        ("stoch", lambda: talib.STOCH(h, l, c, 14, 3, 0, 3, 0)),
-        ("obv", lambda: talib.OBV(c, v)),
-        ("donchian20", lambda: (talib.MAX(h, 20), talib.MIN(l, 20))),
+        ("sma20", "sma20", lambda: talib.SMA(c, 20)),
+        ("ema20", "ema20", lambda: talib.EMA(c, 20)),
+        ("wma20", "wma20", lambda: talib.WMA(c, 20)),
+        ("rsi14", "rsi14", lambda: talib.RSI(c, 14)),
+        ("roc10", "roc10", lambda: talib.ROC(c, 10)),
+        ("atr14", "atr14", lambda: talib.ATR(h, l, c, 14)),
+        ("macd", "macd", lambda: talib.MACD(c, 12, 26, 9)),
+        ("bbands20", "bbands20", lambda: talib.BBANDS(c, 20, 2.0, 2.0, 0)),
+        ("adx14", "adx14", lambda: talib.ADX(h, l, c, 14)),
+        ("stoch", "stoch", lambda: talib.STOCH(h, l, c, 14, 3, 0, 3, 0)),
+        ("obv", "obv", lambda: talib.OBV(c, v)),
+        ("donchian20", "donchian20", lambda: (talib.MAX(h, 20), talib.MIN(l, 20))),
+        ("donchian20+m", "donchian20", lambda: donchian3(h, l)),
     ]
 
 
-def median_ms(f, runs):
+def time_ms(f, runs):
+    """(median, minimum) ms of `runs` calls after one warm-up call."""
     f()
     times = []
     for _ in range(runs):
         t = time.perf_counter()
         f()
         times.append(time.perf_counter() - t)
-    times.sort()
-    return times[len(times) // 2] * 1e3
+    return statistics.median(times) * 1e3, min(times) * 1e3
 
 
-def rust_figures():
-    """{section: {indicator: ms per 1M}} from `cargo bench --bench ta`."""
-    out = subprocess.run(["cargo", "bench", "--bench", "ta"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    figs = {"default allocator": {}, "retained heap": {}}
-    section = "default allocator"
+def rust_binary():
+    """Builds benches/ta.rs (release) and returns the executable's path."""
+    out = subprocess.run(["cargo", "bench", "--bench", "ta", "--no-run"], cwd=ROOT, check=True,
+                         capture_output=True, text=True)
+    m = re.search(r"Executable .*\((.*)\)", out.stderr + out.stdout)
+    if not m:
+        sys.exit("could not find the bench executable in cargo's output")
+    return os.path.join(ROOT, m.group(1))
+
+
+def rust_ms(exe, names):
+    """{indicator: (median, minimum) ms per 1M} from one run of the bench binary."""
+    out = subprocess.run([exe, "--bench", *names], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout
+    figs = {}
     for line in out.splitlines():
-        if "retained heap" in line:
-            section = "retained heap"
-        m = re.match(r"^(\w+)\s+([\d.]+) ns/point\s+([\d.]+) ms/1M", line)
+        m = re.match(r"^(\w+)\s+([\d.]+) ns/point\s+([\d.]+) ms/1M \(min ([\d.]+)\)", line)
         if m:
-            figs[section][m.group(1)] = float(m.group(3))
+            figs[m.group(1)] = (float(m.group(3)), float(m.group(4)))
     return figs
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rust", action="store_true", help="also run cargo bench --bench ta")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--alloc", choices=sorted(TUNABLES), default="warm")
     args = ap.parse_args()
+    if os.environ.get("GLIBC_TUNABLES") != TUNABLES[args.alloc]:
+        env = dict(os.environ, GLIBC_TUNABLES=TUNABLES[args.alloc])
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    exe = rust_binary()
     h, l, c, v = data()
-    talib_ms = {name: median_ms(f, args.runs) for name, f in cases(h, l, c, v)}
-    figs = rust_figures() if args.rust else {"default allocator": {}, "retained heap": {}}
-    dflt, kept = figs["default allocator"], figs["retained heap"]
-    print(f"TA-Lib {talib.__version__}, {N} points, median of {args.runs} runs (ms per 1M)")
-    print("Rust: 'default' = fresh output pages every run, 'retained' = heap kept "
-          "(see benches/ta.rs); ratio = Rust/TA-Lib, below 1 is faster")
-    print(f"{'indicator':<12} {'TA-Lib':>8} {'default':>8} {'ratio':>6} {'retained':>9} {'ratio':>6}")
-
-    def cell(v, ms, w):
-        return (f"{v:{w}.2f}", f"{v / ms:6.2f}") if v is not None else (f"{'-':>{w}}", f"{'-':>6}")
-
-    for name, ms in talib_ms.items():
-        d, dr = cell(dflt.get(name), ms, 8)
-        k, kr = cell(kept.get(name), ms, 9)
-        print(f"{name:<12} {ms:8.2f} {d} {dr} {k} {kr}")
-    for name in sorted(set(dflt) - set(talib_ms)):
-        k = kept.get(name)
-        ks = f"{k:9.2f}" if k is not None else f"{'-':>9}"
-        print(f"{name:<12} {'-':>8} {dflt[name]:8.2f} {'':>6} {ks}   (no TA-Lib)")
+    ta_ms, rs_ms, ratios, min_ratios = {}, {}, {}, {}
+    for _ in range(args.rounds):
+        for name, rust_name, f in cases(h, l, c, v):
+            t, t_min = time_ms(f, args.runs)
+            r, r_min = rust_ms(exe, [rust_name])[rust_name]
+            ta_ms.setdefault(name, []).append(t)
+            rs_ms.setdefault(name, []).append(r)
+            ratios.setdefault(name, []).append(r / t)
+            min_ratios.setdefault(name, []).append(r_min / t_min)
+        for name, (r, _) in rust_ms(exe, RUST_ONLY).items():
+            rs_ms.setdefault(name, []).append(r)
+    med = statistics.median
+    print(f"TA-Lib {talib.__version__} vs Rust (benches/ta.rs), {N} points, alloc={args.alloc} "
+          f"(GLIBC_TUNABLES={os.environ['GLIBC_TUNABLES']})")
+    print(f"ms per 1M points: median of {args.runs} calls per round, median of {args.rounds} "
+          f"interleaved rounds; ratio = Rust/TA-Lib (median of per-round ratios; below 1 = Rust "
+          f"faster) and its range over rounds; 'min ratio' = the same from each side's fastest "
+          f"call (least disturbed by other load)")
+    print(f"{'indicator':<13} {'TA-Lib':>7} {'Rust':>7} {'ratio':>6}  {'range':<10} {'min ratio':>9}")
+    for name, ts in ta_ms.items():
+        rr = ratios[name]
+        print(f"{name:<13} {med(ts):7.2f} {med(rs_ms[name]):7.2f} {med(rr):6.2f}  "
+              f"{min(rr):.2f}-{max(rr):.2f}  {med(min_ratios[name]):9.2f}")
+    for name in RUST_ONLY:
+        if name in rs_ms:
+            print(f"{name:<13} {'-':>7} {med(rs_ms[name]):7.2f}   (no TA-Lib)")
 
 
 if __name__ == "__main__":

@@ -506,3 +506,54 @@ fn supertrend_flips_on_a_breakout() {
     assert!(s.line[59] < close[59]);
     assert!(s.line[20] > close[20]);
 }
+
+/// Long steady trends (the window extreme leaves on every bar, across many block boundaries
+/// of the batch van Herk scan): the batch sliding max/min must equal a naive window scan and
+/// the streaming deque, for Donchian and the stochastic.
+#[test]
+fn sliding_extremes_on_steady_trends() {
+    let n = 3000;
+    let p = 50;
+    let falling: Vec<f64> = (0..n).map(|i| 10_000.0 - i as f64 * 0.5).collect();
+    let rising: Vec<f64> = (0..n).map(|i| 100.0 + i as f64 * 0.5).collect();
+    // Falling then rising then falling, so the fallback starts mid-series.
+    let zigzag: Vec<f64> = (0..n)
+        .map(|i| 5_000.0 + ((i / 700) % 2 * 2) as f64 * (i % 700) as f64 - (i % 700) as f64)
+        .collect();
+    for series in [&falling, &rising, &zigzag] {
+        let high: Vec<f64> = series.iter().map(|x| x + 1.0).collect();
+        let low: Vec<f64> = series.iter().map(|x| x - 1.0).collect();
+        let d = ta::donchian(&high, &low, p).unwrap();
+        let mut s = ta::DonchianStream::new(p).unwrap();
+        for i in 0..n {
+            let st = s.next(high[i], low[i]);
+            if i + 1 < p {
+                assert!(d.upper[i].is_nan() && d.lower[i].is_nan() && st.is_none());
+                continue;
+            }
+            let w = i + 1 - p..=i;
+            let hh = high[w.clone()].iter().copied().fold(f64::MIN, f64::max);
+            let ll = low[w].iter().copied().fold(f64::MAX, f64::min);
+            let st = st.unwrap();
+            assert_eq!(d.upper[i], hh, "upper at {i}");
+            assert_eq!(d.lower[i], ll, "lower at {i}");
+            assert_eq!(
+                st.upper.to_bits(),
+                d.upper[i].to_bits(),
+                "stream upper at {i}"
+            );
+            assert_eq!(
+                st.lower.to_bits(),
+                d.lower[i].to_bits(),
+                "stream lower at {i}"
+            );
+        }
+        let k = ta::stoch(&high, &low, series, p, 3, 3).unwrap();
+        let mut s = ta::StochStream::new(p, 3, 3).unwrap();
+        for i in 0..n {
+            let st = s.next(high[i], low[i], series[i]);
+            assert!(same(k.k[i], st.map(|p| p.k)), "stoch k at {i}");
+            assert!(same(k.d[i], st.map(|p| p.d)), "stoch d at {i}");
+        }
+    }
+}

@@ -2,7 +2,9 @@
 
 use super::momentum::{wilder, wilder_coefs};
 use super::volatility::true_range;
-use super::{Gate, TaError, check_lens, check_period, first_nan, first_valid, is_zero};
+use super::{
+    Bar, Gate, Sink, TaError, check_lens, check_period, first_valid, fma_dispatch, is_zero,
+};
 
 /// ADX, +DI and -DI, each the input's length.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,35 +38,39 @@ pub fn adx(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Result<Ad
         ("low", low.len()),
         ("close", close.len()),
     ])?;
-    let mut core = AdxCore::new(period)?;
+    let core = AdxCore::new(period)?;
     let n = high.len();
     let start = first_valid(&[high, low, close]);
-    let end = start + first_nan(&[&high[start..], &low[start..], &close[start..]]);
-    let mut adx = vec![f64::NAN; n];
-    let mut plus = vec![f64::NAN; n];
-    let mut minus = vec![f64::NAN; n];
-    let bars = high[start..end]
-        .iter()
-        .zip(&low[start..end])
-        .zip(&close[start..end]);
-    let outs = adx[start..end]
-        .iter_mut()
-        .zip(plus[start..end].iter_mut())
-        .zip(minus[start..end].iter_mut());
-    for (((ao, po), mo), ((&h, &l), &c)) in outs.zip(bars) {
-        if let Some(p) = core.step(h, l, c) {
-            *po = p.plus_di;
-            *mo = p.minus_di;
-            if let Some(a) = p.adx {
-                *ao = a;
-            }
-        }
-    }
+    // One sink for the three lines: the ADX warms up `period-1` bars after the DIs, and
+    // those bars get a NaN ADX (its warm-up).
+    let mut out = Sink::new(n, start + period);
+    adx_kernel(
+        core,
+        [&high[start..], &low[start..], &close[start..]],
+        &mut out,
+    );
+    let [adx, plus, minus] = out.finish();
     Ok(Adx {
         adx,
         plus_di: plus,
         minus_di: minus,
     })
+}
+
+fma_dispatch! {
+    fn adx_kernel(core: AdxCore, hlc: [&[f64]; 3], out: &mut Sink<3>) {
+        let mut core = core;
+        let [h, l, c] = hlc;
+        out.feed(h.iter().zip(l).zip(c), |((&hi, &lo), &ci)| {
+            if hi.is_nan() | lo.is_nan() | ci.is_nan() {
+                return Bar::Stop;
+            }
+            match core.step(hi, lo, ci) {
+                Some(p) => Bar::Emit([p.adx.unwrap_or(f64::NAN), p.plus_di, p.minus_di]),
+                None => Bar::Skip,
+            }
+        });
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -108,7 +114,7 @@ impl AdxCore {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn step(&mut self, h: f64, l: f64, c: f64) -> Option<AdxPoint> {
         let i = self.count;
         self.count = self.count.saturating_add(1);
@@ -134,15 +140,15 @@ impl AdxCore {
             self.tr += tr;
             return None;
         }
-        // TA-Lib: dm - dm/p + today's DM; as dm·(1-1/p) + DM to keep divisions off the chain.
+        // TA-Lib: dm - dm/p + today's DM; as the fused dm·(1-1/p) + DM to keep divisions off the chain.
         // Non-short-circuit `&`/`|` so the selection compiles without unpredictable branches.
         let minus = (diff_m > 0.0) & (diff_p < diff_m);
         let plus = !minus & (diff_p > 0.0) & (diff_p > diff_m);
         let mdm = if minus { diff_m } else { 0.0 };
         let pdm = if plus { diff_p } else { 0.0 };
-        self.minus_dm = self.minus_dm * self.decay + mdm;
-        self.plus_dm = self.plus_dm * self.decay + pdm;
-        self.tr = self.tr * self.decay + tr;
+        self.minus_dm = self.minus_dm.mul_add(self.decay, mdm);
+        self.plus_dm = self.plus_dm.mul_add(self.decay, pdm);
+        self.tr = self.tr.mul_add(self.decay, tr);
         let (plus_di, minus_di, dx) = if !is_zero(self.tr) {
             let scale = 100.0 / self.tr;
             let minus_di = self.minus_dm * scale;

@@ -1,19 +1,22 @@
 //! Moving averages: simple (SMA), exponential (EMA, SMA-seeded) and linearly weighted (WMA).
 
-use super::{Gate, TaError, check_period, first_valid};
+use super::{Bar, Gate, Sink, TaError, check_period, first_valid, fma_dispatch};
 
 /// Simple moving average. First value at index `period-1`.
 pub fn sma(x: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[x]);
-    let mut out = vec![f64::NAN; x.len()];
-    sma_kernel(&x[start..], period, &mut out[start..]);
+    let mut out = Sink::new(x.len(), start + period - 1);
+    sma_kernel(&x[start..], period, &mut out);
+    let [out] = out.finish();
     Ok(out)
 }
 
-/// TA-Lib's TA_INT_SMA running sum: add the new value, divide, then drop the trailing one.
-/// Writes into `out` (same length as `x`, NaN-filled) and stops at the first NaN.
-pub(crate) fn sma_kernel(x: &[f64], period: usize, out: &mut [f64]) {
+/// TA-Lib's TA_INT_SMA running sum, with the bar's change `new - trailing` added in one step
+/// (exact whenever the two prices are within a factor 2 of each other, so one rounding per bar
+/// instead of TA-Lib's two, and one addition on the dependency chain instead of two).
+/// Pushes the values from index `period-1` of `x` onto `out`, stopping at the first NaN.
+fn sma_kernel(x: &[f64], period: usize, out: &mut Sink<1>) {
     let lb = period - 1;
     if x.len() <= lb || x[..lb].iter().any(|v| v.is_nan()) {
         return;
@@ -23,14 +26,14 @@ pub(crate) fn sma_kernel(x: &[f64], period: usize, out: &mut [f64]) {
         total += v;
     }
     let pf = period as f64;
-    for ((o, &v), &t) in out[lb..].iter_mut().zip(&x[lb..]).zip(x) {
+    out.feed(x[lb..].iter().zip(x), |(&v, &t)| {
         if v.is_nan() {
-            break;
+            return Bar::Stop;
         }
-        total += v;
-        *o = total / pf;
-        total -= t;
-    }
+        let mean = (total + v) / pf;
+        total += v - t;
+        Bar::Emit([mean])
+    });
 }
 
 /// Running-sum SMA over pushed values, with exactly [`sma_kernel`]'s arithmetic.
@@ -60,14 +63,14 @@ impl SmaCore {
         if self.pos == p {
             self.pos = 0;
         }
-        self.total += v;
         if self.count + 1 < p {
+            self.total += v;
             self.count += 1;
             return None;
         }
-        let out = self.total / p as f64;
-        // ring[pos] is now the oldest value of the window: the one TA-Lib drops.
-        self.total -= self.ring[self.pos];
+        let out = (self.total + v) / p as f64;
+        // ring[pos] is now the oldest value of the window: the one that drops out.
+        self.total += v - self.ring[self.pos];
         Some(out)
     }
 
@@ -113,8 +116,9 @@ impl Sma {
 pub fn ema(x: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[x]);
-    let mut out = vec![f64::NAN; x.len()];
-    ema_kernel(&x[start..], period, &mut out[start..]);
+    let mut out = Sink::new(x.len(), start + period - 1);
+    ema_kernel(&x[start..], period, &mut out);
+    let [out] = out.finish();
     Ok(out)
 }
 
@@ -123,30 +127,33 @@ pub(crate) fn ema_k(period: usize) -> f64 {
     2.0 / (period + 1) as f64
 }
 
-/// One EMA step. TA-Lib writes `((x-prev)*k)+prev`; `x·k + prev·(1-k)` is the same value to
-/// ~1e-16 relative but keeps only a multiply-add on the bar-to-bar dependency chain.
+/// One EMA step. TA-Lib writes `((x-prev)*k)+prev`; `prev·(1-k) + x·k` as one fused
+/// multiply-add is the same value to ~1e-16 relative but keeps a single FMA on the
+/// bar-to-bar dependency chain (`x·k` is computed off the chain).
 #[inline(always)]
 pub(crate) fn ema_step(prev: f64, x: f64, k: f64) -> f64 {
-    x * k + prev * (1.0 - k)
+    prev.mul_add(1.0 - k, x * k)
 }
 
-fn ema_kernel(x: &[f64], period: usize, out: &mut [f64]) {
-    if x.len() < period || x[..period].iter().any(|v| v.is_nan()) {
-        return;
-    }
-    let mut sum = 0.0;
-    for &v in &x[..period] {
-        sum += v;
-    }
-    let k = ema_k(period);
-    let mut prev = sum / period as f64;
-    out[period - 1] = prev;
-    for (o, &v) in out[period..].iter_mut().zip(&x[period..]) {
-        if v.is_nan() {
-            break;
+fma_dispatch! {
+    fn ema_kernel(x: &[f64], period: usize, out: &mut Sink<1>) {
+        if x.len() < period || x[..period].iter().any(|v| v.is_nan()) {
+            return;
         }
-        prev = ema_step(prev, v, k);
-        *o = prev;
+        let mut sum = 0.0;
+        for &v in &x[..period] {
+            sum += v;
+        }
+        let k = ema_k(period);
+        let mut prev = sum / period as f64;
+        out.push([prev]);
+        out.feed(&x[period..], |&v| {
+            if v.is_nan() {
+                return Bar::Stop;
+            }
+            prev = ema_step(prev, v, k);
+            Bar::Emit([prev])
+        });
     }
 }
 
@@ -215,28 +222,31 @@ impl Ema {
 }
 
 /// Linearly weighted moving average (weights 1..=period, newest heaviest), with TA-Lib's
-/// running `periodSum`/`periodSub` arithmetic. First value at index `period-1`.
+/// running `periodSum`/`periodSub` sums, each updated with one addition per bar (the same
+/// regrouping as [`sma`]). First value at index `period-1`.
 pub fn wma(x: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[x]);
-    let mut out = vec![f64::NAN; x.len()];
-    wma_kernel(&x[start..], period, &mut out[start..]);
+    let mut out = Sink::new(x.len(), start + period - 1);
+    wma_kernel(&x[start..], period, &mut out);
+    let [out] = out.finish();
     Ok(out)
 }
 
-fn wma_kernel(x: &[f64], period: usize, out: &mut [f64]) {
+fn wma_kernel(x: &[f64], period: usize, out: &mut Sink<1>) {
     let lb = period - 1;
     if x.len() <= lb || x[..lb].iter().any(|v| v.is_nan()) {
         return;
     }
     if period == 1 {
         // TA-Lib copies the input for period 1 (the running sums would add rounding noise).
-        for (o, &v) in out.iter_mut().zip(x) {
+        out.feed(x, |&v| {
             if v.is_nan() {
-                break;
+                Bar::Stop
+            } else {
+                Bar::Emit([v])
             }
-            *o = v;
-        }
+        });
         return;
     }
     let divider = ((period * (period + 1)) >> 1) as f64;
@@ -248,17 +258,17 @@ fn wma_kernel(x: &[f64], period: usize, out: &mut [f64]) {
         sum += v * (i + 1) as f64;
     }
     let mut trailing = 0.0;
-    for ((o, &v), &t) in out[lb..].iter_mut().zip(&x[lb..]).zip(x) {
+    out.feed(x[lb..].iter().zip(x), |(&v, &t)| {
         if v.is_nan() {
-            break;
+            return Bar::Stop;
         }
-        sub += v;
-        sub -= trailing;
-        sum += v * pf;
+        sub += v - trailing;
+        let weighted = v * pf;
+        let mean = (sum + weighted) / divider;
         trailing = t;
-        *o = sum / divider;
-        sum -= sub;
-    }
+        sum += weighted - sub;
+        Bar::Emit([mean])
+    });
 }
 
 /// Streaming [`wma`].
@@ -305,13 +315,12 @@ impl Wma {
             self.sum += x * self.count as f64;
             return None;
         }
-        self.sub += x;
-        self.sub -= self.trailing;
-        self.sum += x * p as f64;
+        self.sub += x - self.trailing;
+        let weighted = x * p as f64;
+        let out = (self.sum + weighted) / ((p * (p + 1)) >> 1) as f64;
         // ring[pos] is the oldest value of the current window (x[i-p+1]).
         self.trailing = self.ring[self.pos];
-        let out = self.sum / ((p * (p + 1)) >> 1) as f64;
-        self.sum -= self.sub;
+        self.sum += weighted - self.sub;
         Some(out)
     }
 

@@ -15,10 +15,17 @@
 //! 0.8, default "classic" compatibility, no unstable period). Values agree with TA-Lib 0.8.2 to
 //! 1e-9 relative (1e-9 absolute near zero) on the committed fixture
 //! (`scripts/talib_fixture.py`, `tests/ta_talib.rs`); in practice to ~1e-13. Running sums (SMA,
-//! WMA, seeds) follow TA-Lib's statement order; the Wilder and EMA recurrences are evaluated as
-//! `prev·a + x·b` with precomputed coefficients (no division on the bar-to-bar dependency
-//! chain), and the Bollinger variance uses anchored deviation sums instead of the running
-//! `E[x²] − E[x]²`, which cancels catastrophically on flat stretches.
+//! WMA, seeds) are TA-Lib's, with each bar's change `new - trailing` added in one step (one
+//! addition on the dependency chain; the difference is exact for prices within a factor 2).
+//! The Wilder and EMA recurrences are evaluated as the fused multiply-add `prev·a + (x·b)`
+//! with precomputed coefficients (as TA-Lib 0.8's FMA build: one rounding, no division on the
+//! bar-to-bar dependency chain; `f64::mul_add`, so the bits are the same with or without
+//! hardware FMA). The Bollinger variance uses anchored deviation sums (scaled by a
+//! precomputed `1/period`) instead of the running `E[x²] − E[x]²`, which cancels
+//! catastrophically on flat stretches.
+//!
+//! Batch outputs are allocated once at their final length and each element is written once
+//! (no NaN pre-fill); the batch kernels run compiled with FMA when the CPU has it.
 //!
 //! # Warm-up convention
 //!
@@ -202,17 +209,6 @@ pub(crate) fn first_valid(series: &[&[f64]]) -> usize {
         .unwrap_or(n)
 }
 
-/// Index of the first NaN in any series (the end of the usable data), or `n`.
-/// Used by the window-driven indicators; the tight loops check inline.
-pub(crate) fn first_nan(series: &[&[f64]]) -> usize {
-    let n = series.first().map_or(0, |s| s.len());
-    series
-        .iter()
-        .filter_map(|s| s.iter().position(|v| v.is_nan()))
-        .min()
-        .unwrap_or(n)
-}
-
 /// Streaming NaN policy: skip bars until the first complete one, stop for good at the first
 /// NaN after that.
 #[derive(Debug, Clone, Copy, Default)]
@@ -236,6 +232,176 @@ impl Gate {
         true
     }
 }
+
+/// Bars per chunk in the chunked (vectorised) kernels.
+pub(crate) const CHUNK: usize = 256;
+
+/// Length of the NaN-free prefix of `chunk`: one vectorised test, a scan only if it fails.
+#[inline(always)]
+pub(crate) fn clean_len(chunk: &[f64]) -> usize {
+    if chunk.iter().fold(false, |a, v| a | v.is_nan()) {
+        chunk.iter().position(|v| v.is_nan()).unwrap_or(chunk.len())
+    } else {
+        chunk.len()
+    }
+}
+
+/// An output of final length `n` holding its `warm` warm-up NaNs, with room for the rest.
+pub(crate) fn warm_vec(n: usize, warm: usize) -> Vec<f64> {
+    let mut v = Vec::with_capacity(n);
+    advise_huge_pages(&mut v);
+    v.resize(warm.min(n), f64::NAN);
+    v
+}
+
+/// Asks the kernel to back a large output with transparent huge pages (as numpy does for
+/// its arrays, TA-Lib's outputs in Python): fresh memory then costs one page fault per
+/// 2 MiB instead of per 4 KiB, which was most of the time of a three-output indicator on
+/// 1M bars whenever the allocator handed back memory it had returned to the OS. Only whole
+/// 2 MiB-aligned stretches inside the allocation are advised; a refusal (THP disabled) is
+/// harmless.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(v: &mut Vec<f64>) {
+    use std::ffi::{c_int, c_void};
+    const HUGE: usize = 2 << 20;
+    const MADV_HUGEPAGE: c_int = 14;
+    unsafe extern "C" {
+        fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
+    }
+    let bytes = v.capacity() * std::mem::size_of::<f64>();
+    if bytes < 2 * HUGE {
+        return;
+    }
+    let start = v.as_mut_ptr() as usize;
+    let (lo, hi) = (start.next_multiple_of(HUGE), (start + bytes) / HUGE * HUGE);
+    if hi > lo {
+        // SAFETY: [lo, hi) is page-aligned and lies inside this vector's own allocation;
+        // MADV_HUGEPAGE changes only how the kernel backs those pages (never their contents
+        // or validity). The result is ignored on purpose: the advice is optional.
+        unsafe {
+            madvise(lo as *mut c_void, hi - lo, MADV_HUGEPAGE);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_: &mut Vec<f64>) {}
+
+/// What a batch kernel made of one bar.
+pub(crate) enum Bar<const K: usize> {
+    /// The bar's output values.
+    Emit([f64; K]),
+    /// No output for this bar (still warming up).
+    Skip,
+    /// The series ends here (a NaN input): this bar and all later ones are NaN.
+    Stop,
+}
+
+/// Collects the `K` outputs of a batch kernel, writing each output element exactly once,
+/// straight into the vectors' spare capacity. The alternatives cost up to 2x on the
+/// multi-output indicators: a NaN-filled `vec!` writes every page twice (fill, then value);
+/// pushing to `K` vectors bar by bar reloads each length and capacity from memory on every
+/// push; staging chunks on the stack adds a copy of every output.
+pub(crate) struct Sink<const K: usize> {
+    outs: [Vec<f64>; K],
+    n: usize,
+}
+
+impl<const K: usize> Sink<K> {
+    /// Outputs of final length `n` whose first `warm` values (the warm-up) are NaN.
+    pub(crate) fn new(n: usize, warm: usize) -> Self {
+        Sink {
+            outs: std::array::from_fn(|_| warm_vec(n, warm)),
+            n,
+        }
+    }
+
+    /// Runs `f` over `items`, appending what it emits, until the items run out, `f` says
+    /// stop, or the outputs are full. The loop holds no call, so the kernel's running state
+    /// stays in registers (every xmm register is caller-saved: a call inside the loop would
+    /// put a store-load round trip on the kernel's dependency chain).
+    #[inline(always)]
+    pub(crate) fn feed<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        mut f: impl FnMut(T) -> Bar<K>,
+    ) {
+        let mut items = items.into_iter();
+        let room = self.outs.iter().map(|v| v.capacity() - v.len()).min();
+        let room = room.unwrap_or(0);
+        // Every slice exactly `room` long, so `written < room` bounds every index below.
+        let mut spare = self
+            .outs
+            .each_mut()
+            .map(|v| &mut v.spare_capacity_mut()[..room]);
+        let mut written = 0;
+        while written < room {
+            let Some(item) = items.next() else { break };
+            match f(item) {
+                Bar::Emit(values) => {
+                    for (s, v) in spare.iter_mut().zip(values) {
+                        s[written].write(v);
+                    }
+                    written += 1;
+                }
+                Bar::Skip => {}
+                Bar::Stop => break,
+            }
+        }
+        for o in &mut self.outs {
+            let len = o.len() + written;
+            // SAFETY: `written <= room` does not exceed any vector's spare capacity, and
+            // every one of the `written` spare slots of every vector was initialised above
+            // (slot `written` of all `K` vectors is written before `written` grows).
+            unsafe { o.set_len(len) };
+        }
+    }
+
+    /// Appends one bar's values (outside hot loops: see [`Sink::feed`]).
+    #[inline(always)]
+    pub(crate) fn push(&mut self, values: [f64; K]) {
+        for (o, v) in self.outs.iter_mut().zip(values) {
+            o.push(v);
+        }
+    }
+
+    /// The outputs, NaN-padded to length `n` (bars after a NaN input or never reached).
+    pub(crate) fn finish(self) -> [Vec<f64>; K] {
+        let Sink { mut outs, n } = self;
+        for o in &mut outs {
+            o.resize(n, f64::NAN);
+        }
+        outs
+    }
+}
+
+/// Defines `fn $name(..)` whose body runs compiled with FMA instructions when the CPU has
+/// them. Bodies use `f64::mul_add` on their recurrences (one rounding, one instruction on the
+/// bar-to-bar dependency chain, as TA-Lib 0.8's FMA build does); without hardware FMA the
+/// same calls go to libm's exact `fma`, so the bits are identical on every machine and equal
+/// to the streaming forms, which call `mul_add` the same way.
+macro_rules! fma_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            // The body is expanded twice (not shared through a helper) so that the closures
+            // inside it are compiled with FMA too: they inherit the enclosing function's
+            // target features, not those of the function that calls them.
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "fma")]
+                fn with_fma($($arg: $ty),*) $(-> $ret)? $body
+                if std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports FMA (checked just above), the only
+                    // requirement of a `target_feature` function.
+                    return unsafe { with_fma($($arg),*) };
+                }
+            }
+            $body
+        }
+    };
+}
+pub(crate) use fma_dispatch;
 
 /// TA-Lib's TA_IS_ZERO.
 #[inline(always)]

@@ -1,25 +1,29 @@
 //! Momentum indicators: RSI (Wilder), rate of change, MACD and the slow stochastic.
 
 use super::ma::{SmaCore, ema_k, ema_step};
-use super::window::{MonoMax, MonoMin, rolling_max, rolling_min};
-use super::{Gate, TaError, check_lens, check_period, first_nan, first_valid, is_zero};
+use super::window::{HighLow, MonoMax, MonoMin};
+use super::{
+    Bar, CHUNK, Gate, Sink, TaError, check_lens, check_period, clean_len, first_valid,
+    fma_dispatch, is_zero, warm_vec,
+};
 
 /// Relative strength index with Wilder smoothing, seeded with the simple averages of the
 /// first `period` gains and losses (TA-Lib classic). First value at index `period`.
 pub fn rsi(close: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[close]);
-    let mut out = vec![f64::NAN; close.len()];
-    rsi_kernel(&close[start..], period, &mut out[start..]);
+    let mut out = Sink::new(close.len(), start + period);
+    rsi_kernel(&close[start..], period, &mut out);
+    let [out] = out.finish();
     Ok(out)
 }
 
-/// Wilder step `(prev·(p-1) + x) / p`, evaluated as `prev·a + x·b` with `a = (p-1)/p`,
-/// `b = 1/p`: no division on the bar-to-bar dependency chain (3x faster; agrees with TA-Lib's
-/// statement order to ~1e-15 relative).
+/// Wilder step `(prev·(p-1) + x) / p`, evaluated as the fused `prev·a + (x·b)` with
+/// `a = (p-1)/p`, `b = 1/p`: one FMA on the bar-to-bar dependency chain, no division (as
+/// TA-Lib 0.8's FMA build; agrees with the plain statement order to ~1e-15 relative).
 #[inline(always)]
 pub(crate) fn wilder(prev: f64, x: f64, a: f64, b: f64) -> f64 {
-    prev * a + x * b
+    prev.mul_add(a, x * b)
 }
 
 #[inline(always)]
@@ -44,7 +48,8 @@ fn rsi_value(gain: f64, loss: f64) -> f64 {
     }
 }
 
-fn rsi_kernel(x: &[f64], period: usize, out: &mut [f64]) {
+fma_dispatch! {
+fn rsi_kernel(x: &[f64], period: usize, out: &mut Sink<1>) {
     if x.len() <= period || x[..=period].iter().any(|v| v.is_nan()) {
         return;
     }
@@ -64,17 +69,18 @@ fn rsi_kernel(x: &[f64], period: usize, out: &mut [f64]) {
     let (a, b) = wilder_coefs(period);
     loss /= pf;
     gain /= pf;
-    out[period] = rsi_value(gain, loss);
-    for (o, &v) in out[period + 1..].iter_mut().zip(&x[period + 1..]) {
+    out.push([rsi_value(gain, loss)]);
+    out.feed(&x[period + 1..], |&v| {
         if v.is_nan() {
-            break;
+            return Bar::Stop;
         }
         let (up, down) = split_change(v - prev);
         prev = v;
         gain = wilder(gain, up, a, b);
         loss = wilder(loss, down, a, b);
-        *o = rsi_value(gain, loss);
-    }
+        Bar::Emit([rsi_value(gain, loss)])
+    });
+}
 }
 
 /// Streaming [`rsi`].
@@ -147,26 +153,34 @@ pub fn roc(close: &[f64], period: usize) -> Result<Vec<f64>, TaError> {
     check_period("period", period)?;
     let start = first_valid(&[close]);
     let x = &close[start..];
-    let mut out = vec![f64::NAN; close.len()];
+    let n = close.len();
+    let mut out = warm_vec(n, start + period);
     if x.len() > period && !x[..period].iter().any(|v| v.is_nan()) {
-        let o = &mut out[start + period..];
-        for ((o, &v), &old) in o.iter_mut().zip(&x[period..]).zip(x) {
-            if v.is_nan() {
+        // No state: a chunk at a time, checked for NaN with a vectorised test, then computed
+        // by a branch-free map that `extend` vectorises (TA-Lib divides bar by bar).
+        for (now, old) in x[period..].chunks(CHUNK).zip(x.chunks(CHUNK)) {
+            let clean = clean_len(now);
+            out.extend(
+                now[..clean]
+                    .iter()
+                    .zip(old)
+                    .map(|(&v, &old)| roc_value(v, old)),
+            );
+            if clean < now.len() {
                 break;
             }
-            *o = roc_value(v, old);
         }
     }
+    out.resize(n, f64::NAN);
     Ok(out)
 }
 
+/// `((v/old)-1)·100`, 0 when `old` is 0; computed either way and then selected, so that a
+/// run of them vectorises.
 #[inline(always)]
 fn roc_value(v: f64, old: f64) -> f64 {
-    if old != 0.0 {
-        ((v / old) - 1.0) * 100.0
-    } else {
-        0.0
-    }
+    let r = ((v / old) - 1.0) * 100.0;
+    if old != 0.0 { r } else { 0.0 }
 }
 
 /// Streaming [`roc`].
@@ -240,11 +254,25 @@ pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> Result<Ma
     let n = close.len();
     let start = first_valid(&[close]);
     let lb = slow + signal - 2;
-    let mut m = vec![f64::NAN; n];
-    let mut s = vec![f64::NAN; n];
-    let mut h = vec![f64::NAN; n];
-    let x = &close[start..];
-    if x.len() > lb && !x[..=lb].iter().any(|v| v.is_nan()) {
+    let mut out = Sink::new(n, start + lb);
+    macd_kernel(&close[start..], (fast, slow, signal), &mut out);
+    let [m, s, h] = out.finish();
+    Ok(Macd {
+        macd: m,
+        signal: s,
+        hist: h,
+    })
+}
+
+fma_dispatch! {
+    /// Pushes the MACD, signal and histogram values from bar `slow+signal-2` of `x` (the
+    /// outputs already hold the warm-up), stopping at the first NaN.
+    fn macd_kernel(x: &[f64], periods: (usize, usize, usize), out: &mut Sink<3>) {
+        let (fast, slow, signal) = periods;
+        let lb = slow + signal - 2;
+        if x.len() <= lb || x[..=lb].iter().any(|v| v.is_nan()) {
+            return;
+        }
         let (fk, sk, gk) = (ema_k(fast), ema_k(slow), ema_k(signal));
         let mut slow_sum = 0.0;
         for &v in &x[..slow - fast] {
@@ -267,32 +295,18 @@ pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> Result<Ma
             psig += mv;
         }
         psig /= signal as f64;
-        let o = start + lb;
-        m[o] = mv;
-        s[o] = psig;
-        h[o] = mv - psig;
-        let outs = m[o + 1..]
-            .iter_mut()
-            .zip(s[o + 1..].iter_mut())
-            .zip(h[o + 1..].iter_mut());
-        for (((mo, so), ho), &v) in outs.zip(&x[lb + 1..]) {
+        out.push([mv, psig, mv - psig]);
+        out.feed(&x[lb + 1..], |&v| {
             if v.is_nan() {
-                break;
+                return Bar::Stop;
             }
             pfast = ema_step(pfast, v, fk);
             pslow = ema_step(pslow, v, sk);
-            mv = pfast - pslow;
+            let mv = pfast - pslow;
             psig = ema_step(psig, mv, gk);
-            *mo = mv;
-            *so = psig;
-            *ho = mv - psig;
-        }
+            Bar::Emit([mv, psig, mv - psig])
+        });
     }
-    Ok(Macd {
-        macd: m,
-        signal: s,
-        hist: h,
-    })
 }
 
 fn macd_periods(fast: usize, slow: usize, signal: usize) -> Result<(usize, usize), TaError> {
@@ -439,29 +453,32 @@ pub fn stoch(
     let mut core = StochCore::new(fastk, slowk, slowd)?;
     let n = high.len();
     let start = first_valid(&[high, low, close]);
-    let end = start + first_nan(&[&high[start..], &low[start..], &close[start..]]);
-    // The window extremes go into the output buffers first (each is read before its slot
-    // is overwritten with the result), so no scratch allocation is needed.
-    let mut k = vec![f64::NAN; n];
-    let mut d = vec![f64::NAN; n];
-    rolling_max(&high[start..end], fastk, &mut k[start..end]);
-    rolling_min(&low[start..end], fastk, &mut d[start..end]);
-    let warm = (start + fastk - 1).min(end);
-    let closes = close.get(warm..end).unwrap_or(&[]);
-    let outs = k[warm..end].iter_mut().zip(d[warm..end].iter_mut());
-    for ((ko, d_o), &c) in outs.zip(closes) {
-        match core.smooth(*ko, *d_o, c) {
-            Some(p) => {
-                *ko = p.k;
-                *d_o = p.d;
+    let (h, l, c) = (&high[start..], &low[start..], &close[start..]);
+    let warm = start + lookback_stoch(fastk, slowk, slowd);
+    let mut out = Sink::new(n, warm);
+    let mut hl = HighLow::new(fastk);
+    out.feed(
+        h.iter().zip(l).zip(c).enumerate(),
+        |(i, ((&hi, &lo), &ci))| {
+            if hi.is_nan() | lo.is_nan() | ci.is_nan() {
+                return Bar::Stop;
             }
-            None => {
-                *ko = f64::NAN;
-                *d_o = f64::NAN;
+            let (highest, lowest) = hl.push(h, l, i);
+            if i + 1 < fastk {
+                return Bar::Skip;
             }
-        }
-    }
+            match core.smooth(highest, lowest, ci) {
+                Some(p) => Bar::Emit([p.k, p.d]),
+                None => Bar::Skip,
+            }
+        },
+    );
+    let [k, d] = out.finish();
     Ok(Stoch { k, d })
+}
+
+fn lookback_stoch(fastk: usize, slowk: usize, slowd: usize) -> usize {
+    super::lookback::stoch(fastk, slowk, slowd)
 }
 
 #[derive(Debug, Clone)]

@@ -1,17 +1,22 @@
 //! Volatility and channel indicators: ATR (Wilder), Bollinger Bands, Supertrend, Donchian.
 
-use super::ma::{SmaCore, sma_kernel};
+use super::ma::SmaCore;
 use super::momentum::{wilder, wilder_coefs};
-use super::window::{MonoMax, MonoMin, rolling_max, rolling_min};
-use super::{Gate, TaError, check_finite, check_lens, check_period, first_nan, first_valid};
+use super::window::{HighLow, MonoMax, MonoMin};
+use super::{
+    Bar, Gate, Sink, TaError, check_finite, check_lens, check_period, first_valid, fma_dispatch,
+};
 
 /// True range of a bar given the previous close: the greatest of `h-l`, `|pc-h|`, `|pc-l|`
-/// (TA-Lib's value for NaN-free input; `max` keeps it branch-free on random data).
+/// (TA-Lib's value for NaN-free input). Plain comparisons compile to two maxsd; `f64::max`
+/// would add a NaN test and a blend per call.
 #[inline(always)]
 pub(crate) fn true_range(h: f64, l: f64, prev_close: f64) -> f64 {
-    (h - l)
-        .max((prev_close - h).abs())
-        .max((prev_close - l).abs())
+    let range = h - l;
+    let up = (prev_close - h).abs();
+    let down = (prev_close - l).abs();
+    let m = if up > range { up } else { range };
+    if down > m { down } else { m }
 }
 
 /// Average true range with Wilder smoothing, seeded with the simple average of the first
@@ -25,33 +30,45 @@ pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Result<Ve
     ])?;
     let n = high.len();
     let start = first_valid(&[high, low, close]);
-    let (h, l, c) = (&high[start..], &low[start..], &close[start..]);
-    let mut out = vec![f64::NAN; n];
-    let nan3 = |i: usize| h[i].is_nan() || l[i].is_nan() || c[i].is_nan();
-    if h.len() > period && !(0..=period).any(nan3) {
+    let mut out = Sink::new(n, start + period);
+    atr_kernel(
+        &high[start..],
+        &low[start..],
+        &close[start..],
+        period,
+        &mut out,
+    );
+    let [out] = out.finish();
+    Ok(out)
+}
+
+fma_dispatch! {
+    /// Pushes the ATR values from bar `period` on, stopping at the first NaN.
+    fn atr_kernel(h: &[f64], l: &[f64], c: &[f64], period: usize, out: &mut Sink<1>) {
+        let nan3 = |i: usize| h[i].is_nan() || l[i].is_nan() || c[i].is_nan();
+        if h.len() <= period || (0..=period).any(nan3) {
+            return;
+        }
         let mut total = 0.0;
         for i in 1..=period {
             total += true_range(h[i], l[i], c[i - 1]);
         }
         let (a, b) = wilder_coefs(period);
         let mut prev = total / period as f64;
-        out[start + period] = prev;
-        let mut pc = c[period];
+        out.push([prev]);
+        // Each bar with the previous close beside it (c[i-1]), so no state but `prev`.
         let bars = h[period + 1..]
             .iter()
             .zip(&l[period + 1..])
-            .zip(&c[period + 1..]);
-        for (o, ((&hi, &lo), &ci)) in out[start + period + 1..].iter_mut().zip(bars) {
-            if hi.is_nan() || lo.is_nan() || ci.is_nan() {
-                break;
+            .zip(c[period + 1..].iter().zip(&c[period..]));
+        out.feed(bars, |((&hi, &lo), (&ci, &pc))| {
+            if hi.is_nan() | lo.is_nan() | ci.is_nan() {
+                return Bar::Stop;
             }
-            let tr = true_range(hi, lo, pc);
-            pc = ci;
-            prev = wilder(prev, tr, a, b);
-            *o = prev;
-        }
+            prev = wilder(prev, true_range(hi, lo, pc), a, b);
+            Bar::Emit([prev])
+        });
     }
-    Ok(out)
 }
 
 /// Wilder ATR state shared by [`Atr`] and [`SupertrendStream`].
@@ -73,7 +90,7 @@ impl AtrCore {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, h: f64, l: f64, c: f64) -> Option<f64> {
         let p = self.period;
         if self.count == 0 {
@@ -160,31 +177,36 @@ pub fn bbands(close: &[f64], period: usize, k_up: f64, k_down: f64) -> Result<Ba
     check_finite("lower multiplier", k_down)?;
     let n = close.len();
     let start = first_valid(&[close]);
+    let warm = start + period - 1;
+    let mut out = Sink::new(n, warm);
     let x = &close[start..];
-    let mut middle = vec![f64::NAN; n];
-    sma_kernel(x, period, &mut middle[start..]);
     let lb = period - 1;
-    let mut upper = vec![f64::NAN; n];
-    let mut lower = vec![f64::NAN; n];
-    if x.len() > lb && !middle[start + lb].is_nan() {
-        let o = start + lb;
-        let mut dev = DevSums::anchored(&x[..period]);
-        let outs = upper[o..]
-            .iter_mut()
-            .zip(lower[o..].iter_mut())
-            .zip(&middle[o..]);
-        for (i, ((up, lo), &mid)) in (lb..).zip(outs) {
-            if mid.is_nan() {
-                break;
-            }
-            if i > lb {
-                dev.step(x[i], x[i - period], &x[i + 1 - period..=i]);
-            }
-            let sd = band_sd(dev.variance(period));
-            *up = mid + sd * k_up;
-            *lo = mid - sd * k_down;
+    if x.len() > lb && !x[..lb].iter().any(|v| v.is_nan()) {
+        // The SMA is the running sum of `sma` (same arithmetic), fused with the deviation sums.
+        let mut total = 0.0;
+        for &v in &x[..lb] {
+            total += v;
         }
+        let pf = period as f64;
+        let inv = 1.0 / pf;
+        let mut dev = DevSums::default();
+        out.feed(lb..x.len(), |i| {
+            let v = x[i];
+            if v.is_nan() {
+                return Bar::Stop;
+            }
+            let mid = (total + v) / pf;
+            total += v - x[i - lb];
+            if i == lb {
+                dev = DevSums::anchored(&x[..period]);
+            } else {
+                dev.step(v, x[i - period], &x[i + 1 - period..=i]);
+            }
+            let sd = band_sd(dev.variance(inv));
+            Bar::Emit([mid + sd * k_up, mid, mid - sd * k_down])
+        });
     }
+    let [upper, middle, lower] = out.finish();
     Ok(Bands {
         upper,
         middle,
@@ -193,7 +215,7 @@ pub fn bbands(close: &[f64], period: usize, k_up: f64, k_down: f64) -> Result<Ba
 }
 
 /// Sums of deviations `x - anchor` and their squares over the current window.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct DevSums {
     anchor: f64,
     s1: f64,
@@ -234,11 +256,12 @@ impl DevSums {
         self.s2 += dx * dx - dt * dt;
     }
 
+    /// Population variance of the window; `inv` = 1/period (multiplications keep the
+    /// divider's throughput for the mean, which TA-Lib divides).
     #[inline(always)]
-    fn variance(&self, period: usize) -> f64 {
-        let pf = period as f64;
-        let m = self.s1 / pf;
-        self.s2 / pf - m * m
+    fn variance(&self, inv: f64) -> f64 {
+        let m = self.s1 * inv;
+        self.s2 * inv - m * m
     }
 }
 
@@ -298,7 +321,7 @@ impl BbandsStream {
             }
             None => *self.dev.insert(DevSums::anchored(w)),
         };
-        let sd = band_sd(dev.variance(p));
+        let sd = band_sd(dev.variance(1.0 / p as f64));
         Some(BandsPoint {
             upper: mid + sd * self.k_up,
             middle: mid,
@@ -348,26 +371,33 @@ pub fn supertrend(
         ("low", low.len()),
         ("close", close.len()),
     ])?;
-    let mut core = SupertrendCore::new(period, mult)?;
+    let core = SupertrendCore::new(period, mult)?;
     let n = high.len();
     let start = first_valid(&[high, low, close]);
-    let end = start + first_nan(&[&high[start..], &low[start..], &close[start..]]);
-    let mut line = vec![f64::NAN; n];
-    let mut direction = vec![f64::NAN; n];
-    let bars = high[start..end]
-        .iter()
-        .zip(&low[start..end])
-        .zip(&close[start..end]);
-    let outs = line[start..end]
-        .iter_mut()
-        .zip(direction[start..end].iter_mut());
-    for ((lo, d_o), ((&h, &l), &c)) in outs.zip(bars) {
-        if let Some(p) = core.step(h, l, c) {
-            *lo = p.line;
-            *d_o = p.direction;
-        }
-    }
+    let mut out = Sink::new(n, start + period);
+    supertrend_kernel(
+        core,
+        [&high[start..], &low[start..], &close[start..]],
+        &mut out,
+    );
+    let [line, direction] = out.finish();
     Ok(Supertrend { line, direction })
+}
+
+fma_dispatch! {
+    fn supertrend_kernel(core: SupertrendCore, hlc: [&[f64]; 3], out: &mut Sink<2>) {
+        let mut core = core;
+        let [h, l, c] = hlc;
+        out.feed(h.iter().zip(l).zip(c), |((&hi, &lo), &ci)| {
+            if hi.is_nan() | lo.is_nan() | ci.is_nan() {
+                return Bar::Stop;
+            }
+            match core.step(hi, lo, ci) {
+                Some(p) => Bar::Emit([p.line, p.direction]),
+                None => Bar::Skip,
+            }
+        });
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -403,7 +433,7 @@ impl SupertrendCore {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn step(&mut self, h: f64, l: f64, c: f64) -> Option<SupertrendPoint> {
         let atr = self.atr.push(h, l, c);
         let Some(atr) = atr else {
@@ -499,16 +529,21 @@ pub fn donchian(high: &[f64], low: &[f64], period: usize) -> Result<Donchian, Ta
     check_period("period", period)?;
     let n = high.len();
     let start = first_valid(&[high, low]);
-    let end = start + first_nan(&[&high[start..], &low[start..]]);
-    let mut upper = vec![f64::NAN; n];
-    let mut lower = vec![f64::NAN; n];
-    rolling_max(&high[start..end], period, &mut upper[start..end]);
-    rolling_min(&low[start..end], period, &mut lower[start..end]);
-    let middle: Vec<f64> = upper
-        .iter()
-        .zip(&lower)
-        .map(|(u, l)| (u + l) / 2.0)
-        .collect();
+    let (h, l) = (&high[start..], &low[start..]);
+    let warm = start + period - 1;
+    let mut out = Sink::new(n, warm);
+    let mut hl = HighLow::new(period);
+    out.feed(h.iter().zip(l).enumerate(), |(i, (&hi, &lo))| {
+        if hi.is_nan() | lo.is_nan() {
+            return Bar::Stop;
+        }
+        let (u, d) = hl.push(h, l, i);
+        if i + 1 < period {
+            return Bar::Skip;
+        }
+        Bar::Emit([u, (u + d) / 2.0, d])
+    });
+    let [upper, middle, lower] = out.finish();
     Ok(Donchian {
         upper,
         middle,

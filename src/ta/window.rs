@@ -74,60 +74,104 @@ impl Mono {
     }
 }
 
-/// Writes the maximum of every `period`-long window of `x` into `out[period-1..x.len()]`
-/// (van Herk / Gil-Werman blocks: branch-free, three comparisons per value whatever the data).
-/// Ties resolve to the latest value, as in [`MonoMax`], so both give the same bits.
-pub(crate) fn rolling_max(x: &[f64], period: usize, out: &mut [f64]) {
-    rolling(x, period, out, f64::NEG_INFINITY, |later, earlier| {
-        later >= earlier
-    })
+/// Sliding maximum (`MAX = true`) or minimum of the last `period` values for batch loops,
+/// by van Herk / Gil-Werman blocks: bars are grouped in blocks of `period`; a window is a
+/// suffix of the previous block plus a prefix of the current one, so each bar costs two
+/// max/min instructions plus one for the suffix pass at each block start, whatever the data
+/// (no data-dependent branches, no worst case). Ties resolve to the latest value, as in
+/// [`MonoMax`]/[`MonoMin`], so both give the same bits.
+#[derive(Debug, Clone)]
+pub(crate) struct Sliding<const MAX: bool> {
+    period: usize,
+    /// Offset of the next bar in its block.
+    at: usize,
+    /// Extreme of the current block so far.
+    run: f64,
+    /// `suffix[k]` = extreme of the previous block from offset `k` on; `suffix[period]` and
+    /// the whole of it before the first block ends are the empty value.
+    suffix: Vec<f64>,
 }
 
-/// Minimum counterpart of [`rolling_max`].
-pub(crate) fn rolling_min(x: &[f64], period: usize, out: &mut [f64]) {
-    rolling(x, period, out, f64::INFINITY, |later, earlier| {
-        later <= earlier
-    })
-}
-
-#[inline(always)]
-fn rolling(
-    x: &[f64],
-    p: usize,
-    out: &mut [f64],
-    empty: f64,
-    keep_later: impl Fn(f64, f64) -> bool,
-) {
-    let n = x.len().min(out.len());
-    if p == 0 || n < p {
-        return;
-    }
-    let pick = |later: f64, earlier: f64| {
-        if keep_later(later, earlier) {
-            later
-        } else {
-            earlier
-        }
+impl<const MAX: bool> Sliding<MAX> {
+    const EMPTY: f64 = if MAX {
+        f64::NEG_INFINITY
+    } else {
+        f64::INFINITY
     };
-    // suffix[j] = extreme of the previous block from offset j to its end; suffix[p] = empty.
-    let mut suffix = vec![empty; p + 1];
-    for (blk, dst) in x[..n].chunks(p).zip(out[..n].chunks_mut(p)) {
-        let mut run = empty;
-        for ((&v, &sfx), o) in blk.iter().zip(&suffix[1..]).zip(dst.iter_mut()) {
-            run = pick(v, run);
-            *o = pick(run, sfx);
-        }
-        if blk.len() == p {
-            for j in (0..p).rev() {
-                // Strict comparison: on a tie keep the later value (suffix[j+1]).
-                suffix[j] = if keep_later(suffix[j + 1], blk[j]) {
-                    suffix[j + 1]
-                } else {
-                    blk[j]
-                };
-            }
+
+    pub(crate) fn new(period: usize) -> Self {
+        Sliding {
+            period,
+            at: 0,
+            run: Self::EMPTY,
+            suffix: vec![Self::EMPTY; period + 1],
         }
     }
-    // The first block's partial windows were written too; they are warm-up.
-    out[..p - 1].iter_mut().for_each(|o| *o = f64::NAN);
+
+    /// The extreme of `later` and `earlier`, `later` on a tie (one maxsd/minsd).
+    #[inline(always)]
+    fn pick(later: f64, earlier: f64) -> f64 {
+        if MAX {
+            if earlier > later { earlier } else { later }
+        } else if earlier < later {
+            earlier
+        } else {
+            later
+        }
+    }
+
+    /// The extreme of `x[today+1-period..=today]` (fewer values at the start). Call with
+    /// `today` = 0, 1, 2, ... in turn.
+    /// A block ended at `today-1`: its suffix extremes serve the next `period` windows.
+    #[inline(always)]
+    fn next_block(&mut self, x: &[f64], today: usize) {
+        let p = self.period;
+        let block = &x[today - p..today];
+        let (head, tail) = self.suffix.split_at_mut(p);
+        let mut acc = tail[0];
+        for (s, &v) in head.iter_mut().zip(block).rev() {
+            acc = Self::pick(acc, v);
+            *s = acc;
+        }
+        self.at = 0;
+        self.run = Self::EMPTY;
+    }
+
+    /// Adds value `v` of the current block (which is not full) and returns the extreme.
+    #[inline(always)]
+    fn step(&mut self, v: f64) -> f64 {
+        self.run = Self::pick(v, self.run);
+        let out = Self::pick(self.run, self.suffix[self.at + 1]);
+        self.at += 1;
+        out
+    }
+}
+
+/// [`Sliding`] maximum of one series and minimum of another with the same period (Donchian's
+/// and the stochastic's highest high and lowest low), sharing one block counter so that a bar
+/// costs one block-boundary test instead of two.
+#[derive(Debug, Clone)]
+pub(crate) struct HighLow {
+    high: Sliding<true>,
+    low: Sliding<false>,
+}
+
+impl HighLow {
+    pub(crate) fn new(period: usize) -> Self {
+        HighLow {
+            high: Sliding::new(period),
+            low: Sliding::new(period),
+        }
+    }
+
+    /// The highest of `high[today+1-period..=today]` and the lowest of the same window of
+    /// `low` (fewer values at the start). Call with `today` = 0, 1, 2, ... in turn.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, high: &[f64], low: &[f64], today: usize) -> (f64, f64) {
+        if self.high.at == self.high.period {
+            self.high.next_block(high, today);
+            self.low.next_block(low, today);
+        }
+        (self.high.step(high[today]), self.low.step(low[today]))
+    }
 }
