@@ -336,11 +336,13 @@ impl Handler {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<RiskContext, StoreError> {
         let state = self.store.system_state().await?;
-        let mut positions = Vec::new();
-        for p in self.store.open_positions().await? {
-            let last = self.last_price(&p.key).await?;
-            positions.push((p, last));
-        }
+        let open = self.store.open_positions().await?;
+        let keys: Vec<InstrumentKey> = open.iter().map(|p| p.key.clone()).collect();
+        let lasts = self
+            .store
+            .last_prices(&keys, self.settings.trading.interval)
+            .await?;
+        let positions: Vec<_> = open.into_iter().zip(lasts).collect();
         let last_price = match key {
             Some(k) => self.last_price(k).await?,
             None => None,
@@ -751,9 +753,14 @@ impl Handler {
     }
 
     async fn position_views(&self) -> Result<Vec<PositionView>, HandlerError> {
-        let mut out = Vec::new();
-        for position in self.store.open_positions().await? {
-            let last_price = self.last_price(&position.key).await?;
+        let open = self.store.open_positions().await?;
+        let keys: Vec<InstrumentKey> = open.iter().map(|p| p.key.clone()).collect();
+        let lasts = self
+            .store
+            .last_prices(&keys, self.settings.trading.interval)
+            .await?;
+        let mut out = Vec::with_capacity(open.len());
+        for (position, last_price) in open.into_iter().zip(lasts) {
             let unrealized = last_price.map_or(Paise::ZERO, |l| position.unrealized(l));
             out.push(PositionView {
                 position,

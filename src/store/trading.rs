@@ -682,6 +682,70 @@ impl Store {
             .collect())
     }
 
+    /// [`Store::last_price`] of many instruments, in the order of `keys`: one query for the
+    /// latest `preferred` candle of all of them, then the per-instrument fallback only for the
+    /// ones without such a candle. The risk context reads every open position's price on each
+    /// approval, so this keeps that one round trip however many positions are open.
+    pub async fn last_prices(
+        &self,
+        keys: &[InstrumentKey],
+        preferred: Interval,
+    ) -> Result<Vec<Option<Paise>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let mut closes: std::collections::HashMap<String, f64> =
+            std::collections::HashMap::with_capacity(keys.len());
+        match self.pool() {
+            super::Pool::Sqlite(pool) => {
+                // Bounded lists keep well under SQLite's bound-parameter limit.
+                for chunk in names.chunks(500) {
+                    let list = vec!["?"; chunk.len()].join(",");
+                    let sql = format!(
+                        "SELECT c.instrument, c.close FROM candles c JOIN \
+                         (SELECT instrument, MAX(ts) AS ts FROM candles \
+                          WHERE interval = ? AND instrument IN ({list}) GROUP BY instrument) m \
+                         ON c.instrument = m.instrument AND c.ts = m.ts WHERE c.interval = ?"
+                    );
+                    let mut q = sqlx::query_as::<_, (String, f64)>(sqlx::AssertSqlSafe(sql))
+                        .bind(preferred.as_str());
+                    for n in chunk {
+                        q = q.bind(n.as_str());
+                    }
+                    let rows = q
+                        .bind(preferred.as_str())
+                        .fetch_all(pool)
+                        .await
+                        .ctx("reading the latest prices")?;
+                    closes.extend(rows);
+                }
+            }
+            super::Pool::Postgres(pool) => {
+                let rows = sqlx::query_as::<_, (String, f64)>(
+                    "SELECT c.instrument, c.close FROM candles c JOIN \
+                     (SELECT instrument, MAX(ts) AS ts FROM candles \
+                      WHERE interval = $1 AND instrument = ANY($2) GROUP BY instrument) m \
+                     ON c.instrument = m.instrument AND c.ts = m.ts WHERE c.interval = $1",
+                )
+                .bind(preferred.as_str())
+                .bind(&names)
+                .fetch_all(pool)
+                .await
+                .ctx("reading the latest prices")?;
+                closes.extend(rows);
+            }
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, name) in keys.iter().zip(&names) {
+            out.push(match closes.get(name) {
+                Some(&close) => Some(Paise::from_rupees_f64(close)),
+                None => self.last_price(key, preferred).await?,
+            });
+        }
+        Ok(out)
+    }
+
     /// Paper last price: the close of the latest stored candle of `preferred`, else of the
     /// candle (any interval) that ends last.
     pub async fn last_price(

@@ -5,4 +5,5 @@
 pub mod db;
 pub mod kite_fake;
 pub mod notifier;
+pub mod series;
 pub mod telegram_fake;

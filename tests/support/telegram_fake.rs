@@ -655,6 +655,17 @@ impl TelegramFake {
         self.shared.lock().calls.clone()
     }
 
+    /// How many calls have been recorded so far (an index for [`TelegramFake::calls_since`]).
+    pub fn call_count(&self) -> usize {
+        self.shared.lock().calls.len()
+    }
+
+    /// The calls recorded after the first `start` ones.
+    pub fn calls_since(&self, start: usize) -> Vec<Call> {
+        let inner = self.shared.lock();
+        inner.calls.get(start..).unwrap_or_default().to_vec()
+    }
+
     /// The calls of one method (case-insensitive: `sendMessage`, `SendMessage`).
     pub fn calls(&self, method: &str) -> Vec<Call> {
         self.shared
