@@ -216,13 +216,7 @@ async fn help_lists_every_command_and_commands_are_registered() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| {
-            c["command"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches('/')
-                .to_string()
-        })
+        .map(|c| c["command"].as_str().unwrap().to_string())
         .collect();
     let all = [
         "start",

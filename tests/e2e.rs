@@ -787,13 +787,8 @@ async fn status_help_unknown_start_and_stop() {
         let commands = svc.fake.calls("setMyCommands").remove(0).params;
         let names: Vec<&str> = commands["commands"]
             .as_array()
-            // teloxide sends them with their "/" (Telegram accepts and strips it).
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c["command"].as_str())
-                    .map(|c| c.trim_start_matches('/'))
-                    .collect()
-            })
+            // The Bot API's form: names without the leading "/".
+            .map(|a| a.iter().filter_map(|c| c["command"].as_str()).collect())
             .unwrap_or_default();
         for c in ["status", "scan", "kill", "resume", "help"] {
             assert!(names.contains(&c), "{name}: {c} not registered: {names:?}");

@@ -402,7 +402,13 @@ pub async fn run_bot(
     if shutdown.is_cancelled() {
         return Ok(());
     }
-    if let Err(e) = bot.set_my_commands(BotCommand::bot_commands()).await {
+    // The Bot API specifies command names without the leading "/" (1-32 of a-z, 0-9, _);
+    // teloxide's derive includes it, so strip it rather than rely on Telegram being lenient.
+    let commands: Vec<teloxide::types::BotCommand> = BotCommand::bot_commands()
+        .into_iter()
+        .map(|c| teloxide::types::BotCommand::new(c.command.trim_start_matches('/'), c.description))
+        .collect();
+    if let Err(e) = bot.set_my_commands(commands).await {
         // Not fatal: commands still work, the client just does not suggest them.
         tracing::warn!(error = %e, "setMyCommands failed");
     }
