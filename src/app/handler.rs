@@ -493,6 +493,9 @@ impl Handler {
                 Some(&detail),
             )
             .await?;
+        // The operator's card first: the follow-up alerts and the daily-loss check after a
+        // fill need not delay it.
+        self.edit_card(proposal_id, &outcome).await;
         match &outcome {
             Outcome::Vetoed(reason) => {
                 self.notify(Alert::Vetoed {
@@ -515,7 +518,6 @@ impl Handler {
             Outcome::Executed { .. } => self.check_daily_loss().await?,
             Outcome::Rejected | Outcome::Expired => {}
         }
-        self.edit_card(proposal_id, &outcome).await;
         Ok(Reply::Decision(Decision::Decided {
             proposal_id,
             outcome,
