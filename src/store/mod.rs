@@ -71,6 +71,7 @@
 mod market;
 pub(crate) mod migrations;
 mod proposals;
+mod sqlite_raw;
 pub mod trading;
 pub use trading::{RecordedOrder, SystemState, TradeLogEntry};
 
