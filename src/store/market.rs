@@ -1,10 +1,19 @@
 //! Market data in the store: Kite's instruments dump, OHLCV candles (bulk upserts that only touch
 //! changed rows) and the IST calendar-day ranges already fetched from Kite.
+//!
+//! Candles key on `(series_id, ts)` (see the `series` table in the migrations). Writes: SQLite
+//! uses multi-row `INSERT .. ON CONFLICT DO UPDATE .. WHERE changed`; PostgreSQL takes a
+//! per-series advisory lock, then binary-COPYs when no row is stored in the written span (first
+//! imports, new days) and otherwise runs one UNNEST upsert per 50,000 rows. Range reads bypass
+//! sqlx's per-row decoding: SQLite through the C API (`sqlite_raw.rs`), PostgreSQL as
+//! `COPY (SELECT ..) TO STDOUT (FORMAT binary)` parsed here.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use futures::TryStreamExt;
+use sqlx::postgres::PgPoolCopyExt;
 use sqlx::{AssertSqlSafe, PgConnection, SqliteConnection};
 
 use super::{CandleSummary, QueryContext, Store, StoreError, on_pool};
@@ -240,62 +249,86 @@ fn pg_instrument_sql() -> &'static str {
     })
 }
 
-/// One row of seven arrays (NULL when no row matched): decoding a few arrays costs far less in
-/// sqlx than 18,750 rows of seven columns each (measured 14.5 ms per year of 5-minute bars as
-/// rows). All aggregates of one query level consume the same rows in the same order, so the
-/// arrays line up; no ORDER BY, because PostgreSQL may plan a bitmap heap scan plus a sort of
-/// every row, while the rows arrive in key order almost always and Rust's sort of an already
-/// sorted Vec is one linear pass.
-const PG_RANGE_SQL: &str = "SELECT array_agg(ts), array_agg(open), array_agg(high), \
-     array_agg(low), array_agg(close), array_agg(volume), array_agg(oi) FROM candles \
-     WHERE series_id = (SELECT id FROM series WHERE instrument = $1 AND interval = $2) \
-     AND ts >= $3 AND ts <= $4";
+/// The range read as `COPY (SELECT ..) TO STDOUT (FORMAT binary)`: no per-row decoding in sqlx
+/// (measured 14.5 ms per year of 5-minute bars as rows, 9.9 ms as one row of arrays). COPY takes
+/// no bind parameters, so the statement holds only an integer id and timestamps formatted here
+/// (digits and `-:.TZ`): nothing from user input. No ORDER BY: PostgreSQL may plan a bitmap heap
+/// scan plus a sort of every row, while rows arrive in key order almost always and Rust's sort of
+/// an already sorted Vec is one linear pass.
+fn pg_copy_range_sql(series: i32, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    const TS: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
+    format!(
+        "COPY (SELECT ts, open, high, low, close, volume, oi FROM candles \
+         WHERE series_id = {series} AND ts >= '{}' AND ts <= '{}') TO STDOUT (FORMAT binary)",
+        from.format(TS),
+        to.format(TS)
+    )
+}
 
-type PgCandleColumns = (
-    Option<Vec<DateTime<Utc>>>,
-    Option<Vec<f64>>,
-    Option<Vec<f64>>,
-    Option<Vec<f64>>,
-    Option<Vec<f64>>,
-    Option<Vec<i64>>,
-    Option<Vec<Option<i64>>>,
-);
-
-fn pg_candles_from_columns(cols: PgCandleColumns) -> Result<Vec<Candle>, StoreError> {
-    let (ts, open, high, low, close, volume, oi) = cols;
-    let ts = ts.unwrap_or_default();
-    let n = ts.len();
-    let [open, high, low, close] = [open, high, low, close].map(Option::unwrap_or_default);
-    let volume = volume.unwrap_or_default();
-    let oi = oi.unwrap_or_default();
-    if [
-        open.len(),
-        high.len(),
-        low.len(),
-        close.len(),
-        volume.len(),
-        oi.len(),
-    ]
-    .iter()
-    .any(|&len| len != n)
-    {
-        return Err(StoreError::Corrupt(
-            "candle columns read back with different lengths".into(),
-        ));
+/// Parses binary COPY output of `ts, open, high, low, close, volume, oi` (see [`pg_copy_tuples`]
+/// for the layout); floats come back from their IEEE bits, bit-identical.
+fn pg_candles_from_copy(buf: &[u8]) -> Result<Vec<Candle>, String> {
+    struct Reader<'a>(&'a [u8]);
+    impl<'a> Reader<'a> {
+        fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+            let (head, rest) = self
+                .0
+                .split_first_chunk::<N>()
+                .ok_or_else(|| "the data ends in the middle of a row".to_string())?;
+            self.0 = rest;
+            Ok(*head)
+        }
+        fn i16(&mut self) -> Result<i16, String> {
+            self.take::<2>().map(i16::from_be_bytes)
+        }
+        fn i32(&mut self) -> Result<i32, String> {
+            self.take::<4>().map(i32::from_be_bytes)
+        }
+        /// A non-NULL 8-byte field, or None for NULL.
+        fn field8(&mut self) -> Result<Option<[u8; 8]>, String> {
+            match self.i32()? {
+                -1 => Ok(None),
+                8 => self.take::<8>().map(Some),
+                n => Err(format!("a field of {n} bytes where 8 were expected")),
+            }
+        }
+        fn required8(&mut self) -> Result<[u8; 8], String> {
+            self.field8()?
+                .ok_or_else(|| "NULL in a NOT NULL column".to_string())
+        }
     }
-    let mut candles: Vec<Candle> = (0..n)
-        .map(|i| Candle {
-            ts: ts[i],
-            open: open[i],
-            high: high[i],
-            low: low[i],
-            close: close[i],
-            volume: volume[i],
-            oi: oi[i],
-        })
-        .collect();
-    candles.sort_by_key(|c| c.ts);
-    Ok(candles)
+
+    let mut r = Reader(buf);
+    if r.take::<11>()? != *b"PGCOPY\n\xff\r\n\0" {
+        return Err("not binary COPY data".into());
+    }
+    let _flags = r.i32()?;
+    let ext = usize::try_from(r.i32()?).map_err(|_| "a negative header extension")?;
+    r.0 = r.0.get(ext..).ok_or("the header extension is cut short")?;
+    let mut out = Vec::with_capacity(buf.len() / 90);
+    loop {
+        match r.i16()? {
+            -1 => break,
+            7 => {}
+            n => return Err(format!("a row of {n} columns where 7 were expected")),
+        }
+        let us = i64::from_be_bytes(r.required8()?) + PG_EPOCH_OFFSET_US;
+        let ts = DateTime::<Utc>::from_timestamp_micros(us).ok_or("a time out of range")?;
+        let mut price = || r.required8().map(|b| f64::from_bits(u64::from_be_bytes(b)));
+        let (open, high, low, close) = (price()?, price()?, price()?, price()?);
+        let volume = i64::from_be_bytes(r.required8()?);
+        let oi = r.field8()?.map(i64::from_be_bytes);
+        out.push(Candle {
+            ts,
+            open,
+            high,
+            low,
+            close,
+            volume,
+            oi,
+        });
+    }
+    Ok(out)
 }
 
 /// The id of the series `instrument`/`interval`, created when missing. Looked up first so a
@@ -637,15 +670,29 @@ impl Store {
             .await
             .ctx("reading candles"),
             super::Pool::Postgres(pool) => {
-                let cols: PgCandleColumns = sqlx::query_as(PG_RANGE_SQL)
-                    .bind(instrument.as_str())
-                    .bind(interval.as_str())
-                    .bind(from)
-                    .bind(to)
-                    .fetch_one(pool)
+                let series: Option<i32> = sqlx::query_scalar(
+                    "SELECT id FROM series WHERE instrument = $1 AND interval = $2",
+                )
+                .bind(instrument.as_str())
+                .bind(interval.as_str())
+                .fetch_optional(pool)
+                .await
+                .ctx("looking up a candle series")?;
+                let Some(series) = series else {
+                    return Ok(Vec::new());
+                };
+                let mut stream = pool
+                    .copy_out_raw(&pg_copy_range_sql(series, from, to))
                     .await
                     .ctx("reading candles")?;
-                pg_candles_from_columns(cols)
+                let mut buf = Vec::new();
+                while let Some(chunk) = stream.try_next().await.ctx("reading candles")? {
+                    buf.extend_from_slice(&chunk);
+                }
+                let mut candles = pg_candles_from_copy(&buf)
+                    .map_err(|e| StoreError::Corrupt(format!("candles read back by COPY: {e}")))?;
+                candles.sort_by_key(|c| c.ts);
+                Ok(candles)
             }
         }
     }
@@ -872,6 +919,27 @@ mod tests {
         let buf = pg_copy_tuples(7, &[c]);
         assert_eq!(buf.len(), 94);
         assert_eq!(&buf[86..94], &42i64.to_be_bytes());
+    }
+
+    #[test]
+    fn pg_copy_output_parses_back_bit_identical() {
+        let mut a = candle(5, 0.1 + 0.2);
+        a.oi = Some(-3);
+        let b = candle(0, -0.0);
+        let mut buf = PG_COPY_HEADER.to_vec();
+        // COPY output has the same layout as input minus the series_id column.
+        for c in [a, b] {
+            let t = pg_copy_tuples(1, &[c]);
+            buf.extend_from_slice(&7i16.to_be_bytes());
+            buf.extend_from_slice(&t[10..]);
+        }
+        buf.extend_from_slice(PG_COPY_TRAILER);
+        let got = pg_candles_from_copy(&buf).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], a);
+        assert_eq!(got[1].open.to_bits(), (-0.0f64).to_bits());
+        assert!(pg_candles_from_copy(&buf[..buf.len() - 5]).is_err());
+        assert!(pg_copy_range_sql(3, a.ts, a.ts).contains("'1970-01-01T00:05:00.000000Z'"));
     }
 
     #[test]
