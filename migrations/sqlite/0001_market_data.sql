@@ -18,12 +18,21 @@ CREATE TABLE IF NOT EXISTS instruments (
 CREATE INDEX IF NOT EXISTS instruments_exchange_tradingsymbol
     ON instruments (exchange, tradingsymbol);
 
+-- One row per (instrument, interval) ever written: candles key on its integer id instead of two
+-- TEXT columns (smaller rows and key, integer comparisons). Rows are never deleted, so
+-- candles.series_id has no FOREIGN KEY (a per-row check would cost bulk imports for nothing).
+CREATE TABLE IF NOT EXISTS series (
+    id         INTEGER PRIMARY KEY,
+    instrument TEXT NOT NULL,
+    interval   TEXT NOT NULL,
+    UNIQUE (instrument, interval)
+);
+
 -- ts is UTC in whole seconds since 1970 (INTEGER): half the key size of RFC 3339 text and no
 -- date parsing on reads; sqlx decodes it straight into DateTime<Utc>.
--- WITHOUT ROWID clusters rows by (instrument, interval, ts): one instrument's range is one scan.
+-- WITHOUT ROWID clusters rows by (series_id, ts): one series' range is one B-tree walk.
 CREATE TABLE IF NOT EXISTS candles (
-    instrument TEXT    NOT NULL,
-    interval   TEXT    NOT NULL,
+    series_id  INTEGER NOT NULL,
     ts         INTEGER NOT NULL,
     open       REAL    NOT NULL,
     high       REAL    NOT NULL,
@@ -31,7 +40,7 @@ CREATE TABLE IF NOT EXISTS candles (
     close      REAL    NOT NULL,
     volume     INTEGER NOT NULL CHECK (volume >= 0),
     oi         INTEGER,
-    PRIMARY KEY (instrument, interval, ts)
+    PRIMARY KEY (series_id, ts)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS fetched_ranges (

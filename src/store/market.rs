@@ -1,16 +1,25 @@
 //! Market data in the store: Kite's instruments dump, OHLCV candles (bulk upserts that only touch
 //! changed rows) and the IST calendar-day ranges already fetched from Kite.
+//!
+//! Candles key on `(series_id, ts)` (see the `series` table in the migrations). Writes: SQLite
+//! uses multi-row `INSERT .. ON CONFLICT DO UPDATE .. WHERE changed`; PostgreSQL takes a
+//! per-series advisory lock, then binary-COPYs when no row is stored in the written span (first
+//! imports, new days) and otherwise runs one UNNEST upsert per 50,000 rows. Range reads bypass
+//! sqlx's per-row decoding: SQLite through the C API (`sqlite_raw.rs`), PostgreSQL as
+//! `COPY (SELECT ..) TO STDOUT (FORMAT binary)` parsed here.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use futures::TryStreamExt;
+use sqlx::postgres::PgPoolCopyExt;
 use sqlx::{AssertSqlSafe, PgConnection, SqliteConnection};
 
 use super::{CandleSummary, QueryContext, Store, StoreError, on_pool};
 use crate::domain::{Candle, Instrument, InstrumentKey, Interval};
 
-/// Rows per multi-row INSERT on SQLite: 9 * 1000 parameters, far below SQLite's 32766.
+/// Rows per multi-row INSERT on SQLite: 8 * 1000 parameters, far below SQLite's 32766.
 const SQLITE_CANDLE_BATCH: usize = 1000;
 /// Rows per multi-row INSERT of instruments on SQLite (12 parameters per row).
 const SQLITE_INSTRUMENT_BATCH: usize = 500;
@@ -164,17 +173,15 @@ pub(crate) fn merge_ranges(mut ranges: Vec<(NaiveDate, NaiveDate)>) -> Vec<(Naiv
 /// statement with thousands of named parameters quadratic (measured: 1M candles took 49 s with `$N`, 1.2 s with `?`).
 fn sqlite_candle_sql(rows: usize) -> String {
     let mut sql = String::with_capacity(128 + rows * 20);
-    sql.push_str(
-        "INSERT INTO candles (instrument, interval, ts, open, high, low, close, volume, oi) VALUES ",
-    );
+    sql.push_str("INSERT INTO candles (series_id, ts, open, high, low, close, volume, oi) VALUES ");
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?,?,?,?,?,?,?,?,?)");
+        sql.push_str("(?,?,?,?,?,?,?,?)");
     }
     sql.push_str(
-        " ON CONFLICT (instrument, interval, ts) DO UPDATE SET open = excluded.open, \
+        " ON CONFLICT (series_id, ts) DO UPDATE SET open = excluded.open, \
          high = excluded.high, low = excluded.low, close = excluded.close, \
          volume = excluded.volume, oi = excluded.oi \
          WHERE candles.open IS NOT excluded.open OR candles.high IS NOT excluded.high \
@@ -189,11 +196,11 @@ fn sqlite_full_candle_sql() -> &'static str {
     SQL.get_or_init(|| sqlite_candle_sql(SQLITE_CANDLE_BATCH))
 }
 
-const PG_CANDLE_SQL: &str = "INSERT INTO candles (instrument, interval, ts, open, high, low, close, volume, oi) \
-     SELECT $1, $2, u.ts, u.open, u.high, u.low, u.close, u.volume, u.oi \
-     FROM UNNEST($3::timestamptz[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], \
-                 $8::int8[], $9::int8[]) AS u(ts, open, high, low, close, volume, oi) \
-     ON CONFLICT (instrument, interval, ts) DO UPDATE SET open = EXCLUDED.open, \
+const PG_CANDLE_SQL: &str = "INSERT INTO candles (series_id, ts, open, high, low, close, volume, oi) \
+     SELECT $1, u.ts, u.open, u.high, u.low, u.close, u.volume, u.oi \
+     FROM UNNEST($2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], \
+                 $7::int8[], $8::int8[]) AS u(ts, open, high, low, close, volume, oi) \
+     ON CONFLICT (series_id, ts) DO UPDATE SET open = EXCLUDED.open, \
        high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, \
        volume = EXCLUDED.volume, oi = EXCLUDED.oi \
      WHERE (candles.open, candles.high, candles.low, candles.close, candles.volume, candles.oi) \
@@ -242,9 +249,165 @@ fn pg_instrument_sql() -> &'static str {
     })
 }
 
+/// The range read as `COPY (SELECT ..) TO STDOUT (FORMAT binary)`: no per-row decoding in sqlx
+/// (measured 14.5 ms per year of 5-minute bars as rows, 9.9 ms as one row of arrays). COPY takes
+/// no bind parameters, so the statement holds only an integer id and timestamps formatted here
+/// (digits and `-:.TZ`): nothing from user input. No ORDER BY: PostgreSQL may plan a bitmap heap
+/// scan plus a sort of every row, while rows arrive in key order almost always and Rust's sort of
+/// an already sorted Vec is one linear pass.
+fn pg_copy_range_sql(series: i32, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    const TS: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
+    format!(
+        "COPY (SELECT ts, open, high, low, close, volume, oi FROM candles \
+         WHERE series_id = {series} AND ts >= '{}' AND ts <= '{}') TO STDOUT (FORMAT binary)",
+        from.format(TS),
+        to.format(TS)
+    )
+}
+
+/// Parses binary COPY output of `ts, open, high, low, close, volume, oi` (see [`pg_copy_tuples`]
+/// for the layout); floats come back from their IEEE bits, bit-identical.
+fn pg_candles_from_copy(buf: &[u8]) -> Result<Vec<Candle>, String> {
+    struct Reader<'a>(&'a [u8]);
+    impl<'a> Reader<'a> {
+        fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+            let (head, rest) = self
+                .0
+                .split_first_chunk::<N>()
+                .ok_or_else(|| "the data ends in the middle of a row".to_string())?;
+            self.0 = rest;
+            Ok(*head)
+        }
+        fn i16(&mut self) -> Result<i16, String> {
+            self.take::<2>().map(i16::from_be_bytes)
+        }
+        fn i32(&mut self) -> Result<i32, String> {
+            self.take::<4>().map(i32::from_be_bytes)
+        }
+        /// A non-NULL 8-byte field, or None for NULL.
+        fn field8(&mut self) -> Result<Option<[u8; 8]>, String> {
+            match self.i32()? {
+                -1 => Ok(None),
+                8 => self.take::<8>().map(Some),
+                n => Err(format!("a field of {n} bytes where 8 were expected")),
+            }
+        }
+        fn required8(&mut self) -> Result<[u8; 8], String> {
+            self.field8()?
+                .ok_or_else(|| "NULL in a NOT NULL column".to_string())
+        }
+    }
+
+    let mut r = Reader(buf);
+    if r.take::<11>()? != *b"PGCOPY\n\xff\r\n\0" {
+        return Err("not binary COPY data".into());
+    }
+    let _flags = r.i32()?;
+    let ext = usize::try_from(r.i32()?).map_err(|_| "a negative header extension")?;
+    r.0 = r.0.get(ext..).ok_or("the header extension is cut short")?;
+    let mut out = Vec::with_capacity(buf.len() / 90);
+    loop {
+        match r.i16()? {
+            -1 => break,
+            7 => {}
+            n => return Err(format!("a row of {n} columns where 7 were expected")),
+        }
+        let us = i64::from_be_bytes(r.required8()?) + PG_EPOCH_OFFSET_US;
+        let ts = DateTime::<Utc>::from_timestamp_micros(us).ok_or("a time out of range")?;
+        let mut price = || r.required8().map(|b| f64::from_bits(u64::from_be_bytes(b)));
+        let (open, high, low, close) = (price()?, price()?, price()?, price()?);
+        let volume = i64::from_be_bytes(r.required8()?);
+        let oi = r.field8()?.map(i64::from_be_bytes);
+        out.push(Candle {
+            ts,
+            open,
+            high,
+            low,
+            close,
+            volume,
+            oi,
+        });
+    }
+    Ok(out)
+}
+
+/// The id of the series `instrument`/`interval`, created when missing. Looked up first so a
+/// known series costs no write; `ON CONFLICT DO NOTHING` then re-reading makes a concurrent
+/// creation by another writer harmless (PostgreSQL waits for it on the unique index).
+/// First key of `pg_advisory_xact_lock(class, series_id)` for candle writes ("MFTC").
+const CANDLE_LOCK_CLASS: i32 = 0x4D46_5443;
+
+/// Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's timestamp epoch.
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+/// PostgreSQL's binary COPY header: signature, flags (no OIDs), header extension length.
+const PG_COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The binary COPY trailer: a field count of -1.
+const PG_COPY_TRAILER: &[u8] = &[0xff, 0xff];
+
+/// Candles as binary COPY tuples (the stream is `PG_COPY_HEADER`, tuples, `PG_COPY_TRAILER`),
+/// in the column order `series_id, ts, open, high, low, close, volume, oi`. Floats travel as
+/// their IEEE bits, so stored values are bit-identical.
+fn pg_copy_tuples(series: i32, candles: &[Candle]) -> Vec<u8> {
+    // Per tuple: field count (2) + 8 length words (32) + 4 + 6 * 8 bytes of data.
+    let mut buf = Vec::with_capacity(candles.len() * 86);
+    for c in candles {
+        buf.extend_from_slice(&8i16.to_be_bytes());
+        buf.extend_from_slice(&4i32.to_be_bytes());
+        buf.extend_from_slice(&series.to_be_bytes());
+        let ts_us = c.ts.timestamp_micros() - PG_EPOCH_OFFSET_US;
+        buf.extend_from_slice(&8i32.to_be_bytes());
+        buf.extend_from_slice(&ts_us.to_be_bytes());
+        for p in [c.open, c.high, c.low, c.close] {
+            buf.extend_from_slice(&8i32.to_be_bytes());
+            buf.extend_from_slice(&p.to_bits().to_be_bytes());
+        }
+        buf.extend_from_slice(&8i32.to_be_bytes());
+        buf.extend_from_slice(&c.volume.to_be_bytes());
+        match c.oi {
+            Some(oi) => {
+                buf.extend_from_slice(&8i32.to_be_bytes());
+                buf.extend_from_slice(&oi.to_be_bytes());
+            }
+            None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    buf
+}
+
+macro_rules! series_id {
+    ($conn:expr, $id:ty, $instrument:expr, $interval:expr) => {{
+        const SELECT: &str = "SELECT id FROM series WHERE instrument = $1 AND interval = $2";
+        match sqlx::query_scalar::<_, $id>(SELECT)
+            .bind($instrument)
+            .bind($interval)
+            .fetch_optional(&mut *$conn)
+            .await?
+        {
+            Some(id) => id,
+            None => {
+                sqlx::query(
+                    "INSERT INTO series (instrument, interval) VALUES ($1, $2) \
+                     ON CONFLICT (instrument, interval) DO NOTHING",
+                )
+                .bind($instrument)
+                .bind($interval)
+                .execute(&mut *$conn)
+                .await?;
+                sqlx::query_scalar::<_, $id>(SELECT)
+                    .bind($instrument)
+                    .bind($interval)
+                    .fetch_one(&mut *$conn)
+                    .await?
+            }
+        }
+    }};
+}
+
 /// Bulk writes whose SQL differs per backend; both run on a connection inside the caller's
 /// transaction and return how many rows were inserted or changed.
 trait BulkWrite {
+    /// Candles of the series `instrument`/`interval`, which is created when new.
     async fn write_candles(
         &mut self,
         instrument: &str,
@@ -261,6 +424,10 @@ impl BulkWrite for SqliteConnection {
         interval: &str,
         candles: &[Candle],
     ) -> Result<u64, sqlx::Error> {
+        if candles.is_empty() {
+            return Ok(0);
+        }
+        let series = series_id!(self, i64, instrument, interval);
         let mut changed = 0;
         for chunk in candles.chunks(SQLITE_CANDLE_BATCH) {
             let sql = if chunk.len() == SQLITE_CANDLE_BATCH {
@@ -271,8 +438,7 @@ impl BulkWrite for SqliteConnection {
             let mut q = sqlx::query(AssertSqlSafe(sql.into_owned()));
             for c in chunk {
                 q = q
-                    .bind(instrument)
-                    .bind(interval)
+                    .bind(series)
                     .bind(c.ts.timestamp())
                     .bind(c.open)
                     .bind(c.high)
@@ -318,6 +484,43 @@ impl BulkWrite for PgConnection {
         interval: &str,
         candles: &[Candle],
     ) -> Result<u64, sqlx::Error> {
+        if candles.is_empty() {
+            return Ok(0);
+        }
+        let series = series_id!(self, i32, instrument, interval);
+        // Serializes writers of this series until commit, so "no stored row in the span" stays
+        // true while we COPY. Every candle write goes through here and takes this lock.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(CANDLE_LOCK_CLASS)
+            .bind(series)
+            .execute(&mut *self)
+            .await?;
+        let (first, last) = (candles[0].ts, candles[candles.len() - 1].ts);
+        let overlaps: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM candles WHERE series_id = $1 AND ts >= $2 AND ts <= $3)",
+        )
+        .bind(series)
+        .bind(first)
+        .bind(last)
+        .fetch_one(&mut *self)
+        .await?;
+        if !overlaps {
+            // Nothing stored in the span (a first import or new days): every row is new, so a
+            // plain binary COPY counts exactly the inserted rows and skips ON CONFLICT's
+            // speculative insertion (measured 1.8 s vs 3.3 s server-side per 1M rows).
+            let mut copy = self
+                .copy_in_raw(
+                    "COPY candles (series_id, ts, open, high, low, close, volume, oi) \
+                     FROM STDIN (FORMAT binary)",
+                )
+                .await?;
+            copy.send(PG_COPY_HEADER).await?;
+            for chunk in candles.chunks(PG_BATCH) {
+                copy.send(pg_copy_tuples(series, chunk)).await?;
+            }
+            copy.send(PG_COPY_TRAILER).await?;
+            return copy.finish().await;
+        }
         let mut changed = 0;
         for chunk in candles.chunks(PG_BATCH) {
             let ts: Vec<DateTime<Utc>> = chunk.iter().map(|c| c.ts).collect();
@@ -328,8 +531,7 @@ impl BulkWrite for PgConnection {
             let volume: Vec<i64> = chunk.iter().map(|c| c.volume).collect();
             let oi: Vec<Option<i64>> = chunk.iter().map(|c| c.oi).collect();
             changed += sqlx::query(PG_CANDLE_SQL)
-                .bind(instrument)
-                .bind(interval)
+                .bind(series)
                 .bind(ts)
                 .bind(open)
                 .bind(high)
@@ -452,31 +654,47 @@ impl Store {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<Candle>, StoreError> {
-        let sql = "SELECT ts, open, high, low, close, volume, oi FROM candles \
-                   WHERE instrument = $1 AND interval = $2 AND ts >= $3 AND ts <= $4 ORDER BY ts";
         let instrument = key.to_string();
         let from = from.unwrap_or_else(lower_bound);
         let to = to.unwrap_or_else(upper_bound);
-        // SQLite keeps candles.ts as epoch seconds (see its migration); PostgreSQL as TIMESTAMPTZ.
-        let rows = match self.pool() {
-            super::Pool::Sqlite(pool) => sqlx::query_as::<_, CandleRow>(sql)
+        match self.pool() {
+            // SQLite keeps candles.ts as epoch seconds (see its migration). Read through SQLite's
+            // C API: sqlx's per-row hand-off from its worker thread dominated this read.
+            super::Pool::Sqlite(pool) => super::sqlite_raw::read_range(
+                pool,
+                &instrument,
+                interval.as_str(),
+                from.timestamp(),
+                to.timestamp(),
+            )
+            .await
+            .ctx("reading candles"),
+            super::Pool::Postgres(pool) => {
+                let series: Option<i32> = sqlx::query_scalar(
+                    "SELECT id FROM series WHERE instrument = $1 AND interval = $2",
+                )
                 .bind(instrument.as_str())
                 .bind(interval.as_str())
-                .bind(from.timestamp())
-                .bind(to.timestamp())
-                .fetch_all(pool)
+                .fetch_optional(pool)
                 .await
-                .ctx("reading candles")?,
-            super::Pool::Postgres(pool) => sqlx::query_as::<_, CandleRow>(sql)
-                .bind(instrument.as_str())
-                .bind(interval.as_str())
-                .bind(from)
-                .bind(to)
-                .fetch_all(pool)
-                .await
-                .ctx("reading candles")?,
-        };
-        Ok(rows.into_iter().map(candle_from_row).collect())
+                .ctx("looking up a candle series")?;
+                let Some(series) = series else {
+                    return Ok(Vec::new());
+                };
+                let mut stream = pool
+                    .copy_out_raw(&pg_copy_range_sql(series, from, to))
+                    .await
+                    .ctx("reading candles")?;
+                let mut buf = Vec::new();
+                while let Some(chunk) = stream.try_next().await.ctx("reading candles")? {
+                    buf.extend_from_slice(&chunk);
+                }
+                let mut candles = pg_candles_from_copy(&buf)
+                    .map_err(|e| StoreError::Corrupt(format!("candles read back by COPY: {e}")))?;
+                candles.sort_by_key(|c| c.ts);
+                Ok(candles)
+            }
+        }
     }
 
     /// The `n` most recent candles, ascending by ts.
@@ -487,7 +705,8 @@ impl Store {
         n: usize,
     ) -> Result<Vec<Candle>, StoreError> {
         let sql = "SELECT ts, open, high, low, close, volume, oi FROM candles \
-                   WHERE instrument = $1 AND interval = $2 ORDER BY ts DESC LIMIT $3";
+                   WHERE series_id = (SELECT id FROM series WHERE instrument = $1 AND interval = $2) \
+                   ORDER BY ts DESC LIMIT $3";
         let instrument = key.to_string();
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
         let rows = on_pool!(self, pool => {
@@ -506,8 +725,10 @@ impl Store {
 
     /// One row per stored (instrument, interval), sorted by instrument then interval name.
     pub async fn candle_summary(&self) -> Result<Vec<CandleSummary>, StoreError> {
-        let sql = "SELECT instrument, interval, MIN(ts), MAX(ts), COUNT(*) FROM candles \
-                   GROUP BY instrument, interval ORDER BY instrument, interval";
+        let sql = "SELECT s.instrument, s.interval, c.first, c.last, c.n FROM series s \
+                   JOIN (SELECT series_id, MIN(ts) AS first, MAX(ts) AS last, COUNT(*) AS n \
+                         FROM candles GROUP BY series_id) c ON c.series_id = s.id \
+                   ORDER BY s.instrument, s.interval";
         let rows = on_pool!(self, pool => {
             sqlx::query_as::<_, (String, String, DateTime<Utc>, DateTime<Utc>, i64)>(sql)
                 .fetch_all(pool)
@@ -673,12 +894,52 @@ mod tests {
     #[test]
     fn sqlite_batch_sql_has_one_parameter_per_value() {
         let sql = sqlite_candle_sql(2);
-        assert!(sql.contains("VALUES (?,?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?,?) ON CONFLICT"));
-        assert_eq!(sql.matches('?').count(), 18);
+        assert!(sql.contains("VALUES (?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?) ON CONFLICT"));
+        assert_eq!(sql.matches('?').count(), 16);
         let sql = sqlite_instrument_sql(2);
         assert_eq!(sql.matches('?').count(), 24, "{sql}");
         assert!(sql.contains("instruments.exchange IS NOT excluded.exchange"));
         assert!(!sql.contains("instruments.instrument_token IS NOT"));
+    }
+
+    #[test]
+    fn pg_copy_tuples_follow_the_binary_copy_layout() {
+        assert_eq!(PG_COPY_HEADER.len(), 19);
+        assert_eq!(&PG_COPY_HEADER[..11], b"PGCOPY\n\xff\r\n\0");
+        let mut c = candle(0, 1.5);
+        let buf = pg_copy_tuples(7, &[c]);
+        assert_eq!(buf.len(), 86);
+        assert_eq!(&buf[..2], &8i16.to_be_bytes());
+        assert_eq!(&buf[6..10], &7i32.to_be_bytes());
+        // 1970-01-01 is 946,684,800 s before PostgreSQL's epoch.
+        assert_eq!(&buf[14..22], &(-PG_EPOCH_OFFSET_US).to_be_bytes());
+        assert_eq!(&buf[26..34], &1.5f64.to_bits().to_be_bytes());
+        assert_eq!(&buf[82..86], &(-1i32).to_be_bytes());
+        c.oi = Some(42);
+        let buf = pg_copy_tuples(7, &[c]);
+        assert_eq!(buf.len(), 94);
+        assert_eq!(&buf[86..94], &42i64.to_be_bytes());
+    }
+
+    #[test]
+    fn pg_copy_output_parses_back_bit_identical() {
+        let mut a = candle(5, 0.1 + 0.2);
+        a.oi = Some(-3);
+        let b = candle(0, -0.0);
+        let mut buf = PG_COPY_HEADER.to_vec();
+        // COPY output has the same layout as input minus the series_id column.
+        for c in [a, b] {
+            let t = pg_copy_tuples(1, &[c]);
+            buf.extend_from_slice(&7i16.to_be_bytes());
+            buf.extend_from_slice(&t[10..]);
+        }
+        buf.extend_from_slice(PG_COPY_TRAILER);
+        let got = pg_candles_from_copy(&buf).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], a);
+        assert_eq!(got[1].open.to_bits(), (-0.0f64).to_bits());
+        assert!(pg_candles_from_copy(&buf[..buf.len() - 5]).is_err());
+        assert!(pg_copy_range_sql(3, a.ts, a.ts).contains("'1970-01-01T00:05:00.000000Z'"));
     }
 
     #[test]

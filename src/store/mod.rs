@@ -56,12 +56,22 @@
 //! must differ (bulk writes, PostgreSQL-only features), `match self.pool()` on [`Pool`] instead,
 //! or check [`Store::backend`]. `INSERT .. RETURNING id` works on both.
 //!
-//! One deliberate exception: SQLite keeps `candles.ts` as INTEGER epoch seconds (faster bulk
-//! writes and reads); queries on `candles` live in `market.rs` and bind `ts.timestamp()` there.
+//! # Candles schema (both backends)
+//!
+//! `series (id, instrument, interval)` maps each (instrument "NSE:INFY", interval "5minute") to an
+//! integer id, created on its first write; `candles` keys on `(series_id, ts)` (narrow rows and
+//! primary key, integer comparisons: faster bulk upserts and range reads). Query candles through
+//! `series_id = (SELECT id FROM series WHERE instrument = $1 AND interval = $2)`; the public API
+//! ([`Store::candles`], [`Store::last_candles`], ..) is the usual way and all such SQL lives in
+//! `market.rs`. `fetched_ranges` still keys on the (instrument, interval) text.
+//!
+//! One deliberate exception to portable types: SQLite keeps `candles.ts` as INTEGER epoch seconds
+//! (faster bulk writes and reads); `market.rs` binds `ts.timestamp()` there.
 
 mod market;
 pub(crate) mod migrations;
 mod proposals;
+mod sqlite_raw;
 pub mod trading;
 pub use trading::{RecordedOrder, SystemState, TradeLogEntry};
 
