@@ -702,11 +702,12 @@ impl Store {
                 // Bounded lists keep well under SQLite's bound-parameter limit.
                 for chunk in names.chunks(500) {
                     let list = vec!["?"; chunk.len()].join(",");
+                    // The latest candle of each series is one seek on the (series_id, ts) key.
                     let sql = format!(
-                        "SELECT c.instrument, c.close FROM candles c JOIN \
-                         (SELECT instrument, MAX(ts) AS ts FROM candles \
-                          WHERE interval = ? AND instrument IN ({list}) GROUP BY instrument) m \
-                         ON c.instrument = m.instrument AND c.ts = m.ts WHERE c.interval = ?"
+                        "SELECT s.instrument, c.close FROM series s \
+                         JOIN candles c ON c.series_id = s.id \
+                         AND c.ts = (SELECT MAX(ts) FROM candles WHERE series_id = s.id) \
+                         WHERE s.interval = ? AND s.instrument IN ({list})"
                     );
                     let mut q = sqlx::query_as::<_, (String, f64)>(sqlx::AssertSqlSafe(sql))
                         .bind(preferred.as_str());
@@ -714,7 +715,6 @@ impl Store {
                         q = q.bind(n.as_str());
                     }
                     let rows = q
-                        .bind(preferred.as_str())
                         .fetch_all(pool)
                         .await
                         .ctx("reading the latest prices")?;
@@ -723,10 +723,10 @@ impl Store {
             }
             super::Pool::Postgres(pool) => {
                 let rows = sqlx::query_as::<_, (String, f64)>(
-                    "SELECT c.instrument, c.close FROM candles c JOIN \
-                     (SELECT instrument, MAX(ts) AS ts FROM candles \
-                      WHERE interval = $1 AND instrument = ANY($2) GROUP BY instrument) m \
-                     ON c.instrument = m.instrument AND c.ts = m.ts WHERE c.interval = $1",
+                    "SELECT s.instrument, c.close FROM series s \
+                     JOIN candles c ON c.series_id = s.id \
+                     AND c.ts = (SELECT MAX(ts) FROM candles WHERE series_id = s.id) \
+                     WHERE s.interval = $1 AND s.instrument = ANY($2)",
                 )
                 .bind(preferred.as_str())
                 .bind(&names)
