@@ -714,10 +714,7 @@ impl Store {
                     for n in chunk {
                         q = q.bind(n.as_str());
                     }
-                    let rows = q
-                        .fetch_all(pool)
-                        .await
-                        .ctx("reading the latest prices")?;
+                    let rows = q.fetch_all(pool).await.ctx("reading the latest prices")?;
                     closes.extend(rows);
                 }
             }
