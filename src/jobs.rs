@@ -1,8 +1,7 @@
 //! The scheduler: 6-field cron strings from `[schedules]`, evaluated in Asia/Kolkata, each firing
 //! sends one Command (as `Actor::Scheduler`) to the command handler. It never acts by itself.
 
-use crate::app::ports::Reply;
-use crate::bot::{CommandError, CommandHandler};
+use crate::bot::CommandHandler;
 use crate::clock::{Clock, IST};
 use crate::config::ScheduleSettings;
 use crate::domain::{Actor, Command, Request};
@@ -191,32 +190,6 @@ impl Scheduler {
                 Err(e) => tracing::warn!(job = job.name(), error = %e, "job failed"),
             }
         }
-    }
-}
-
-/// Wraps the command handler so that every status report carries the scheduler's next scan
-/// time when the handler left it empty (the handler does not know the schedule).
-pub struct WithNextScan {
-    inner: Arc<dyn CommandHandler>,
-    scheduler: Arc<Scheduler>,
-}
-
-impl WithNextScan {
-    pub fn new(inner: Arc<dyn CommandHandler>, scheduler: Arc<Scheduler>) -> Self {
-        Self { inner, scheduler }
-    }
-}
-
-#[async_trait::async_trait]
-impl CommandHandler for WithNextScan {
-    async fn handle(&self, req: Request) -> Result<Reply, CommandError> {
-        let mut reply = self.inner.handle(req).await?;
-        if let Reply::Status(s) = &mut reply
-            && s.next_scan.is_none()
-        {
-            s.next_scan = self.scheduler.next_fire(Job::Scan);
-        }
-        Ok(reply)
     }
 }
 
