@@ -239,10 +239,11 @@ async fn candle_upserts_are_idempotent(db: &TestDb) {
     assert!(matches!(err, StoreError::InvalidCandle { .. }), "{err}");
     assert_eq!(s.candles(&k, iv, None, None).await.unwrap().len(), 2_345);
 
-    // Appending new days to a stored series (no overlap: PostgreSQL's COPY path) counts and
-    // reads back every new row, NULL and non-NULL oi alike.
+    // Appending new days to a stored series (no overlap and >= 2,000 rows: PostgreSQL's COPY
+    // path) counts and reads back every new row, NULL and non-NULL oi alike; a small append
+    // (the upsert path) does the same.
     let mut expected = s.candles(&k, iv, None, None).await.unwrap();
-    let appended: Vec<Candle> = candles(6)
+    let appended: Vec<Candle> = candles(2_100)
         .into_iter()
         .map(|mut c| {
             c.ts += Duration::days(30);
@@ -251,13 +252,29 @@ async fn candle_upserts_are_idempotent(db: &TestDb) {
         .collect();
     assert_eq!(
         s.upsert_candles(&k, iv, &appended).await.unwrap(),
-        6,
+        2_100,
         "{}",
         db.name
     );
     expected.extend_from_slice(&appended);
     assert_eq!(s.candles(&k, iv, None, None).await.unwrap(), expected);
     assert_eq!(s.upsert_candles(&k, iv, &appended).await.unwrap(), 0);
+    let small: Vec<Candle> = candles(6)
+        .into_iter()
+        .map(|mut c| {
+            c.ts += Duration::days(60);
+            c
+        })
+        .collect();
+    assert_eq!(
+        s.upsert_candles(&k, iv, &small).await.unwrap(),
+        6,
+        "{}",
+        db.name
+    );
+    expected.extend_from_slice(&small);
+    assert_eq!(s.candles(&k, iv, None, None).await.unwrap(), expected);
+    assert_eq!(s.upsert_candles(&k, iv, &small).await.unwrap(), 0);
 }
 
 async fn fetched_ranges_and_atomic_chunks(db: &TestDb) {
@@ -365,10 +382,11 @@ async fn summary(db: &TestDb) {
     assert_eq!(rows.len(), 2, "{}: {rows:?}", db.name);
     assert_eq!(rows[0].key, key("NSE:INFY"));
     assert_eq!(rows[0].interval, Interval::Minute5);
-    // 2,345 candles plus 6 appended 30 days later (see candle_upserts_are_idempotent).
-    assert_eq!(rows[0].rows, 2_351);
+    // 2,345 candles, 2,100 appended 30 days later and 6 more 60 days later (see
+    // candle_upserts_are_idempotent).
+    assert_eq!(rows[0].rows, 4_451);
     assert_eq!(rows[0].first, ts(0));
-    assert_eq!(rows[0].last, ts(5) + Duration::days(30));
+    assert_eq!(rows[0].last, ts(5) + Duration::days(60));
     assert_eq!(rows[1].key, key("NSE:TCS"));
     assert_eq!(rows[1].interval, Interval::Minute15);
     assert_eq!(rows[1].rows, 1_200);
