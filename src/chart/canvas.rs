@@ -285,6 +285,41 @@ impl<'a> Canvas<'a> {
 
     /// Draw `text` with its capital letters vertically centred on `y`; returns the drawn
     /// horizontal extent (left, right).
+    /// The time axis under the lowest pane: the placed date/time labels (day boundaries in
+    /// bold) and "IST" at `right_x`, all on the baseline `y`.
+    pub fn time_axis(
+        &mut self,
+        placed: &[super::timeaxis::Placed],
+        y: i32,
+        right_x: i32,
+        size: f64,
+        unit_size: f64,
+    ) -> Result<(), ChartError> {
+        for p in placed {
+            self.text(
+                &p.text,
+                (p.left, y),
+                size,
+                p.boundary,
+                if p.boundary {
+                    super::TEXT
+                } else {
+                    super::MUTED_TEXT
+                },
+                Align::Left,
+            )?;
+        }
+        self.text(
+            "IST",
+            (right_x, y),
+            unit_size,
+            false,
+            super::MUTED_TEXT,
+            Align::Right,
+        )?;
+        Ok(())
+    }
+
     pub fn text(
         &mut self,
         text: &str,

@@ -614,23 +614,12 @@ fn draw(
     }
 
     // Time axis.
-    for p in &placed {
-        cv.text(
-            &p.text,
-            (p.left, l.bottom_axis_y),
-            f,
-            p.boundary,
-            if p.boundary { TEXT } else { MUTED_TEXT },
-            Align::Left,
-        )?;
-    }
-    cv.text(
-        "IST",
-        (l.width as i32 - 1 - m.margin, l.bottom_axis_y),
+    cv.time_axis(
+        &placed,
+        l.bottom_axis_y,
+        l.width as i32 - 1 - m.margin,
+        f,
         small,
-        false,
-        MUTED_TEXT,
-        Align::Right,
     )?;
 
     // Title and the info row (last price, change, legend with latest values, reward:risk).
