@@ -71,34 +71,19 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
 pub(crate) async fn run(store: &Store) -> Result<MigrateReport, StoreError> {
     let migrator = migrator(store.backend());
     let map = |source| StoreError::Migrate { source };
-    let before: HashSet<i64> = match store.pool() {
-        Pool::Sqlite(pool) => {
-            let mut conn = pool.acquire().await.map_err(|e| map(e.into()))?;
-            conn.ensure_migrations_table(MIGRATIONS_TABLE)
-                .await
-                .map_err(map)?;
-            let applied = conn
-                .list_applied_migrations(MIGRATIONS_TABLE)
-                .await
-                .map_err(map)?;
-            drop(conn);
-            migrator.run(pool).await.map_err(map)?;
-            applied.into_iter().map(|m| m.version).collect()
-        }
-        Pool::Postgres(pool) => {
-            let mut conn = pool.acquire().await.map_err(|e| map(e.into()))?;
-            conn.ensure_migrations_table(MIGRATIONS_TABLE)
-                .await
-                .map_err(map)?;
-            let applied = conn
-                .list_applied_migrations(MIGRATIONS_TABLE)
-                .await
-                .map_err(map)?;
-            drop(conn);
-            migrator.run(pool).await.map_err(map)?;
-            applied.into_iter().map(|m| m.version).collect()
-        }
-    };
+    let before: HashSet<i64> = super::on_pool!(store, pool => {
+        let mut conn = pool.acquire().await.map_err(|e| map(e.into()))?;
+        conn.ensure_migrations_table(MIGRATIONS_TABLE)
+            .await
+            .map_err(map)?;
+        let applied = conn
+            .list_applied_migrations(MIGRATIONS_TABLE)
+            .await
+            .map_err(map)?;
+        drop(conn);
+        migrator.run(pool).await.map_err(map)?;
+        applied.into_iter().map(|m| m.version).collect()
+    });
     let applied: Vec<String> = EMBEDDED
         .iter()
         .filter(|m| !before.contains(&m.version))
