@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use mft::app::ports::{Notifier, ProposalCard};
 use mft::bot::{BotConfig, TelegramNotifier};
 use mft::clock::ManualClock;
 use mft::config::{ScheduleSettings, Secret, Settings};
 use mft::domain::{Candle, InstrumentKey, Interval, NewProposal, Paise, Product, Side};
+use mft::ports::{Notifier, ProposalCard};
 use mft::store::Store;
 use support::telegram_fake::{Call, TelegramFake};
 use tokio_util::sync::CancellationToken;

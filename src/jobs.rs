@@ -1,10 +1,10 @@
 //! The scheduler: 6-field cron strings from `[schedules]`, evaluated in Asia/Kolkata, each firing
 //! sends one Command (as `Actor::Scheduler`) to the command handler. It never acts by itself.
 
-use crate::bot::CommandHandler;
 use crate::clock::{Clock, IST};
 use crate::config::ScheduleSettings;
 use crate::domain::{Actor, Command, Request};
+use crate::ports::CommandHandler;
 use chrono::{DateTime, Utc};
 use cron::Schedule;
 use std::str::FromStr;

@@ -4,16 +4,17 @@
 mod support;
 
 use chrono::{TimeZone, Utc};
-use mft::app::ports::{
-    Alert, ClosedPosition, Decision, KillReport, Notifier, Outcome, ProposalCard, Reply,
-    ScanSummary, StatusReport,
-};
-use mft::bot::{BotConfig, CommandError, CommandHandler, TelegramNotifier, run_bot};
+use mft::bot::{BotConfig, TelegramNotifier, run_bot};
 use mft::config::Secret;
 use mft::domain::{
     Actor, Command, DenyReason, InstrumentKey, Paise, Product, Proposal, ProposalStatus, Request,
     Side,
 };
+use mft::ports::{
+    Alert, ClosedPosition, Decision, KillReport, Notifier, Outcome, ProposalCard, Reply,
+    ScanSummary, StatusReport,
+};
+use mft::ports::{CommandError, CommandHandler};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

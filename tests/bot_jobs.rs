@@ -2,12 +2,12 @@
 //! clock reaches the cron time, disabled jobs never fire, and shutdown stops the loop.
 
 use chrono::{TimeZone, Utc};
-use mft::app::ports::Reply;
-use mft::bot::{CommandError, CommandHandler};
 use mft::clock::ManualClock;
 use mft::config::ScheduleSettings;
 use mft::domain::{Actor, Command, Request};
 use mft::jobs::{Job, Scheduler};
+use mft::ports::Reply;
+use mft::ports::{CommandError, CommandHandler};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

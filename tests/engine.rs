@@ -9,8 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures::future::join_all;
 
-use mft::app::handler::{Handler, HandlerError, ScanError, ScanResult, Scanner};
-use mft::app::ports::{Alert, Decision, Outcome, Reply, ScanSummary};
+use mft::app::handler::{Handler, HandlerError};
 use mft::clock::{Clock, IST, ManualClock};
 use mft::config::Settings;
 use mft::domain::{
@@ -19,6 +18,8 @@ use mft::domain::{
     Request, Side,
 };
 use mft::oms::{Broker, BrokerAck, PaperBroker, Placement, proposal_tag};
+use mft::ports::{Alert, Decision, Outcome, Reply, ScanSummary};
+use mft::ports::{ScanError, ScanResult, Scanner};
 use mft::risk::{RiskContext, RiskEngine};
 use mft::store::{RecordedOrder, Store};
 use support::db::test_stores;
@@ -349,7 +350,11 @@ async fn approval_racing_the_expiry_sweep_has_exactly_one_outcome() {
                     Reply::Decision(Decision::Decided {
                         proposal_id: p.id,
                         outcome: Outcome::Vetoed(DenyReason::ProposalExpired {
-                            expired_at: p.expires_at
+                            expired_at: p.expires_at,
+                            expired_at_ist: format!(
+                                "{} IST",
+                                p.expires_at.with_timezone(&mft::clock::IST).format("%H:%M")
+                            ),
                         })
                     })
                 );
@@ -897,7 +902,7 @@ async fn a_scan_posts_cards_runs_exit_signals_and_alerts_failures() {
                 proposals: 1,
                 errors: 1,
             },
-            proposals: vec![mft::app::ports::ProposalCard {
+            proposals: vec![mft::ports::ProposalCard {
                 proposal: fresh.clone(),
                 chart_png: None,
                 capital: Paise::from_rupees(100_000),

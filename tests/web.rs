@@ -1,13 +1,13 @@
 //! The status page: /healthz open, / behind STATUS_TOKEN (bearer or ?token=), no secret in it.
 
 use chrono::{TimeZone, Utc};
-use mft::app::ports::{PositionView, Reply, StatusReport};
-use mft::bot::{CommandError, CommandHandler};
 use mft::config::Secret;
 use mft::domain::{
     Actor, Command, InstrumentKey, Paise, Position, Product, Proposal, ProposalStatus, Request,
     Side,
 };
+use mft::ports::{CommandError, CommandHandler};
+use mft::ports::{PositionView, Reply, StatusReport};
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 

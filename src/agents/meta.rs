@@ -11,11 +11,11 @@ use futures::StreamExt;
 
 use super::analyst::closed_candles;
 use super::{AgentError, Analyst, size};
-use crate::app::ports::{ProposalCard, ScanSummary};
 use crate::chart::{Levels, ProposalChart};
 use crate::clock::Clock;
 use crate::config::{ChartSettings, MaKind, Settings, StrategySettings};
 use crate::domain::{Candle, InstrumentKey, Interval, NewProposal, Proposal, Side, Signal};
+use crate::ports::{ProposalCard, ScanError, ScanResult, ScanSummary, Scanner};
 use crate::store::Store;
 
 /// The longest error summary stored with a scan run.
@@ -450,6 +450,27 @@ fn error_summary(errors: &[(InstrumentKey, String)]) -> Option<String> {
         text.push('…');
     }
     Some(text)
+}
+
+/// The meta-agent is the scanner of `mft run`.
+#[async_trait::async_trait]
+impl Scanner for MetaAgent {
+    async fn scan(
+        &self,
+        only: Option<&InstrumentKey>,
+        open_positions: &[InstrumentKey],
+    ) -> Result<ScanResult, ScanError> {
+        let outcome = MetaAgent::scan(self, only, open_positions).await?;
+        for (key, reason) in &outcome.skipped {
+            tracing::debug!(%key, "scan skipped: {reason}");
+        }
+        Ok(ScanResult {
+            summary: outcome.summary,
+            proposals: outcome.proposals,
+            exits: outcome.exits,
+            errors: outcome.errors,
+        })
+    }
 }
 
 #[cfg(test)]

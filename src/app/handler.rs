@@ -13,10 +13,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::app::ports::{
-    Alert, ClosedPosition, Decision, KillReport, Notifier, NotifyError, Outcome, PositionView,
-    ProposalCard, Reply, ScanSummary, StatusReport,
-};
 use crate::clock::{Clock, IST, SystemClock};
 use crate::config::Settings;
 use crate::domain::{
@@ -26,54 +22,13 @@ use crate::domain::{
 use crate::oms::{
     Brackets, ExitFill, FlattenReport, Oms, OmsError, PaperBroker, Placement, proposal_tag,
 };
+use crate::ports::{
+    Alert, ClosedPosition, CommandError, CommandHandler, Decision, KillReport, Notifier,
+    NotifyError, Outcome, PositionView, ProposalCard, Reply, ScanError, ScanResult, Scanner,
+    StatusReport,
+};
 use crate::risk::{RiskContext, RiskEngine};
 use crate::store::{Store, StoreError};
-
-/// What a scan produced, as the handler needs it (the agents' `MetaAgent` implements
-/// [`Scanner`] by converting its `ScanOutcome` into this).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScanResult {
-    pub summary: ScanSummary,
-    /// New pending proposals to post as cards.
-    pub proposals: Vec<ProposalCard>,
-    /// Exit signals for open positions: (instrument, reason).
-    pub exits: Vec<(InstrumentKey, String)>,
-    /// Instruments that failed: (instrument, error).
-    pub errors: Vec<(InstrumentKey, String)>,
-}
-
-pub type ScanError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Runs the analysis over the watchlist (or one instrument). Implemented by the meta-agent.
-#[async_trait::async_trait]
-pub trait Scanner: Send + Sync {
-    async fn scan(
-        &self,
-        only: Option<&InstrumentKey>,
-        open_positions: &[InstrumentKey],
-    ) -> Result<ScanResult, ScanError>;
-}
-
-/// The meta-agent is the scanner of `mft run`.
-#[async_trait::async_trait]
-impl Scanner for crate::agents::MetaAgent {
-    async fn scan(
-        &self,
-        only: Option<&InstrumentKey>,
-        open_positions: &[InstrumentKey],
-    ) -> Result<ScanResult, ScanError> {
-        let outcome = crate::agents::MetaAgent::scan(self, only, open_positions).await?;
-        for (key, reason) in &outcome.skipped {
-            tracing::debug!(%key, "scan skipped: {reason}");
-        }
-        Ok(ScanResult {
-            summary: outcome.summary,
-            proposals: outcome.proposals,
-            exits: outcome.exits,
-            errors: outcome.errors,
-        })
-    }
-}
 
 /// A scanner for contexts that never scan (`mft kill`): every call fails with a clear message.
 pub struct NoScanner;
@@ -798,11 +753,11 @@ impl Handler {
 /// The bot, the status page and the scheduler reach the handler through this trait; errors
 /// become the text shown to the operator (they carry no secrets).
 #[async_trait::async_trait]
-impl crate::bot::CommandHandler for Handler {
-    async fn handle(&self, req: Request) -> Result<Reply, crate::bot::CommandError> {
+impl CommandHandler for Handler {
+    async fn handle(&self, req: Request) -> Result<Reply, CommandError> {
         Handler::handle(self, req)
             .await
-            .map_err(|e| crate::bot::CommandError(e.to_string()))
+            .map_err(|e| CommandError(e.to_string()))
     }
 }
 

@@ -5,21 +5,21 @@
 //! tests drive exactly what `mft run` runs; [`run`] adds the signal handling.
 
 pub mod handler;
-pub mod ports;
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::{MetaAgent, RuleAnalyst};
-use crate::bot::{BotConfig, BotError, CommandHandler, TelegramNotifier};
+use crate::bot::{BotConfig, BotError, TelegramNotifier};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Mode, Settings};
 use crate::jobs::{Job, JobError, Scheduler};
 use crate::oms::PaperBroker;
+use crate::ports::CommandHandler;
+use crate::ports::{Alert, Notifier};
 use crate::store::{Store, StoreError};
 use handler::{Handler, HandlerError};
-use ports::{Alert, Notifier};
 
 pub use handler::kill_from_cli;
 

@@ -83,4 +83,23 @@ mod tests {
         }
         assert!(cmds.iter().all(|c| !c.description.is_empty()));
     }
+
+    #[test]
+    fn help_lists_every_command() {
+        let h = crate::texts::help(&BotCommand::descriptions().to_string());
+        for c in [
+            "/start",
+            "/help",
+            "/status",
+            "/positions",
+            "/proposals",
+            "/scan",
+            "/pause",
+            "/resume",
+            "/risk",
+            "/kill",
+        ] {
+            assert!(h.contains(c), "{c} missing from {h}");
+        }
+    }
 }

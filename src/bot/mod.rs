@@ -5,15 +5,15 @@
 pub mod callback;
 pub mod commands;
 pub mod notifier;
-pub mod texts;
 
 pub use callback::{CallbackData, CallbackError};
 pub use commands::BotCommand;
 pub use notifier::TelegramNotifier;
 
-use crate::app::ports::Reply;
 use crate::config::{Secret, TelegramSettings};
 use crate::domain::{Actor, Command, InstrumentKey, Request};
+use crate::ports::{CommandError, CommandHandler, Reply};
+use crate::texts;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
@@ -24,19 +24,6 @@ use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup, Me, MessageId,
 use teloxide::update_listeners::{Polling, UpdateListener};
 use teloxide::utils::command::{BotCommands, ParseError};
 use tokio_util::sync::CancellationToken;
-
-/// The one command handler, as the bot, the status page and the scheduler see it. The app
-/// implements it for `app::Handler`; tests use a recording fake.
-#[async_trait::async_trait]
-pub trait CommandHandler: Send + Sync {
-    async fn handle(&self, req: Request) -> Result<Reply, CommandError>;
-}
-
-/// A command that could not be carried out; the text is shown to the operator, so it must not
-/// carry secrets.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct CommandError(pub String);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BotError {
@@ -234,8 +221,22 @@ async fn on_message(bot: Bot, msg: Message, me: Me, state: Arc<BotState>) -> Han
         }
     };
     let command = match cmd {
-        BotCommand::Start => return send_html(&bot, chat, texts::start()).await,
-        BotCommand::Help => return send_html(&bot, chat, texts::help()).await,
+        BotCommand::Start => {
+            return send_html(
+                &bot,
+                chat,
+                texts::start(&BotCommand::descriptions().to_string()),
+            )
+            .await;
+        }
+        BotCommand::Help => {
+            return send_html(
+                &bot,
+                chat,
+                texts::help(&BotCommand::descriptions().to_string()),
+            )
+            .await;
+        }
         BotCommand::Kill => {
             let nonce = state.new_confirm(Confirm::Kill);
             bot.send_message(chat, texts::kill_confirm())

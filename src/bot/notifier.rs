@@ -2,9 +2,9 @@
 //! caption, Approve / Reject), card edits after an outcome, and alerts.
 
 use super::callback::CallbackData;
-use super::texts;
-use crate::app::ports::{Alert, Notifier, NotifyError, Outcome, ProposalCard};
 use crate::domain::{Paise, Proposal};
+use crate::ports::{Alert, Notifier, NotifyError, Outcome, ProposalCard};
+use crate::texts;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use teloxide::ApiError;

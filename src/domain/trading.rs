@@ -324,6 +324,9 @@ pub enum DenyReason {
     },
     ProposalExpired {
         expired_at: DateTime<Utc>,
+        /// The expiry as the operator reads it ("14:25 IST"), formatted by the risk engine,
+        /// which owns the exchange clock (domain knows no time zone).
+        expired_at_ist: String,
     },
     PriceDeviation {
         entry: Paise,
@@ -380,10 +383,9 @@ impl DenyReason {
             DenyReason::InstrumentNotAllowed { key } => {
                 format!("{key} is not in the allowed instruments")
             }
-            DenyReason::ProposalExpired { expired_at } => format!(
-                "the proposal expired at {} IST",
-                expired_at.with_timezone(&crate::clock::IST).format("%H:%M")
-            ),
+            DenyReason::ProposalExpired { expired_at_ist, .. } => {
+                format!("the proposal expired at {expired_at_ist}")
+            }
             DenyReason::PriceDeviation {
                 entry,
                 last,

@@ -191,7 +191,10 @@ impl RiskEngine {
         if let Some(expired_at) = ctx.expires_at
             && now >= expired_at
         {
-            return Err(DenyReason::ProposalExpired { expired_at });
+            return Err(DenyReason::ProposalExpired {
+                expired_at,
+                expired_at_ist: format!("{} IST", expired_at.with_timezone(&IST).format("%H:%M")),
+            });
         }
         // Without a stored price the deviation cannot be measured; the paper broker then
         // fails the order for want of a price, so nothing is filled blind.

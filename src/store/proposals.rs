@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{QueryContext, Store, StoreError, on_pool};
-use crate::app::ports::ScanSummary;
 use crate::domain::{InstrumentKey, NewProposal, Paise, Product, Proposal, ProposalStatus, Side};
+use crate::ports::ScanSummary;
 
 const COLUMNS: &str = "id, instrument, side, quantity, entry, stop, target, product, confidence, \
      rationale, status, created_at, expires_at, chart_path, message_id, decided_at, decided_by, outcome";

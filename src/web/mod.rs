@@ -2,12 +2,12 @@
 //! answers JSON. When a STATUS_TOKEN is set, / requires it; /healthz never does. No secret is
 //! ever written into a page.
 
-use crate::app::ports::Reply;
-use crate::app::ports::{PositionView, StatusReport};
-use crate::bot::CommandHandler;
-use crate::bot::texts::{esc, ist_datetime};
 use crate::config::Secret;
 use crate::domain::{Actor, Command, Paise, Proposal, Request};
+use crate::ports::CommandHandler;
+use crate::ports::Reply;
+use crate::ports::{PositionView, StatusReport};
+use crate::texts::{esc, ist_datetime};
 use axum::{
     Json, Router,
     extract::{Query, State},

@@ -3,8 +3,8 @@
 
 use std::sync::Mutex;
 
-use mft::app::ports::{Alert, Notifier, NotifyError, Outcome, ProposalCard};
 use mft::domain::Proposal;
+use mft::ports::{Alert, Notifier, NotifyError, Outcome, ProposalCard};
 
 #[derive(Default)]
 pub struct RecordingNotifier {

@@ -1,7 +1,11 @@
-//! The handler's ports: what it replies to a command, and the outbound notifier (Telegram)
-//! it posts proposal cards, card outcomes and alerts through.
+//! The handler's ports: the one command-handler trait that bot, web and jobs send Commands
+//! through, the typed values it answers (Reply, Outcome, Alert, StatusReport, ...), the
+//! outbound notifier (Telegram) and the scanner the agents implement.
+//!
+//! This module sits low in the layering (it imports only `domain` and `config`), so bot, web,
+//! jobs, agents and store depend on it without depending on each other or on `app`.
 
-use crate::domain::{DenyReason, InstrumentKey, Paise, Position, Proposal, Side};
+use crate::domain::{DenyReason, InstrumentKey, Paise, Position, Proposal, Request, Side};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -179,4 +183,42 @@ pub enum Reply {
     Done {
         changed: u32,
     },
+}
+
+/// The one command handler, as the bot, the status page and the scheduler see it. The app
+/// implements it for `app::handler::Handler`; tests use a recording fake.
+#[async_trait::async_trait]
+pub trait CommandHandler: Send + Sync {
+    async fn handle(&self, req: Request) -> Result<Reply, CommandError>;
+}
+
+/// A command that could not be carried out; the text is shown to the operator, so it must not
+/// carry secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CommandError(pub String);
+
+/// What a scan produced, as the handler needs it (the agents' `MetaAgent` implements
+/// [`Scanner`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanResult {
+    pub summary: ScanSummary,
+    /// New pending proposals to post as cards.
+    pub proposals: Vec<ProposalCard>,
+    /// Exit signals for open positions: (instrument, reason).
+    pub exits: Vec<(InstrumentKey, String)>,
+    /// Instruments that failed: (instrument, error).
+    pub errors: Vec<(InstrumentKey, String)>,
+}
+
+pub type ScanError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs the analysis over the watchlist (or one instrument). Implemented by the meta-agent.
+#[async_trait::async_trait]
+pub trait Scanner: Send + Sync {
+    async fn scan(
+        &self,
+        only: Option<&InstrumentKey>,
+        open_positions: &[InstrumentKey],
+    ) -> Result<ScanResult, ScanError>;
 }
