@@ -60,9 +60,10 @@ fn settings(fake: &TelegramFake, db_url: &str, dir: &std::path::Path) -> Setting
         expiry_sweep: String::new(),
         square_off: String::new(),
         login_link: String::new(),
+        exit_check: String::new(),
     };
-    s.risk.trading_window = "00:00-23:59".into();
-    s.risk.trading_days = "Mon-Sun".into();
+    s.risk.trading_window = "00:00-23:59".parse().expect("valid");
+    s.risk.trading_days = "Mon-Sun".parse().expect("valid");
     // Entries and their closing orders: 2,000 orders.
     s.risk.max_orders_per_day = 100_000;
     // Each round trip loses the paper slippage; 1,000 of them must not hit the daily limit.
@@ -255,6 +256,15 @@ async fn run(name: &str, db_url: &str) {
     for v in not_executed.iter().take(5) {
         println!("  not executed: {v}");
     }
+    // The figure is the execution path's: a veto or a failure is a much shorter path, so a
+    // run where any approval did not execute measures something else and must not pass.
+    assert!(
+        not_executed.is_empty(),
+        "loop {name}: {} of {} approvals were not executed (first: {}); the latency above is not the execution path's",
+        not_executed.len(),
+        ms.len(),
+        not_executed.first().map(String::as_str).unwrap_or("")
+    );
 }
 
 fn main() {

@@ -18,8 +18,10 @@ mod rupees;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod window;
 
 pub use load::{ConfigError, ConfigErrors, ENV_KEYS, EnvKey};
+pub use window::{TradingDays, TradingWindow};
 
 use crate::domain::{InstrumentKey, Interval, Paise};
 use serde::{Deserialize, Serialize};
@@ -195,10 +197,10 @@ impl Default for TradingSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RiskSettings {
-    /// "HH:MM-HH:MM" IST
-    pub trading_window: String,
-    /// "Mon-Fri" or a list like "Mon,Tue,Thu"
-    pub trading_days: String,
+    /// "HH:MM-HH:MM" IST, parsed when the settings load
+    pub trading_window: TradingWindow,
+    /// "Mon-Fri" or a list like "Mon,Tue,Thu", parsed when the settings load
+    pub trading_days: TradingDays,
     pub max_price_deviation_pct: f64,
     #[serde(with = "rupees")]
     pub max_position_value: Paise,
@@ -213,8 +215,8 @@ pub struct RiskSettings {
 impl Default for RiskSettings {
     fn default() -> Self {
         Self {
-            trading_window: "09:20-15:10".into(),
-            trading_days: "Mon-Fri".into(),
+            trading_window: TradingWindow::default(),
+            trading_days: TradingDays::default(),
             max_price_deviation_pct: 1.0,
             max_position_value: Paise::from_rupees(50_000),
             max_open_positions: 3,
@@ -268,6 +270,8 @@ pub struct ScheduleSettings {
     pub square_off: String,
     /// Daily Kite login link to the chat.
     pub login_link: String,
+    /// Paper bracket exits (stop/target) against the freshest price, between scans.
+    pub exit_check: String,
 }
 
 impl Default for ScheduleSettings {
@@ -277,6 +281,7 @@ impl Default for ScheduleSettings {
             expiry_sweep: "0 * * * * *".into(),
             square_off: "0 15 15 * * Mon-Fri".into(),
             login_link: "0 0 8 * * Mon-Fri".into(),
+            exit_check: "30 * 9-15 * * Mon-Fri".into(),
         }
     }
 }
@@ -452,19 +457,14 @@ impl Settings {
 }
 
 impl RiskSettings {
-    /// The trading window in IST. An invalid window (only possible when `validate()` was
-    /// skipped) falls back to the default window.
+    /// The trading window in IST.
     pub fn window(&self) -> (chrono::NaiveTime, chrono::NaiveTime) {
-        validate::parse_window(&self.trading_window)
-            .or_else(|_| validate::parse_window(&RiskSettings::default().trading_window))
-            .unwrap_or((chrono::NaiveTime::MIN, chrono::NaiveTime::MIN))
+        (self.trading_window.start(), self.trading_window.end())
     }
 
-    /// The trading days, Monday first, without duplicates; invalid input falls back to Mon-Fri.
+    /// The trading days, Monday first.
     pub fn days(&self) -> Vec<chrono::Weekday> {
-        validate::parse_days(&self.trading_days)
-            .or_else(|_| validate::parse_days(&RiskSettings::default().trading_days))
-            .unwrap_or_default()
+        self.trading_days.days()
     }
 }
 
@@ -487,12 +487,13 @@ impl ScheduleSettings {
     }
 
     /// `(name, cron string)` of every job, in a fixed order.
-    pub fn entries(&self) -> [(&'static str, &str); 4] {
+    pub fn entries(&self) -> [(&'static str, &str); 5] {
         [
             ("scan", self.scan.as_str()),
             ("expiry_sweep", self.expiry_sweep.as_str()),
             ("square_off", self.square_off.as_str()),
             ("login_link", self.login_link.as_str()),
+            ("exit_check", self.exit_check.as_str()),
         ]
     }
 }

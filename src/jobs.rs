@@ -19,10 +19,18 @@ pub enum Job {
     SquareOff,
     /// The daily Kite login link; needs Kite login support, which is not wired yet.
     LoginLink,
+    /// Paper bracket exits between scans.
+    ExitCheck,
 }
 
 impl Job {
-    pub const ALL: [Job; 4] = [Job::Scan, Job::ExpirySweep, Job::SquareOff, Job::LoginLink];
+    pub const ALL: [Job; 5] = [
+        Job::Scan,
+        Job::ExpirySweep,
+        Job::SquareOff,
+        Job::LoginLink,
+        Job::ExitCheck,
+    ];
 
     /// The key in `[schedules]`.
     pub fn name(self) -> &'static str {
@@ -31,6 +39,7 @@ impl Job {
             Job::ExpirySweep => "expiry_sweep",
             Job::SquareOff => "square_off",
             Job::LoginLink => "login_link",
+            Job::ExitCheck => "exit_check",
         }
     }
 
@@ -41,6 +50,7 @@ impl Job {
             Job::ExpirySweep => Some(Command::ExpirySweep),
             Job::SquareOff => Some(Command::SquareOff),
             Job::LoginLink => None,
+            Job::ExitCheck => Some(Command::CheckExits),
         }
     }
 
@@ -50,6 +60,7 @@ impl Job {
             Job::ExpirySweep => &s.expiry_sweep,
             Job::SquareOff => &s.square_off,
             Job::LoginLink => &s.login_link,
+            Job::ExitCheck => &s.exit_check,
         }
     }
 }
@@ -254,6 +265,29 @@ mod tests {
         assert_eq!(
             s.next_fire_after(Job::ExpirySweep, t),
             Some(utc(2026, 11, 25, 3, 1))
+        );
+    }
+
+    #[test]
+    fn exit_check_runs_every_minute_in_market_hours_and_sends_check_exits() {
+        let s = scheduler(&ScheduleSettings::default());
+        assert_eq!(Job::ExitCheck.command(), Some(Command::CheckExits));
+        // 09:00:30 IST = 03:30:30 UTC; then each minute, and nothing after 15:59:30 IST.
+        let first = s
+            .next_fire_after(Job::ExitCheck, utc(2026, 11, 25, 3, 0))
+            .unwrap();
+        assert_eq!(
+            first,
+            Utc.with_ymd_and_hms(2026, 11, 25, 3, 30, 30).unwrap()
+        );
+        let second = s.next_fire_after(Job::ExitCheck, first).unwrap();
+        assert_eq!((second - first).num_seconds(), 60);
+        let after_close = s
+            .next_fire_after(Job::ExitCheck, utc(2026, 11, 25, 10, 30))
+            .unwrap();
+        assert_eq!(
+            after_close,
+            Utc.with_ymd_and_hms(2026, 11, 26, 3, 30, 30).unwrap()
         );
     }
 

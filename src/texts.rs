@@ -301,8 +301,8 @@ pub fn risk(r: &RiskSettings) -> String {
          Max orders per day: {}\n\
          Max daily loss: {}\n\
          Allowed instruments: {}",
-        esc(&r.trading_window),
-        esc(&r.trading_days),
+        r.trading_window,
+        r.trading_days,
         r.max_price_deviation_pct,
         r.max_position_value,
         r.max_open_positions,

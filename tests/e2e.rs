@@ -72,9 +72,10 @@ fn settings(
         expiry_sweep: String::new(),
         square_off: String::new(),
         login_link: String::new(),
+        exit_check: String::new(),
     };
-    s.risk.trading_window = "00:00-23:59".into();
-    s.risk.trading_days = "Mon-Sun".into();
+    s.risk.trading_window = "00:00-23:59".parse().expect("valid");
+    s.risk.trading_days = "Mon-Sun".parse().expect("valid");
     s
 }
 

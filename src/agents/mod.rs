@@ -10,7 +10,7 @@ pub mod sizing;
 
 pub use analyst::{Analyst, RuleAnalyst};
 pub use meta::{MetaAgent, ScanOutcome, chart_for};
-pub use sizing::{DEFAULT_TICK, Sized, SizingLimit, SizingSkip, size};
+pub use sizing::{Sized, SizingLimit, SizingSkip, size};
 
 use crate::domain::InstrumentKey;
 

@@ -6,10 +6,7 @@
 //! never exceeds a limit.
 
 use crate::config::{RiskSettings, TradingSettings};
-use crate::domain::{Paise, Product, Side, Verdict, round_to_tick};
-
-/// NSE's equity tick, used when the instrument's tick size is not stored.
-pub const DEFAULT_TICK: f64 = 0.05;
+use crate::domain::{Paise, Product, Side, Verdict, round_to_tick, tick_or_default};
 
 /// Which limit decided the quantity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,16 +79,14 @@ pub enum SizingSkip {
 
 /// Sizes a verdict: risk = capital x risk_per_trade_pct / 100; quantity = floor(risk / |entry -
 /// stop|), capped by max_position_value / entry and by capital x leverage / entry. Prices are
-/// rounded to `tick_size` (rupees; [`DEFAULT_TICK`] when unknown or not positive).
+/// rounded to `tick_size` (rupees; [`crate::domain::DEFAULT_TICK`] when unknown or not positive).
 pub fn size(
     v: &Verdict,
     trading: &TradingSettings,
     risk: &RiskSettings,
     tick_size: Option<f64>,
 ) -> Result<Sized, SizingSkip> {
-    let tick = tick_size
-        .filter(|t| t.is_finite() && *t > 0.0)
-        .unwrap_or(DEFAULT_TICK);
+    let tick = tick_or_default(tick_size);
     let entry = round_to_tick(v.entry, tick);
     let stop = round_to_tick(v.stop, tick);
     let target = round_to_tick(v.target, tick);

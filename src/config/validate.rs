@@ -3,7 +3,6 @@
 
 use super::load::{ConfigError, ConfigErrors, ENV_KEYS, label};
 use super::{Mode, Secret, Settings};
-use chrono::{NaiveTime, Weekday};
 use std::str::FromStr;
 
 impl Settings {
@@ -75,12 +74,6 @@ impl Settings {
         }
 
         let r = &self.risk;
-        if let Err(e) = parse_window(&r.trading_window) {
-            v.err(label("risk", "trading_window"), e);
-        }
-        if let Err(e) = parse_days(&r.trading_days) {
-            v.err(label("risk", "trading_days"), e);
-        }
         v.range_f(
             "risk",
             "max_price_deviation_pct",
@@ -374,65 +367,6 @@ impl Checker {
             ),
         }
     }
-}
-
-/// Parses `"HH:MM-HH:MM"` (IST) with start < end.
-pub(crate) fn parse_window(s: &str) -> Result<(NaiveTime, NaiveTime), String> {
-    let bad = || {
-        format!(
-            "expected \"HH:MM-HH:MM\" in IST with start before end, e.g. \"09:20-15:10\", got {s:?}"
-        )
-    };
-    let (a, b) = s.split_once('-').ok_or_else(bad)?;
-    let start = NaiveTime::parse_from_str(a.trim(), "%H:%M").map_err(|_| bad())?;
-    let end = NaiveTime::parse_from_str(b.trim(), "%H:%M").map_err(|_| bad())?;
-    if start >= end {
-        return Err(format!(
-            "start {} is not before end {} (windows cannot span midnight); got {s:?}",
-            start.format("%H:%M"),
-            end.format("%H:%M")
-        ));
-    }
-    Ok((start, end))
-}
-
-/// Parses `"Mon-Fri"`, `"Mon,Tue,Thu"` or mixes (`"Mon-Wed,Fri"`); Monday first, deduplicated.
-pub(crate) fn parse_days(s: &str) -> Result<Vec<Weekday>, String> {
-    let hint =
-        "use day names Mon..Sun as a range or a comma list, e.g. \"Mon-Fri\" or \"Mon,Wed,Fri\"";
-    let day = |t: &str| {
-        Weekday::from_str(t.trim())
-            .map_err(|_| format!("unknown day {:?} in {s:?}: {hint}", t.trim()))
-    };
-    let mut seen = [false; 7];
-    for part in s.split(',').map(str::trim) {
-        if part.is_empty() {
-            continue;
-        }
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (day(a)?, day(b)?);
-                let (from, to) = (a.num_days_from_monday(), b.num_days_from_monday());
-                if from > to {
-                    return Err(format!(
-                        "range {part:?} runs backwards (weeks start on Monday): {hint}"
-                    ));
-                }
-                for d in from..=to {
-                    seen[d as usize] = true;
-                }
-            }
-            None => seen[day(part)?.num_days_from_monday() as usize] = true,
-        }
-    }
-    let days: Vec<Weekday> = (0..7u8)
-        .filter(|d| seen[*d as usize])
-        .filter_map(|d| Weekday::try_from(d).ok())
-        .collect();
-    if days.is_empty() {
-        return Err(format!("no trading day given: {hint}"));
-    }
-    Ok(days)
 }
 
 /// Parses a 6-field (seconds first) cron string; `""` disables the job (`Ok(None)`).

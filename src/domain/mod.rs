@@ -6,7 +6,7 @@ mod instrument;
 mod money;
 
 pub use instrument::{Candle, Instrument, InstrumentKey, Interval, ParseError};
-pub use money::{Paise, round_to_tick};
+pub use money::{DEFAULT_TICK, Paise, round_to_tick, tick_or_default};
 
 use serde::{Deserialize, Serialize};
 

@@ -107,14 +107,21 @@ impl std::iter::Sum for Paise {
     }
 }
 
+/// NSE's equity tick (rupees): the one default for an instrument whose own tick is not stored
+/// or is not a positive number.
+pub const DEFAULT_TICK: f64 = 0.05;
+
+/// The instrument's tick when it is usable, else [`DEFAULT_TICK`].
+pub fn tick_or_default(tick: Option<f64>) -> f64 {
+    tick.filter(|t| t.is_finite() && *t > 0.0)
+        .unwrap_or(DEFAULT_TICK)
+}
+
 /// Rounds a price to the nearest multiple of `tick` (rupees, e.g. 0.05) and returns paise.
-/// A missing or non-positive tick falls back to 0.05, NSE's equity tick.
+/// A non-positive or non-finite tick means [`DEFAULT_TICK`].
 pub fn round_to_tick(price: f64, tick: f64) -> Paise {
-    let tick_paise = if tick.is_finite() && tick > 0.0 {
-        ((tick * 100.0).round() as i64).max(1)
-    } else {
-        5
-    };
+    let tick = tick_or_default(Some(tick));
+    let tick_paise = ((tick * 100.0).round() as i64).max(1);
     let p = (price * 100.0).round() as i64;
     let q = (p as f64 / tick_paise as f64).round() as i64;
     Paise(q * tick_paise)

@@ -9,12 +9,9 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::config::{Mode, Settings};
-use crate::domain::{OrderRequest, OrderType, Paise, Side, round_to_tick};
+use crate::domain::{OrderRequest, OrderType, Paise, Side, round_to_tick, tick_or_default};
 use crate::risk::RiskApproved;
 use crate::store::Store;
-
-/// Tick used when the instrument is not in the stored instrument dump.
-pub const DEFAULT_TICK: f64 = 0.05;
 
 /// What the broker said about an order.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,13 +106,7 @@ impl Broker for PaperBroker {
             .last_price(&req.key, self.settings.trading.interval)
             .await?
             .ok_or_else(|| BrokerError::NoPrice(req.key.to_string()))?;
-        let tick = self
-            .store
-            .instrument(&req.key)
-            .await?
-            .map(|i| i.tick_size)
-            .filter(|t| *t > 0.0)
-            .unwrap_or(DEFAULT_TICK);
+        let tick = tick_or_default(self.store.instrument(&req.key).await?.map(|i| i.tick_size));
         let price = paper_fill_price(last, req.side, self.settings.paper.slippage_bps, tick);
         let broker_order_id = format!("paper-{}", req.tag);
         let marketable = match req.order_type {

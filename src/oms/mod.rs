@@ -24,7 +24,7 @@ use crate::domain::{
 use crate::risk::{RiskApproved, RiskContext, RiskEngine};
 use crate::store::{RecordedOrder, Store, StoreError};
 
-pub use broker::{Broker, BrokerAck, BrokerError, DEFAULT_TICK, PaperBroker, paper_fill_price};
+pub use broker::{Broker, BrokerAck, BrokerError, PaperBroker, paper_fill_price};
 pub use position::{Applied, apply_fill};
 
 /// Kite's limit on an order tag.

@@ -174,10 +174,9 @@ impl RiskEngine {
         let risk = &self.settings.risk;
         let now = self.clock.now();
         let local = now.with_timezone(&IST);
-        let (start, end) = risk.window();
-        let days = risk.days();
-        let t = local.time();
-        if !days.contains(&local.weekday()) || t < start || t > end {
+        if !risk.trading_days.contains(local.weekday())
+            || !risk.trading_window.contains(local.time())
+        {
             return Err(DenyReason::OutsideTradingWindow {
                 now_ist: local.format("%a %H:%M").to_string(),
                 window: format!("{} {}", risk.trading_days, risk.trading_window),

@@ -122,7 +122,7 @@ fn outside_trading_window_by_time_and_by_day() {
     assert!(err.reason.explanation().contains("Sat"), "{}", err.reason);
     // A custom list of days.
     let mut s = settings();
-    s.risk.trading_days = "Mon,Tue".into();
+    s.risk.trading_days = "Mon,Tue".parse().expect("valid");
     assert_eq!(
         code(engine_with(s, ist(10, 0)).check(entry(10, 1500), &ctx())),
         "OUTSIDE_TRADING_WINDOW"
