@@ -2,6 +2,8 @@
 //!
 //! See ARCHITECTURE.md (shared) for the layers; each module's own docs say what it is for.
 
+#![deny(unsafe_code)]
+
 pub mod agents;
 pub mod app;
 pub mod bot;

@@ -1,6 +1,8 @@
 //! `mft`: the command line. Loads settings, opens the store (applying migrations) and runs one
 //! subcommand. Errors are printed with what to do and the process exits 1.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use mft::config::Settings;

@@ -457,3 +457,35 @@ async fn sqlite_in_memory_works() {
         2
     );
 }
+
+/// The SQLite range read through the C API (the store's one unsafe module) gives exactly what
+/// sqlx's own decoding gives, bounds, NULL open interest and all.
+#[tokio::test]
+async fn sqlite_c_api_read_equals_the_sqlx_read() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let k = key("NSE:INFY");
+    let all = candles(500);
+    store
+        .upsert_candles(&k, Interval::Minute5, &all)
+        .await
+        .unwrap();
+    for (a, b) in [(0, 499), (10, 20), (250, 250), (499, 499)] {
+        let (from, to) = (all[a].ts, all[b].ts);
+        let raw = store
+            .candles(&k, Interval::Minute5, Some(from), Some(to))
+            .await
+            .unwrap();
+        let safe = store
+            .candles_via_sqlx(&k, Interval::Minute5, from, to)
+            .await
+            .unwrap()
+            .expect("sqlite");
+        assert_eq!(raw, safe, "{a}..={b}");
+        assert_eq!(raw.len(), b - a + 1);
+    }
+    let none = store
+        .candles_via_sqlx(&key("NSE:TCS"), Interval::Minute5, all[0].ts, all[9].ts)
+        .await
+        .unwrap();
+    assert_eq!(none, Some(Vec::new()));
+}

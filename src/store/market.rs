@@ -654,6 +654,48 @@ impl Store {
         })
     }
 
+    /// The SQLite range read through sqlx's own row decoding: the safe path that
+    /// `sqlite_raw` replaces. Kept for the benchmark that justifies the unsafe read and for the
+    /// test that both give identical candles; `None` on PostgreSQL.
+    #[doc(hidden)]
+    pub async fn candles_via_sqlx(
+        &self,
+        key: &InstrumentKey,
+        interval: Interval,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Option<Vec<Candle>>, StoreError> {
+        let super::Pool::Sqlite(pool) = self.pool() else {
+            return Ok(None);
+        };
+        type Row = (i64, f64, f64, f64, f64, i64, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT ts, open, high, low, close, volume, oi FROM candles \
+             WHERE series_id = (SELECT id FROM series WHERE instrument = $1 AND interval = $2) \
+             AND ts >= $3 AND ts <= $4 ORDER BY ts",
+        )
+        .bind(key.to_string())
+        .bind(interval.as_str())
+        .bind(from.timestamp())
+        .bind(to.timestamp())
+        .fetch_all(pool)
+        .await
+        .ctx("reading candles")?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|(ts, open, high, low, close, volume, oi)| Candle {
+                    ts: Utc.timestamp_opt(ts, 0).single().unwrap_or_default(),
+                    open,
+                    high,
+                    low,
+                    close,
+                    volume,
+                    oi,
+                })
+                .collect(),
+        ))
+    }
+
     /// Candles ascending by ts; bounds inclusive; `None` = open.
     pub async fn candles(
         &self,

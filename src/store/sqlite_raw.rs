@@ -12,6 +12,10 @@
 //! [`sqlx::sqlite::LockedSqliteHandle`] is held, which parks sqlx's worker thread so nothing else
 //! touches the connection. The statement is finalized on every path by [`Statement`]'s `Drop`.
 
+// The crate denies unsafe code; this module is one of its few documented exceptions (see above and
+// each `// SAFETY:` below). benches/store.rs prints this read beside sqlx's own for the same rows.
+#![allow(unsafe_code)]
+
 use std::ffi::{CStr, c_char, c_int};
 use std::ptr::{self, NonNull};
 

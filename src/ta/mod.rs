@@ -261,6 +261,7 @@ pub(crate) fn warm_vec(n: usize, warm: usize) -> Vec<f64> {
 /// 2 MiB-aligned stretches inside the allocation are advised; a refusal (THP disabled) is
 /// harmless.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // one madvise call; see the SAFETY note inside
 fn advise_huge_pages(v: &mut Vec<f64>) {
     use std::ffi::{c_int, c_void};
     const HUGE: usize = 2 << 20;
@@ -321,6 +322,7 @@ impl<const K: usize> Sink<K> {
     /// stays in registers (every xmm register is caller-saved: a call inside the loop would
     /// put a store-load round trip on the kernel's dependency chain).
     #[inline(always)]
+    #[allow(unsafe_code)] // set_len over slots written in the loop; see the SAFETY note below
     pub(crate) fn feed<T>(
         &mut self,
         items: impl IntoIterator<Item = T>,
@@ -394,6 +396,7 @@ macro_rules! fma_dispatch {
                 if std::arch::is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU supports FMA (checked just above), the only
                     // requirement of a `target_feature` function.
+                    #[allow(unsafe_code)]
                     return unsafe { with_fma($($arg),*) };
                 }
             }
