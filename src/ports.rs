@@ -128,7 +128,11 @@ pub struct StatusReport {
     pub last_scan: Option<ScanSummary>,
     pub next_scan: Option<DateTime<Utc>>,
     pub realized_today: Paise,
+    /// Unrealized P&L of the open positions from their average prices (lifetime).
     pub unrealized: Paise,
+    /// Today's P&L: realized today plus the change in unrealized P&L since the previous
+    /// session's close (what the daily-loss limit counts; see `risk::day`).
+    pub day_pnl: Paise,
     pub positions: Vec<PositionView>,
     pub pending: Vec<Proposal>,
     /// Today's loss counted against the limit (0 when in profit).

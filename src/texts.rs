@@ -233,9 +233,10 @@ pub fn status(s: &StatusReport) -> String {
     );
     let _ = writeln!(
         out,
-        "Today's P&amp;L: realized {}, unrealized {}",
+        "Today's P&amp;L: {} (realized {}, open positions since yesterday's close {})",
+        signed(s.day_pnl),
         signed(s.realized_today),
-        signed(s.unrealized)
+        signed(s.day_pnl - s.realized_today)
     );
     let _ = writeln!(out, "Daily loss used: {} of {}", s.loss_used, s.loss_limit);
     let _ = writeln!(
@@ -704,6 +705,7 @@ mod tests {
             next_scan: Some(Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap()),
             realized_today: Paise(-12_345),
             unrealized: Paise(50_000),
+            day_pnl: Paise(-2_345),
             positions: vec![],
             pending: vec![proposal("r")],
             loss_used: Paise(12_345),
@@ -715,7 +717,9 @@ mod tests {
         assert!(t.contains("Mode: paper"));
         assert!(t.contains("\nHALTED"));
         assert!(t.contains("Next scan: 25 Nov 14:30 IST"));
-        assert!(t.contains("realized -₹123.45, unrealized +₹500.00"));
+        assert!(t.contains(
+            "Today's P&amp;L: -₹23.45 (realized -₹123.45, open positions since yesterday's close +₹100.00)"
+        ));
         assert!(t.contains("Daily loss used: ₹123.45 of ₹2,000.00"));
         assert!(t.contains("Orders today: 3 of 20"));
         assert!(t.contains("#12 BUY 10 NSE:M&amp;M"));

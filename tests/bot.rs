@@ -58,6 +58,7 @@ fn status_report() -> StatusReport {
         next_scan: Some(Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap()),
         realized_today: Paise(12_345),
         unrealized: Paise(-500),
+        day_pnl: Paise(11_845),
         positions: vec![],
         pending: vec![proposal(7)],
         loss_used: Paise(0),

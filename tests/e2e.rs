@@ -836,7 +836,7 @@ async fn status_help_unknown_start_and_stop() {
             "Trading: active",
             "Last scan: 25 Nov 13:01 IST: 2 instruments, 2 proposals, 0 errors",
             "Next scan: 26 Nov 09:00 IST",
-            "Today's P&amp;L: realized ₹0.00, unrealized -₹12.50",
+            "Today's P&amp;L: -₹12.50 (realized ₹0.00, open positions since yesterday's close -₹12.50)",
             "Daily loss used: ₹12.50 of ₹2,000.00",
             "Orders today: 1 of 20",
             "Open positions: 1",

@@ -958,3 +958,148 @@ async fn a_scan_posts_cards_runs_exit_signals_and_alerts_failures() {
             Alert::ScanFailed { key: Some(k), .. } if k.tradingsymbol == "TCS")));
     }
 }
+
+/// 2026-11-(25 + day) at h:m IST: Wed, Thu, Fri.
+fn on_day(day: u32, h: u32, m: u32) -> DateTime<Utc> {
+    IST.with_ymd_and_hms(2026, 11, 25 + day, h, m, 0)
+        .single()
+        .expect("valid time")
+        .with_timezone(&Utc)
+}
+
+async fn propose_cnc(r: &Rig, key: &InstrumentKey, entry: i64, qty: i64) -> Proposal {
+    let now = r.clock.now();
+    r.store
+        .insert_proposal(&NewProposal {
+            key: key.clone(),
+            side: Side::Buy,
+            quantity: qty,
+            entry: Paise::from_rupees(entry),
+            // Far away: the story is about marks, not bracket exits.
+            stop: Paise::from_rupees(entry / 2),
+            target: Paise::from_rupees(entry * 2),
+            product: Product::Cnc,
+            confidence: 0.7,
+            rationale: "carried".into(),
+            created_at: now,
+            expires_at: now + Duration::minutes(10),
+        })
+        .await
+        .expect("insert a proposal")
+        .expect("no other pending proposal")
+}
+
+async fn status_report(r: &Rig) -> mft::ports::StatusReport {
+    match r
+        .handler
+        .handle(req(Command::Status))
+        .await
+        .expect("status")
+    {
+        Reply::Status(s) => s,
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+/// Day P&L over three days of carried CNC positions: each day counts only its own move (from
+/// the previous session's close, or from the entry for a position opened that day), so an old
+/// losing holding does not trip MAX_DAILY_LOSS the next morning.
+#[tokio::test]
+async fn day_pnl_over_three_days_of_carried_positions() {
+    for db in test_stores().await {
+        let name = db.name;
+        let clock = ManualClock::new(on_day(0, 10, 0));
+        set_price(&db.store, &infy(), on_day(0, 9, 45), 1500.0).await;
+        let r = rig(&db.store, &clock);
+
+        // Day 1: buy 10 INFY at 1,500 (+5 bps = 1,500.75); it closes at 1,350.
+        let p = propose_cnc(&r, &infy(), 1500, 10).await;
+        assert!(
+            matches!(
+                approve(&r, p.id).await,
+                Reply::Decision(Decision::Decided {
+                    outcome: Outcome::Executed { .. },
+                    ..
+                })
+            ),
+            "{name}"
+        );
+        set_price(&db.store, &infy(), on_day(0, 15, 15), 1350.0).await;
+        clock.set(on_day(0, 15, 20));
+        let s = status_report(&r).await;
+        // Opened today: from its entry, 10 x (1,350 - 1,500.75).
+        assert_eq!(s.day_pnl, Paise(-150_750), "{name}");
+        assert_eq!(s.loss_used, Paise(150_750), "{name}");
+
+        // Day 2: INFY opens at 1,290. Lifetime unrealized is -2,107.50 (over the 2,000 limit);
+        // today's move is 10 x (1,290 - 1,350) = -600, so a new entry passes.
+        clock.set(on_day(1, 10, 0));
+        set_price(&db.store, &infy(), on_day(1, 9, 45), 1290.0).await;
+        set_price(&db.store, &reliance(), on_day(1, 9, 45), 1300.0).await;
+        let s = status_report(&r).await;
+        assert_eq!(s.unrealized, Paise(-210_750), "{name}");
+        assert_eq!(s.day_pnl, Paise(-60_000), "{name}");
+        assert_eq!(s.loss_used, Paise(60_000), "{name}");
+        let q = propose_cnc(&r, &reliance(), 1300, 5).await;
+        let reply = approve(&r, q.id).await;
+        assert!(
+            matches!(
+                reply,
+                Reply::Decision(Decision::Decided {
+                    outcome: Outcome::Executed { .. },
+                    ..
+                })
+            ),
+            "{name}: an old holding's lifetime loss vetoed a new entry: {reply:?}"
+        );
+        let reliance_entry = r
+            .store
+            .position(&reliance(), Product::Cnc)
+            .await
+            .expect("position")
+            .expect("open")
+            .avg_price;
+
+        // Day 3: both carried. INFY 1,290 -> 1,295 (+50); RELIANCE 1,300 -> 1,310 (+50).
+        clock.set(on_day(2, 10, 0));
+        set_price(&db.store, &infy(), on_day(2, 9, 45), 1295.0).await;
+        set_price(&db.store, &reliance(), on_day(2, 9, 45), 1310.0).await;
+        let s = status_report(&r).await;
+        assert_eq!(s.realized_today, Paise::ZERO, "{name}");
+        assert_eq!(s.day_pnl, Paise(10_000), "{name}");
+        assert_eq!(s.loss_used, Paise::ZERO, "{name}");
+
+        // /kill closes both: realized is booked from the average prices (INFY's deep loss), but
+        // today's P&L counts each exit from yesterday's close.
+        let Reply::Killed(report) = r.handler.handle(req(Command::Kill)).await.expect("kill")
+        else {
+            panic!("{name}: expected a kill report");
+        };
+        assert_eq!(report.closed.len(), 2, "{name}: {report:?}");
+        let exit = |key: &InstrumentKey| {
+            report
+                .closed
+                .iter()
+                .find(|c| &c.key == key)
+                .map(|c| c.price)
+                .expect("closed")
+        };
+        let (infy_exit, rel_exit) = (exit(&infy()), exit(&reliance()));
+        let s = status_report(&r).await;
+        assert!(s.positions.is_empty(), "{name}");
+        assert_eq!(
+            s.realized_today,
+            (infy_exit - Paise(150_075)) * 10 + (rel_exit - reliance_entry) * 5,
+            "{name}"
+        );
+        assert_eq!(
+            s.day_pnl,
+            (infy_exit - Paise(129_000)) * 10 + (rel_exit - Paise(130_000)) * 5,
+            "{name}"
+        );
+        assert!(
+            s.day_pnl > Paise::ZERO && s.realized_today < Paise(-200_000),
+            "{name}"
+        );
+    }
+}

@@ -31,6 +31,7 @@ impl CommandHandler for FakeHandler {
             next_scan: None,
             realized_today: Paise(-12_345),
             unrealized: Paise(500),
+            day_pnl: Paise(-11_845),
             positions: vec![PositionView {
                 position: Position {
                     key: InstrumentKey::new("NSE", "M&M"),
@@ -161,7 +162,7 @@ async fn the_page_shows_the_status_escaped() {
         "<td id=\"mode\">paper</td>",
         "HALTED",
         "<td id=\"last-scan\">none yet</td>",
-        "realized -₹123.45, unrealized +₹5.00",
+        "-₹118.45 (realized -₹123.45, open positions since yesterday's close +₹5.00)",
         "₹123.45 of ₹2,000.00",
         "Open positions (1)",
         "NSE:M&amp;M",

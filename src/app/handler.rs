@@ -17,7 +17,7 @@ use crate::clock::{Clock, IST, SystemClock};
 use crate::config::Settings;
 use crate::domain::{
     Actor, Command, DenyReason, InstrumentKey, OrderPurpose, OrderRequest, OrderState, OrderType,
-    Paise, Product, Proposal, ProposalStatus, Request,
+    Paise, Position, Product, Proposal, ProposalStatus, Request,
 };
 use crate::oms::{
     Brackets, ExitFill, FlattenReport, Oms, OmsError, PaperBroker, Placement, proposal_tag,
@@ -27,7 +27,7 @@ use crate::ports::{
     NotifyError, Outcome, PositionView, ProposalCard, Reply, ScanError, ScanResult, Scanner,
     StatusReport,
 };
-use crate::risk::{RiskContext, RiskEngine};
+use crate::risk::{self, RiskContext, RiskEngine};
 use crate::store::{Store, StoreError};
 
 /// A scanner for contexts that never scan (`mft kill`): every call fails with a clear message.
@@ -297,6 +297,7 @@ impl Handler {
             .store
             .last_prices(&keys, self.settings.trading.interval)
             .await?;
+        let earned_before_today = self.earned_before_today(&open).await?;
         let positions: Vec<_> = open.into_iter().zip(lasts).collect();
         let last_price = match key {
             Some(k) => self.last_price(k).await?,
@@ -309,8 +310,41 @@ impl Handler {
             positions,
             orders_today: self.store.count_orders_since(since).await?,
             realized_today: self.store.realized_since(since).await?,
+            earned_before_today,
             expires_at,
         })
+    }
+
+    /// What carried positions earned before today's session, to be taken out of today's P&L
+    /// (see `risk::day`): previous closes are read only for instruments held at the open.
+    async fn earned_before_today(&self, open: &[Position]) -> Result<Paise, StoreError> {
+        let start = self.day_start();
+        let now = risk::day::holdings(open);
+        let today = self.store.fills_by_instrument_since(start).await?;
+        let carried: Vec<InstrumentKey> = risk::day::held_at_open(&now, &today)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        if carried.is_empty() {
+            return Ok(Paise::ZERO);
+        }
+        let closes = self
+            .store
+            .closes_before(&carried, self.settings.trading.interval, start)
+            .await?;
+        let closes: std::collections::HashMap<&InstrumentKey, Paise> = carried
+            .iter()
+            .zip(closes)
+            .filter_map(|(k, c)| {
+                if c.is_none() {
+                    tracing::warn!(instrument = %k, "no close stored before today: today's P&L counts this carried position from its average price");
+                }
+                c.map(|c| (k, c))
+            })
+            .collect();
+        Ok(risk::day::earned_before_today(&now, &today, |k| {
+            closes.get(k).copied()
+        }))
     }
 
     async fn notify(&self, alert: Alert) {
@@ -740,6 +774,7 @@ impl Handler {
             next_scan: self.next_scan.as_ref().and_then(|f| f()),
             realized_today: ctx.realized_today,
             unrealized: positions.iter().map(|p| p.unrealized).sum(),
+            day_pnl: ctx.day_pnl(),
             positions,
             pending: self.store.pending_proposals().await?,
             loss_used: ctx.day_loss(),

@@ -5,6 +5,8 @@
 //! Orders that reduce exposure ([`OrderPurpose::Exit`]) are never blocked: they still go
 //! through [`RiskEngine::check`], because that is the only way to obtain a `RiskApproved`.
 
+pub mod day;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Utc};
@@ -79,6 +81,9 @@ pub struct RiskContext {
     pub orders_today: u32,
     /// Realized P&L since IST midnight.
     pub realized_today: Paise,
+    /// The part of `realized_today` + unrealized P&L that positions carried into today earned
+    /// before today's session (see [`day`]); 0 when nothing was carried.
+    pub earned_before_today: Paise,
     /// The proposal's expiry, for entries from a proposal.
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -92,9 +97,10 @@ impl RiskContext {
             .sum()
     }
 
-    /// Today's P&L: realized + unrealized.
+    /// Today's P&L: today's realized P&L plus the change in unrealized P&L since the previous
+    /// session's close (positions opened today from their entry). See [`day`].
     pub fn day_pnl(&self) -> Paise {
-        self.realized_today + self.unrealized()
+        self.realized_today + self.unrealized() - self.earned_before_today
     }
 
     /// Today's loss (0 when in profit).

@@ -261,6 +261,23 @@ fn max_daily_loss_counts_realized_and_unrealized() {
 }
 
 #[test]
+fn an_old_losing_holding_does_not_trip_the_daily_loss_limit() {
+    // 10 RELIANCE carried at 1,300 (lifetime -3,000 at 1,000); yesterday's close 1,010, so
+    // -2,900 of that was earned before today and today's move is only -100.
+    let carried = RiskContext {
+        positions: vec![(
+            position(InstrumentKey::new("NSE", "RELIANCE"), 10, 1300),
+            Some(Paise::from_rupees(1000)),
+        )],
+        earned_before_today: Paise::from_rupees(-2_900),
+        ..ctx()
+    };
+    assert_eq!(carried.unrealized(), Paise::from_rupees(-3_000));
+    assert_eq!(carried.day_pnl(), Paise::from_rupees(-100));
+    assert_eq!(code(engine().check(entry(10, 1500), &carried)), "APPROVED");
+}
+
+#[test]
 fn insufficient_capital_counts_capital_in_use_and_leverage() {
     let mut s = settings();
     s.risk.max_position_value = Paise::from_rupees(1_000_000);
@@ -305,6 +322,7 @@ fn exits_pass_every_check() {
             .collect(),
         orders_today: 1000,
         realized_today: Paise::from_rupees(-100_000),
+        earned_before_today: Paise::ZERO,
         expires_at: Some(ist(0, 0)),
     };
     let late = engine_with(settings(), ist(23, 0));

@@ -63,16 +63,18 @@
 //! primary key, integer comparisons: faster bulk upserts and range reads). Query candles through
 //! `series_id = (SELECT id FROM series WHERE instrument = $1 AND interval = $2)`; the public API
 //! ([`Store::candles`], [`Store::last_candles`], ..) is the usual way and all such SQL lives in
-//! `market.rs`. `fetched_ranges` still keys on the (instrument, interval) text.
+//! `market.rs` (and `day.rs`'s previous-close read). `fetched_ranges` still keys on the (instrument, interval) text.
 //!
 //! One deliberate exception to portable types: SQLite keeps `candles.ts` as INTEGER epoch seconds
 //! (faster bulk writes and reads); `market.rs` binds `ts.timestamp()` there.
 
+mod day;
 mod market;
 pub(crate) mod migrations;
 mod proposals;
 mod sqlite_raw;
 pub mod trading;
+pub use day::FillsSummary;
 pub use trading::{RecordedOrder, SystemState, TradeLogEntry};
 
 use chrono::{DateTime, Utc};

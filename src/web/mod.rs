@@ -243,13 +243,14 @@ fn status_body(s: &StatusReport) -> String {
         out,
         "<tr><th>Last scan</th><td id=\"last-scan\">{}</td></tr>\
          <tr><th>Next scan</th><td>{}</td></tr>\
-         <tr><th>Today's P&amp;L</th><td id=\"pnl\">realized {}, unrealized {}</td></tr>\
+         <tr><th>Today's P&amp;L</th><td id=\"pnl\">{} (realized {}, open positions since yesterday's close {})</td></tr>\
          <tr><th>Daily loss used</th><td>{} of {}</td></tr>\
          <tr><th>Orders today</th><td>{} of {}</td></tr></table>",
         esc(&last),
         esc(&next),
+        signed(s.day_pnl),
         signed(s.realized_today),
-        signed(s.unrealized),
+        signed(s.day_pnl - s.realized_today),
         s.loss_used,
         s.loss_limit,
         s.orders_today,
