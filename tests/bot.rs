@@ -262,7 +262,7 @@ async fn status_renders_the_report() {
         "Trading: active",
         "Last scan: 25 Nov 14:15 IST",
         "Next scan: 25 Nov 14:30 IST",
-        "realized +₹123.45, unrealized -₹5.00",
+        "Today's P&amp;L: +₹118.45 (realized +₹123.45, open positions since yesterday's close -₹5.00)",
         "Daily loss used: ₹0.00 of ₹2,000.00",
         "Orders today: 1 of 20",
         "Pending proposals: 1",
