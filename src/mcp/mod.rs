@@ -6,9 +6,9 @@
 //! session) come back as `isError: true` results whose text says what to do; malformed
 //! arguments are JSON-RPC errors.
 
-//pub mod analyst;
+pub mod analyst;
 pub mod hub;
-//pub mod llm;
+pub mod llm;
 pub mod market_data;
 pub mod news;
 pub mod serve;

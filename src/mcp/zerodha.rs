@@ -32,7 +32,11 @@ pub struct SymbolsArgs {
 
 /// A Kite client with the configured session, or the reason there is none.
 pub fn kite_client(ctx: &McpContext) -> Result<KiteConnect, String> {
-    let z = &ctx.settings.zerodha;
+    kite_client_for(&ctx.settings.zerodha)
+}
+
+/// [`kite_client`] from the Zerodha settings alone.
+pub fn kite_client_for(z: &crate::config::ZerodhaSettings) -> Result<KiteConnect, String> {
     let api_key = z
         .api_key
         .as_ref()
