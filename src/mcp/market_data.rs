@@ -5,10 +5,7 @@ use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::{Json, ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    McpContext, ToolResult, finite, ist, known_series_text, parse_interval, parse_symbol,
-    parse_time,
-};
+use super::{McpContext, finite, ist, known_series_text, parse_interval, parse_symbol, parse_time};
 use crate::agents::analyst::closed_candles;
 use crate::domain::Interval;
 
@@ -135,7 +132,7 @@ impl MarketData {
     async fn list_instruments(
         &self,
         Parameters(a): Parameters<ListInstrumentsArgs>,
-    ) -> ToolResult<Instruments> {
+    ) -> Result<Json<Instruments>, String> {
         let limit = i64::from(a.limit.unwrap_or(20).clamp(1, 200));
         let rows = self
             .ctx
@@ -181,7 +178,10 @@ impl MarketData {
         description = "Closed candles of a stored series, oldest first (limit <= 2000, default 200). Times are RFC 3339 in IST.",
         annotations(read_only_hint = true)
     )]
-    async fn get_candles(&self, Parameters(a): Parameters<GetCandlesArgs>) -> ToolResult<Candles> {
+    async fn get_candles(
+        &self,
+        Parameters(a): Parameters<GetCandlesArgs>,
+    ) -> Result<Json<Candles>, String> {
         let key = parse_symbol(&a.symbol)?;
         let interval = parse_interval(&a.interval)?;
         let from = a
@@ -244,7 +244,7 @@ impl MarketData {
     async fn get_last_price(
         &self,
         Parameters(a): Parameters<GetLastPriceArgs>,
-    ) -> ToolResult<LastPrices> {
+    ) -> Result<Json<LastPrices>, String> {
         if a.symbols.is_empty() || a.symbols.len() > 100 {
             return Err("give 1 to 100 symbols, e.g. [\"NSE:INFY\"]".into());
         }
@@ -284,7 +284,7 @@ impl MarketData {
         description = "Every stored candle series: symbol, interval, first and last candle time, rows.",
         annotations(read_only_hint = true)
     )]
-    async fn list_series(&self) -> ToolResult<SeriesList> {
+    async fn list_series(&self) -> Result<Json<SeriesList>, String> {
         let rows = self
             .ctx
             .store

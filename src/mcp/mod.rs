@@ -83,9 +83,6 @@ impl McpContext {
     }
 }
 
-/// A tool result: structured output, or a message for the model (`isError: true`).
-pub type ToolResult<T> = Result<rmcp::Json<T>, String>;
-
 /// RFC 3339 in IST, the time format of every tool.
 pub fn ist(ts: DateTime<Utc>) -> String {
     ts.with_timezone(&IST).to_rfc3339()

@@ -7,7 +7,7 @@ use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::{Json, ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::{Deserialize, Serialize};
 
-use super::{McpContext, ToolResult, finite, ist, known_series_text, parse_interval, parse_symbol};
+use super::{McpContext, finite, ist, known_series_text, parse_interval, parse_symbol};
 
 /// (name, inputs, [(param, default)], outputs)
 type Spec = (
@@ -338,7 +338,7 @@ impl TechnicalAnalysis {
         description = "Indicators compute knows: names, input arrays, parameters with defaults, outputs.",
         annotations(read_only_hint = true)
     )]
-    async fn list_indicators(&self) -> ToolResult<IndicatorList> {
+    async fn list_indicators(&self) -> Result<Json<IndicatorList>, String> {
         Ok(Json(IndicatorList {
             indicators: INDICATORS
                 .iter()
@@ -363,7 +363,10 @@ impl TechnicalAnalysis {
         description = "Compute one indicator on arrays given inline (TA-Lib compatible; null during warm-up).",
         annotations(read_only_hint = true)
     )]
-    async fn compute(&self, Parameters(a): Parameters<ComputeArgs>) -> ToolResult<Computed> {
+    async fn compute(
+        &self,
+        Parameters(a): Parameters<ComputeArgs>,
+    ) -> Result<Json<Computed>, String> {
         compute(&a).map(Json)
     }
 
@@ -374,7 +377,7 @@ impl TechnicalAnalysis {
     async fn compute_for(
         &self,
         Parameters(a): Parameters<ComputeForArgs>,
-    ) -> ToolResult<ComputedFor> {
+    ) -> Result<Json<ComputedFor>, String> {
         let key = parse_symbol(&a.symbol)?;
         let interval = parse_interval(&a.interval)?;
         let mut cols: Vec<&str> = Vec::new();

@@ -8,7 +8,7 @@ use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::{Json, ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::{Deserialize, Serialize};
 
-use super::{McpContext, ToolResult, ist, parse_symbol, parse_time};
+use super::{McpContext, ist, parse_symbol, parse_time};
 use crate::domain::{Fill, InstrumentKey, ProposalStatus, Side};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -283,7 +283,10 @@ impl TradeLog {
         description = "Closed round-trip trades (from the fills), newest first.",
         annotations(read_only_hint = true)
     )]
-    async fn list_trades(&self, Parameters(a): Parameters<ListTradesArgs>) -> ToolResult<Trades> {
+    async fn list_trades(
+        &self,
+        Parameters(a): Parameters<ListTradesArgs>,
+    ) -> Result<Json<Trades>, String> {
         let mut trades = self
             .trades(a.from.as_deref(), a.to.as_deref(), a.symbol.as_deref())
             .await?;
@@ -299,7 +302,7 @@ impl TradeLog {
     async fn performance(
         &self,
         Parameters(a): Parameters<PerformanceArgs>,
-    ) -> ToolResult<Performance> {
+    ) -> Result<Json<Performance>, String> {
         let trades = self
             .trades(a.from.as_deref(), a.to.as_deref(), a.symbol.as_deref())
             .await?;
@@ -313,7 +316,7 @@ impl TradeLog {
     async fn list_proposals(
         &self,
         Parameters(a): Parameters<ListProposalsArgs>,
-    ) -> ToolResult<Proposals> {
+    ) -> Result<Json<Proposals>, String> {
         let status = match a.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             Some(s) => Some(ProposalStatus::parse(&s.to_ascii_lowercase()).ok_or_else(|| {
                 format!("status {s:?} is not one of pending, approved, rejected, expired, executed, vetoed, failed")
@@ -345,7 +348,7 @@ impl TradeLog {
     async fn get_proposal(
         &self,
         Parameters(a): Parameters<GetProposalArgs>,
-    ) -> ToolResult<ProposalWithTrace> {
+    ) -> Result<Json<ProposalWithTrace>, String> {
         let p = self
             .ctx
             .store

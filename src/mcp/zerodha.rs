@@ -9,7 +9,7 @@ use rmcp::{Json, ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::{Deserialize, Serialize};
 
 use super::market_data::LastPrice;
-use super::{McpContext, ToolResult, ist, parse_symbol};
+use super::{McpContext, ist, parse_symbol};
 use crate::domain::InstrumentKey;
 
 /// Kite's answer (the envelope's `data`) as Kite sent it.
@@ -114,7 +114,7 @@ impl Zerodha {
         &self,
         what: &str,
         call: impl FnOnce(&KiteConnect) -> RawFuture,
-    ) -> ToolResult<KiteData> {
+    ) -> Result<Json<KiteData>, String> {
         let kite = kite_client(&self.ctx)?;
         let data = call(&kite).await.map_err(|e| kite_error(what, e))?;
         Ok(Json(KiteData { data }))
@@ -142,7 +142,7 @@ impl Zerodha {
         description = "The Kite user's profile (name, email, exchanges, products).",
         annotations(read_only_hint = true, destructive_hint = false)
     )]
-    async fn get_profile(&self) -> ToolResult<KiteData> {
+    async fn get_profile(&self) -> Result<Json<KiteData>, String> {
         self.read("profile", |k| untyped(k.profile())).await
     }
 
@@ -150,7 +150,7 @@ impl Zerodha {
         description = "Funds and margins of the equity and commodity segments.",
         annotations(read_only_hint = true, destructive_hint = false)
     )]
-    async fn get_margins(&self) -> ToolResult<KiteData> {
+    async fn get_margins(&self) -> Result<Json<KiteData>, String> {
         self.read("margins", |k| untyped(k.margins())).await
     }
 
@@ -158,7 +158,7 @@ impl Zerodha {
         description = "Net and day positions.",
         annotations(read_only_hint = true, destructive_hint = false)
     )]
-    async fn get_positions(&self) -> ToolResult<KiteData> {
+    async fn get_positions(&self) -> Result<Json<KiteData>, String> {
         self.read("positions", |k| untyped(k.positions())).await
     }
 
@@ -166,7 +166,7 @@ impl Zerodha {
         description = "Long-term holdings in the demat account.",
         annotations(read_only_hint = true, destructive_hint = false)
     )]
-    async fn get_holdings(&self) -> ToolResult<KiteData> {
+    async fn get_holdings(&self) -> Result<Json<KiteData>, String> {
         self.read("holdings", |k| untyped(k.holdings())).await
     }
 
@@ -174,7 +174,7 @@ impl Zerodha {
         description = "Today's orders.",
         annotations(read_only_hint = true, destructive_hint = false)
     )]
-    async fn get_orders(&self) -> ToolResult<KiteData> {
+    async fn get_orders(&self) -> Result<Json<KiteData>, String> {
         self.read("orders", |k| untyped(k.orders())).await
     }
 
@@ -185,7 +185,7 @@ impl Zerodha {
     async fn get_order_history(
         &self,
         Parameters(a): Parameters<OrderIdArgs>,
-    ) -> ToolResult<KiteData> {
+    ) -> Result<Json<KiteData>, String> {
         let id = a.order_id.trim().to_string();
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(format!(
@@ -201,7 +201,7 @@ impl Zerodha {
         description = "Today's trades (fills).",
         annotations(read_only_hint = true, destructive_hint = false)
     )]
-    async fn get_trades(&self) -> ToolResult<KiteData> {
+    async fn get_trades(&self) -> Result<Json<KiteData>, String> {
         self.read("trades", |k| untyped(k.trades())).await
     }
 
@@ -209,7 +209,10 @@ impl Zerodha {
         description = "Full market quotes (last price, depth, OHLC, circuit limits) for EXCHANGE:SYMBOL instruments.",
         annotations(read_only_hint = true, destructive_hint = false)
     )]
-    async fn get_quote(&self, Parameters(a): Parameters<SymbolsArgs>) -> ToolResult<KiteData> {
+    async fn get_quote(
+        &self,
+        Parameters(a): Parameters<SymbolsArgs>,
+    ) -> Result<Json<KiteData>, String> {
         if a.symbols.is_empty() || a.symbols.len() > 500 {
             return Err("give 1 to 500 symbols, e.g. [\"NSE:INFY\"]".into());
         }
