@@ -40,7 +40,11 @@ async fn seeded(dir: &std::path::Path) -> (String, Store) {
     let url = format!("sqlite://{}", dir.join("mft.db").display());
     let store = Store::connect(&url).await.unwrap();
     store
-        .upsert_candles(&InstrumentKey::new("NSE", "INFY"), Interval::Minute15, &candles())
+        .upsert_candles(
+            &InstrumentKey::new("NSE", "INFY"),
+            Interval::Minute15,
+            &candles(),
+        )
         .await
         .unwrap();
     (url, store)
@@ -75,23 +79,45 @@ async fn stdio_child_answers_an_rmcp_client() {
         .expect("initialize within 20 s")
         .expect("initialize");
     let info = client.peer_info().expect("server info");
-    assert_eq!(info.server_info.as_ref().map(|i| i.name.as_str()), Some("market_data"));
-    let tools: Vec<String> = client.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(
+        info.server_info.as_ref().map(|i| i.name.as_str()),
+        Some("market_data")
+    );
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
     assert_eq!(tools.len(), 4, "{tools:?}");
-    for t in ["list_instruments", "get_candles", "get_last_price", "list_series"] {
+    for t in [
+        "list_instruments",
+        "get_candles",
+        "get_last_price",
+        "list_series",
+    ] {
         assert!(tools.iter().any(|x| x == t), "{t} missing from {tools:?}");
     }
     let r = client
-        .call_tool(CallToolRequestParams::new("get_candles").with_arguments(
-            json!({"symbol": "NSE:INFY", "interval": "15minute", "limit": 3}).as_object().unwrap().clone(),
-        ))
+        .call_tool(
+            CallToolRequestParams::new("get_candles").with_arguments(
+                json!({"symbol": "NSE:INFY", "interval": "15minute", "limit": 3})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
         .await
         .unwrap();
     let v = r.structured_content.unwrap();
     assert_eq!(v["candles"].as_array().unwrap().len(), 3);
     assert_eq!(v["candles"][2]["close"], 104.9);
     client.cancel().await.unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits when stdin closes").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits when stdin closes")
+        .unwrap();
     assert!(status.success(), "{status}");
 }
 
@@ -99,12 +125,22 @@ async fn stdio_child_answers_an_rmcp_client() {
 async fn http_requires_the_bearer_token() {
     let dir = tempfile::tempdir().unwrap();
     let (_db, store) = seeded(dir.path()).await;
-    let ctx = McpContext::new(store, Arc::new(Settings::default()), Arc::new(ManualClock::new(Utc::now())));
+    let ctx = McpContext::new(
+        store,
+        Arc::new(Settings::default()),
+        Arc::new(ManualClock::new(Utc::now())),
+    );
     let listener = serve::bind("127.0.0.1:0", Some("s3cret")).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let ct = CancellationToken::new();
     let names = serve::selected("all").unwrap();
-    let server = tokio::spawn(serve::serve_http(ctx, &*Box::leak(names.into_boxed_slice()), listener, Some("s3cret".into()), ct.clone()));
+    let server = tokio::spawn(serve::serve_http(
+        ctx,
+        &*Box::leak(names.into_boxed_slice()),
+        listener,
+        Some("s3cret".into()),
+        ct.clone(),
+    ));
 
     // Without the token: 401 before any MCP.
     let raw = reqwest::Client::new()
@@ -116,28 +152,55 @@ async fn http_requires_the_bearer_token() {
         .await
         .unwrap();
     assert_eq!(raw.status(), 401);
-    let denied = ().serve(StreamableHttpClientTransport::from_uri(format!("http://{addr}/mcp/market_data"))).await;
-    assert!(denied.is_err(), "a client without the token must not get in");
-    let wrong = ().serve(StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp/market_data")).auth_header("nope"),
-    ))
-    .await;
+    let denied = ()
+        .serve(StreamableHttpClientTransport::from_uri(format!(
+            "http://{addr}/mcp/market_data"
+        )))
+        .await;
+    assert!(
+        denied.is_err(),
+        "a client without the token must not get in"
+    );
+    let wrong = ()
+        .serve(StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp/market_data"))
+                .auth_header("nope"),
+        ))
+        .await;
     assert!(wrong.is_err());
 
     // With it: every server at /mcp/<name>.
-    for (name, tools) in [("market_data", 4), ("technical_analysis", 3), ("news", 2), ("zerodha", 8), ("trade_log", 4)] {
-        let client = ().serve(StreamableHttpClientTransport::from_config(
-            StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp/{name}")).auth_header("s3cret"),
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(client.list_all_tools().await.unwrap().len(), tools, "{name}");
+    for (name, tools) in [
+        ("market_data", 4),
+        ("technical_analysis", 3),
+        ("news", 2),
+        ("zerodha", 8),
+        ("trade_log", 4),
+    ] {
+        let client = ()
+            .serve(StreamableHttpClientTransport::from_config(
+                StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp/{name}"))
+                    .auth_header("s3cret"),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            client.list_all_tools().await.unwrap().len(),
+            tools,
+            "{name}"
+        );
         if name == "market_data" {
             let r = client
-                .call_tool(CallToolRequestParams::new("list_series").with_arguments(serde_json::Map::new()))
+                .call_tool(
+                    CallToolRequestParams::new("list_series")
+                        .with_arguments(serde_json::Map::new()),
+                )
                 .await
                 .unwrap();
-            assert_eq!(r.structured_content.unwrap()["series"][0]["symbol"], "NSE:INFY");
+            assert_eq!(
+                r.structured_content.unwrap()["series"][0]["symbol"],
+                "NSE:INFY"
+            );
         }
         client.cancel().await.unwrap();
     }
@@ -149,22 +212,43 @@ async fn http_requires_the_bearer_token() {
 async fn http_without_token_only_on_loopback() {
     match serve::bind("0.0.0.0:0", None).await {
         Err(McpError::TokenRequired { addr }) => assert_eq!(addr, "0.0.0.0:0"),
-        other => panic!("expected a refusal, got {:?}", other.map(|l| l.local_addr())),
+        other => panic!(
+            "expected a refusal, got {:?}",
+            other.map(|l| l.local_addr())
+        ),
     }
     assert!(serve::bind("0.0.0.0:0", Some("t")).await.is_ok());
     // Loopback without a token serves openly (rmcp keeps its loopback Host check).
     let dir = tempfile::tempdir().unwrap();
     let (_db, store) = seeded(dir.path()).await;
-    let ctx = McpContext::new(store, Arc::new(Settings::default()), Arc::new(ManualClock::new(Utc::now())));
+    let ctx = McpContext::new(
+        store,
+        Arc::new(Settings::default()),
+        Arc::new(ManualClock::new(Utc::now())),
+    );
     let listener = serve::bind("127.0.0.1:0", None).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let ct = CancellationToken::new();
-    tokio::spawn(serve::serve_http(ctx, &["trade_log"], listener, None, ct.clone()));
-    let client = ().serve(StreamableHttpClientTransport::from_uri(format!("http://{addr}/mcp/trade_log"))).await.unwrap();
+    tokio::spawn(serve::serve_http(
+        ctx,
+        &["trade_log"],
+        listener,
+        None,
+        ct.clone(),
+    ));
+    let client = ()
+        .serve(StreamableHttpClientTransport::from_uri(format!(
+            "http://{addr}/mcp/trade_log"
+        )))
+        .await
+        .unwrap();
     assert_eq!(client.list_all_tools().await.unwrap().len(), 4);
     client.cancel().await.unwrap();
     ct.cancel();
-    assert!(matches!(serve::selected("nope"), Err(McpError::UnknownServer(_))));
+    assert!(matches!(
+        serve::selected("nope"),
+        Err(McpError::UnknownServer(_))
+    ));
 }
 
 #[tokio::test]
@@ -172,16 +256,44 @@ async fn mcp_list_and_refusals_from_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     let (db, store) = seeded(dir.path()).await;
     store.close().await;
-    let out = mft(dir.path(), &db, &["mcp", "list"]).output().await.unwrap();
+    let out = mft(dir.path(), &db, &["mcp", "list"])
+        .output()
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
-    for s in ["market_data", "technical_analysis", "news", "zerodha", "trade_log", "get_candles", "compute_for", "search_news", "get_quote", "get_proposal"] {
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for s in [
+        "market_data",
+        "technical_analysis",
+        "news",
+        "zerodha",
+        "trade_log",
+        "get_candles",
+        "compute_for",
+        "search_news",
+        "get_quote",
+        "get_proposal",
+    ] {
         assert!(text.contains(s), "{s} missing from:\n{text}");
     }
-    let out = mft(dir.path(), &db, &["mcp", "serve", "all", "--http", "0.0.0.0:0"]).output().await.unwrap();
+    let out = mft(
+        dir.path(),
+        &db,
+        &["mcp", "serve", "all", "--http", "0.0.0.0:0"],
+    )
+    .output()
+    .await
+    .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("without MCP_TOKEN"), "{err}");
-    let out = mft(dir.path(), &db, &["mcp", "serve", "bogus"]).output().await.unwrap();
+    let out = mft(dir.path(), &db, &["mcp", "serve", "bogus"])
+        .output()
+        .await
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown MCP server \"bogus\""));
 }

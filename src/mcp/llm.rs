@@ -340,8 +340,11 @@ impl ChatClient {
             .map(|k| k.expose().trim().to_string())
             .unwrap_or_default();
         config = config.with_api_key(key);
+        // Without the default executor's built-in retry layer: retries are ours ([llm]
+        // max_retries, retry_backoff_ms), bounded by the analysis deadline.
+        let http = async_openai::middleware::ReqwestService::new(reqwest::Client::new());
         ChatClient {
-            client: Client::with_config(config),
+            client: Client::with_config(config).with_http_service(http),
             model: s
                 .openai
                 .model
