@@ -343,7 +343,7 @@ fn secrets_never_appear_in_text_output() {
         .filter(|k| k.secret)
         .map(|k| k.name)
         .collect();
-    assert_eq!(secret_keys.len(), 8);
+    assert_eq!(secret_keys.len(), 9);
 
     // Valid secrets: Debug and render_effective must mask them.
     let mut pairs: Vec<(String, String)> = secret_keys
