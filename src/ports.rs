@@ -196,8 +196,8 @@ pub enum Reply {
     /// `/why N`: the proposal and the trace of the analysis that produced it.
     Why {
         proposal_id: i64,
-        proposal: Option<Proposal>,
-        trace: Option<crate::domain::AnalysisTrace>,
+        proposal: Option<Box<Proposal>>,
+        trace: Option<Box<crate::domain::AnalysisTrace>>,
     },
 }
 

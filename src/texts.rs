@@ -521,7 +521,7 @@ pub fn reply(r: &Reply) -> String {
             proposal_id,
             proposal,
             trace,
-        } => why(*proposal_id, proposal.as_ref(), trace.as_ref(), true),
+        } => why(*proposal_id, proposal.as_deref(), trace.as_deref(), true),
     };
     truncate_chars(&s, MESSAGE_LIMIT)
 }

@@ -268,8 +268,12 @@ impl Handler {
             Command::Risk => Ok(Reply::Risk(self.settings.risk.clone())),
             Command::Why { proposal_id } => Ok(Reply::Why {
                 proposal_id,
-                proposal: self.store.proposal(proposal_id).await?,
-                trace: self.store.analysis_trace_for_proposal(proposal_id).await?,
+                proposal: self.store.proposal(proposal_id).await?.map(Box::new),
+                trace: self
+                    .store
+                    .analysis_trace_for_proposal(proposal_id)
+                    .await?
+                    .map(Box::new),
             }),
         }
     }

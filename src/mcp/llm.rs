@@ -229,6 +229,7 @@ pub fn validate(v: &LlmVerdict, m: &MarketCheck) -> Result<(), Vec<String>> {
             p.push(format!("{name} {x} must be a positive finite price"));
         }
     }
+    // From here every level is a positive finite number, so plain comparisons are exact.
     if !p.is_empty() {
         return Err(p);
     }
@@ -242,13 +243,13 @@ pub fn validate(v: &LlmVerdict, m: &MarketCheck) -> Result<(), Vec<String>> {
     }
     let (risk, reward) = match v.action.as_str() {
         "buy" => {
-            if !(v.stop < v.entry) {
+            if v.stop >= v.entry {
                 p.push(format!(
                     "for a buy the stop ({}) must be below the entry ({})",
                     v.stop, v.entry
                 ));
             }
-            if !(v.target > v.entry) {
+            if v.target <= v.entry {
                 p.push(format!(
                     "for a buy the target ({}) must be above the entry ({})",
                     v.target, v.entry
@@ -257,13 +258,13 @@ pub fn validate(v: &LlmVerdict, m: &MarketCheck) -> Result<(), Vec<String>> {
             (v.entry - v.stop, v.target - v.entry)
         }
         _ => {
-            if !(v.stop > v.entry) {
+            if v.stop <= v.entry {
                 p.push(format!(
                     "for a sell the stop ({}) must be above the entry ({})",
                     v.stop, v.entry
                 ));
             }
-            if !(v.target < v.entry) {
+            if v.target >= v.entry {
                 p.push(format!(
                     "for a sell the target ({}) must be below the entry ({})",
                     v.target, v.entry

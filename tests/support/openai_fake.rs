@@ -63,14 +63,9 @@ async fn chat(State(inner): State<Arc<Mutex<Inner>>>, Json(body): Json<Value>) -
         )
             .into_response();
     };
-    loop {
-        match step {
-            Step::Slow(d, inner_step) => {
-                tokio::time::sleep(d).await;
-                step = *inner_step;
-            }
-            _ => break,
-        }
+    while let Step::Slow(d, inner_step) = step {
+        tokio::time::sleep(d).await;
+        step = *inner_step;
     }
     let model = body["model"].as_str().unwrap_or("fake").to_string();
     let message = match step {
