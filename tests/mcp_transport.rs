@@ -297,3 +297,52 @@ async fn mcp_list_and_refusals_from_the_binary() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown MCP server \"bogus\""));
 }
+
+#[tokio::test]
+async fn stdio_all_carries_every_tool_prefixed_by_its_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, store) = seeded(dir.path()).await;
+    store.close().await;
+    let mut child = mft(dir.path(), &db, &["mcp", "serve", "all"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let client = ().serve((stdout, stdin)).await.unwrap();
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(tools.len(), 21, "{tools:?}");
+    assert!(tools.contains(&"zerodha__get_quote".to_string()));
+    let r = client
+        .call_tool(
+            CallToolRequestParams::new("market_data__list_series")
+                .with_arguments(serde_json::Map::new()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.structured_content.unwrap()["series"][0]["symbol"],
+        "NSE:INFY"
+    );
+    let r = client
+        .call_tool(
+            CallToolRequestParams::new("news__headlines")
+                .with_arguments(json!({"symbol": "NSE:INFY"}).as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    assert!(hub_text(&r).contains("news is not configured"));
+    client.cancel().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+}
+
+fn hub_text(r: &rmcp::model::CallToolResult) -> String {
+    mft::mcp::hub::result_text(r)
+}

@@ -6,6 +6,7 @@
 //! session) come back as `isError: true` results whose text says what to do; malformed
 //! arguments are JSON-RPC errors.
 
+pub mod all;
 pub mod analyst;
 pub mod hub;
 pub mod llm;

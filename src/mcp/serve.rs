@@ -40,14 +40,60 @@ pub async fn serve_stdio(ctx: McpContext, name: &str) -> Result<(), McpError> {
             .map(|_| ())
     };
     match name {
-        "market_data" => wait(market_data::MarketData::new(ctx).serve(io).await.map_err(err)?.waiting().await.map(|_| ())),
-        "technical_analysis" => wait(technical::TechnicalAnalysis::new(ctx).serve(io).await.map_err(err)?.waiting().await.map(|_| ())),
-        "news" => wait(news::NewsServer::new(ctx).serve(io).await.map_err(err)?.waiting().await.map(|_| ())),
-        "zerodha" => wait(zerodha::Zerodha::new(ctx).serve(io).await.map_err(err)?.waiting().await.map(|_| ())),
-        "trade_log" => wait(trade_log::TradeLog::new(ctx).serve(io).await.map_err(err)?.waiting().await.map(|_| ())),
-        "all" => Err(McpError::Transport(
-            "stdio carries one server per process: run `mft mcp serve market_data` (and so on) for each, or `mft mcp serve all --http 127.0.0.1:8600` for all five".into(),
-        )),
+        "market_data" => wait(
+            market_data::MarketData::new(ctx)
+                .serve(io)
+                .await
+                .map_err(err)?
+                .waiting()
+                .await
+                .map(|_| ()),
+        ),
+        "technical_analysis" => wait(
+            technical::TechnicalAnalysis::new(ctx)
+                .serve(io)
+                .await
+                .map_err(err)?
+                .waiting()
+                .await
+                .map(|_| ()),
+        ),
+        "news" => wait(
+            news::NewsServer::new(ctx)
+                .serve(io)
+                .await
+                .map_err(err)?
+                .waiting()
+                .await
+                .map(|_| ()),
+        ),
+        "zerodha" => wait(
+            zerodha::Zerodha::new(ctx)
+                .serve(io)
+                .await
+                .map_err(err)?
+                .waiting()
+                .await
+                .map(|_| ()),
+        ),
+        "trade_log" => wait(
+            trade_log::TradeLog::new(ctx)
+                .serve(io)
+                .await
+                .map_err(err)?
+                .waiting()
+                .await
+                .map(|_| ()),
+        ),
+        "all" => wait(
+            all::AllServers::new(ctx)
+                .serve(io)
+                .await
+                .map_err(err)?
+                .waiting()
+                .await
+                .map(|_| ()),
+        ),
         other => Err(McpError::UnknownServer(other.to_string())),
     }
 }
