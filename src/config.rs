@@ -107,6 +107,12 @@ pub struct Settings {
     pub charts: ChartSettings,
     /// mft.toml [kite]: request pacing and retries for market-data reads
     pub kite: KiteSettings,
+    /// mft.toml [analysis]: which analyst runs the scans, prompts
+    pub analysis: AnalysisSettings,
+    /// mft.toml [llm]: the LLM analyst's budget, validation and retries
+    pub llm: LlmSettings,
+    /// MCP_TOKEN: bearer token of `mft mcp serve --http`
+    pub mcp: McpSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -389,6 +395,9 @@ impl Default for Settings {
             paper: PaperSettings::default(),
             charts: ChartSettings::default(),
             kite: KiteSettings::default(),
+            analysis: AnalysisSettings::default(),
+            llm: LlmSettings::default(),
+            mcp: McpSettings::default(),
         }
     }
 }
@@ -412,6 +421,9 @@ impl std::fmt::Debug for Settings {
             .field("paper", &self.paper)
             .field("charts", &self.charts)
             .field("kite", &self.kite)
+            .field("analysis", &self.analysis)
+            .field("llm", &self.llm)
+            .field("mcp", &self.mcp)
             .finish()
     }
 }
@@ -508,6 +520,121 @@ impl TelegramSettings {
         match self.chat_id {
             Some(id) if id > 0 => vec![id],
             _ => Vec::new(),
+        }
+    }
+}
+
+/// Which analyst a scan uses (`[analysis] analyst`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnalystMode {
+    /// The rule-based `ma_cross` only.
+    Rules,
+    /// The LLM analyses every instrument.
+    Llm,
+    /// The rules screen every instrument; the LLM deep-dives only the rules' candidates.
+    RulesLlm,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisSettings {
+    /// "rules", "llm", "rules+llm", or "auto" (rules+llm when OPENAI_BASE_URL or
+    /// OPENAI_API_KEY is set, otherwise rules).
+    pub analyst: String,
+    /// Path of a system prompt replacing the built-in prompts/analyst_system.md ("" = built in).
+    pub system_prompt: String,
+    /// Path of a verdict JSON schema replacing prompts/verdict_schema.json ("" = built in).
+    pub verdict_schema: String,
+    /// How long a news answer is served from the store's cache.
+    pub news_cache_minutes: i64,
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        Self {
+            analyst: "auto".into(),
+            system_prompt: String::new(),
+            verdict_schema: String::new(),
+            news_cache_minutes: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmSettings {
+    /// Tool calls the model may make in one analysis.
+    pub max_tool_calls: u32,
+    /// max_tokens of each completion request.
+    pub max_output_tokens: u32,
+    /// Wall-clock seconds one analysis may take (all requests and tool calls).
+    pub analysis_timeout_secs: u64,
+    /// LLM analyses per scan; instruments beyond it get no LLM analysis in that scan.
+    pub max_analyses_per_scan: u32,
+    /// Tokens (in + out) per IST day; 0 = no limit.
+    pub daily_token_limit: u64,
+    /// Rupees per IST day, from the prices below; 0 = no limit.
+    #[serde(with = "rupees")]
+    pub daily_cost_cap: Paise,
+    /// Rupees per million input tokens.
+    pub price_input_per_mtok: f64,
+    /// Rupees per million output tokens.
+    pub price_output_per_mtok: f64,
+    /// Smallest reward:risk ((target - entry) / (entry - stop)) a verdict may have.
+    pub min_reward_risk: f64,
+    /// After the daily budget is spent: "rules" (the rule analyst alone) or "none".
+    pub fallback: String,
+    /// Retries of a request after 429, 5xx or a network error.
+    pub max_retries: u32,
+    /// First retry delay in milliseconds; doubles each time.
+    pub retry_backoff_ms: u64,
+    /// Ask for the verdict with a JSON schema (response_format) when the endpoint accepts it.
+    pub structured_output: bool,
+    /// Consecutive failed analyses that send one alert.
+    pub alert_after_failures: u32,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        Self {
+            max_tool_calls: 8,
+            max_output_tokens: 1024,
+            analysis_timeout_secs: 60,
+            max_analyses_per_scan: 10,
+            daily_token_limit: 500_000,
+            daily_cost_cap: Paise::from_rupees(100),
+            price_input_per_mtok: 0.0,
+            price_output_per_mtok: 0.0,
+            min_reward_risk: 1.5,
+            fallback: "rules".into(),
+            max_retries: 3,
+            retry_backoff_ms: 500,
+            structured_output: true,
+            alert_after_failures: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct McpSettings {
+    /// MCP_TOKEN: `Authorization: Bearer` token of the HTTP transport.
+    pub token: Option<Secret>,
+}
+
+impl Settings {
+    /// True when an OpenAI-compatible endpoint is configured (OPENAI_BASE_URL or OPENAI_API_KEY).
+    pub fn llm_configured(&self) -> bool {
+        self.openai.base_url.is_some() || self.openai.api_key.is_some()
+    }
+
+    /// The analyst `[analysis] analyst` selects ("auto" resolved; invalid values only pass
+    /// when validate() was skipped, and then mean rules).
+    pub fn analyst_mode(&self) -> AnalystMode {
+        match self.analysis.analyst.trim() {
+            "llm" => AnalystMode::Llm,
+            "rules+llm" => AnalystMode::RulesLlm,
+            "auto" | "" if self.llm_configured() => AnalystMode::RulesLlm,
+            _ => AnalystMode::Rules,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod jobs;
 pub mod market;
+pub mod mcp;
 pub mod oms;
 pub mod ports;
 pub mod risk;

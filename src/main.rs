@@ -81,6 +81,31 @@ enum Cmd {
         #[arg(long)]
         yes: bool,
     },
+    /// The MCP servers (market_data, technical_analysis, news, zerodha, trade_log) for any MCP client.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCmd,
+    },
+    /// How proposal N came about: the LLM analysis trace (model, tool calls, tokens, verdict).
+    Why {
+        /// Proposal number
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum McpCmd {
+    /// Serve one server on stdin/stdout, or with --http every selected server at /mcp/<name>.
+    Serve {
+        /// market_data, technical_analysis, news, zerodha, trade_log, or all (HTTP only)
+        name: String,
+        /// Serve streamable HTTP on this address (e.g. 127.0.0.1:8600) instead of stdio;
+        /// requires MCP_TOKEN unless the address is loopback
+        #[arg(long)]
+        http: Option<String>,
+    },
+    /// Print the servers and their tools.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +318,20 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 .with_context(|| format!("could not write {}", out.display()))?;
             println!("wrote {} ({drawn} candles)", out.display());
         }
+        Cmd::Mcp { command } => return mcp(settings, command).await,
+        Cmd::Why { id } => {
+            let store = open_store(&settings).await?;
+            let proposal = store.proposal(id).await?;
+            let trace = store.analysis_trace_for_proposal(id).await?;
+            store.close().await;
+            println!(
+                "{}",
+                mft::texts::why(id, proposal.as_ref(), trace.as_ref(), false)
+            );
+            if proposal.is_none() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Cmd::Kill { yes } => {
             if !yes && !confirm_kill()? {
                 println!("not confirmed: nothing done");
@@ -322,6 +361,72 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn mcp(settings: Settings, command: McpCmd) -> Result<ExitCode> {
+    use mft::mcp::{McpContext, SERVERS, hub, serve};
+    let settings = std::sync::Arc::new(settings);
+    let store = open_store(&settings).await?;
+    let ctx = McpContext::new(
+        store.clone(),
+        settings.clone(),
+        std::sync::Arc::new(mft::clock::SystemClock),
+    );
+    let result = match command {
+        McpCmd::List => {
+            for name in SERVERS {
+                let client = hub::connect_named(&ctx, name).await?;
+                let tools = client
+                    .list_all_tools()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("listing the tools of {name}: {e}"))?;
+                println!("{name}");
+                for t in tools {
+                    let desc = t.description.as_deref().unwrap_or("");
+                    println!("  {:<20} {desc}", t.name);
+                }
+                let _ = client.cancel().await;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        McpCmd::Serve { name, http: None } => {
+            serve::selected(&name)?;
+            serve::serve_stdio(ctx, &name).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        McpCmd::Serve {
+            name,
+            http: Some(addr),
+        } => {
+            let names = serve::selected(&name)?;
+            let token = settings.mcp.token.as_ref().map(|t| t.expose().to_string());
+            let listener = serve::bind(&addr, token.as_deref()).await?;
+            let bound = listener.local_addr()?;
+            eprintln!(
+                "serving MCP over HTTP on http://{bound}: {}{}",
+                names
+                    .iter()
+                    .map(|n| format!("/mcp/{n}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                if token.is_some() {
+                    " (Authorization: Bearer MCP_TOKEN required)"
+                } else {
+                    " (no MCP_TOKEN: loopback only)"
+                }
+            );
+            let ct = tokio_util::sync::CancellationToken::new();
+            let stop = ct.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                stop.cancel();
+            });
+            serve::serve_http(ctx, &names, listener, token, ct).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    store.close().await;
+    result
 }
 
 fn config_check() -> ExitCode {

@@ -64,6 +64,16 @@ pub enum Alert {
         price: Paise,
         pnl: Paise,
     },
+    /// The LLM analyst failed this many analyses in a row (sent once per streak).
+    AnalystFailing {
+        failures: u32,
+        error: String,
+    },
+    /// The LLM's daily budget is spent (sent once per IST day); `fallback` says what runs now.
+    LlmBudgetSpent {
+        detail: String,
+        fallback: String,
+    },
 }
 
 /// What the Telegram side needs to post a proposal card.
@@ -186,6 +196,12 @@ pub enum Reply {
     /// Maintenance commands (expiry sweep, square-off, exit checks): how many things changed.
     Done {
         changed: u32,
+    },
+    /// `/why N`: the proposal and the trace of the analysis that produced it.
+    Why {
+        proposal_id: i64,
+        proposal: Option<Box<Proposal>>,
+        trace: Option<Box<crate::domain::AnalysisTrace>>,
     },
 }
 

@@ -518,6 +518,11 @@ pub fn reply(r: &Reply) -> String {
         }
         Reply::Killed(k) => kill_report(k),
         Reply::Done { changed } => format!("Done: {changed} changed."),
+        Reply::Why {
+            proposal_id,
+            proposal,
+            trace,
+        } => why(*proposal_id, proposal.as_deref(), trace.as_deref(), true),
     };
     truncate_chars(&s, MESSAGE_LIMIT)
 }
@@ -579,8 +584,118 @@ pub fn alert(a: &Alert) -> String {
             esc(reason),
             signed(*pnl)
         ),
+        Alert::AnalystFailing { failures, error } => format!(
+            "LLM analyst failing: {failures} analyses in a row produced nothing. Last error: {}\nScans go on; affected instruments get no proposal. Check OPENAI_BASE_URL / the model.",
+            esc(&truncate_chars(error, 500))
+        ),
+        Alert::LlmBudgetSpent { detail, fallback } => format!(
+            "LLM budget spent for today: {}. Until tomorrow (IST) scans use: {}.",
+            esc(detail),
+            esc(fallback)
+        ),
     };
     truncate_chars(&s, MESSAGE_LIMIT)
+}
+
+/// `/why N` and `mft why N`: how proposal N came about, compactly. `html` escapes for Telegram.
+pub fn why(
+    proposal_id: i64,
+    proposal: Option<&Proposal>,
+    trace: Option<&crate::domain::AnalysisTrace>,
+    html: bool,
+) -> String {
+    let e = |s: &str| if html { esc(s) } else { s.to_string() };
+    let Some(p) = proposal else {
+        return format!("Proposal #{proposal_id} not found.");
+    };
+    let mut out = format!(
+        "Why #{}: {} {} x{} @ {} (stop {}, target {}), {}\n",
+        p.id,
+        p.side,
+        e(&p.key.to_string()),
+        p.quantity,
+        p.entry,
+        p.stop,
+        p.target,
+        p.status.as_str()
+    );
+    let Some(t) = trace else {
+        let _ = write!(
+            out,
+            "Made by the rule analyst (no LLM trace).\nRationale: {}",
+            e(&p.rationale)
+        );
+        return truncate_chars(&out, MESSAGE_LIMIT);
+    };
+    let _ = writeln!(
+        out,
+        "Analyst: {} · model {} · prompt {}",
+        e(&t.analyst),
+        e(&t.model),
+        e(&t.prompt_hash.chars().take(12).collect::<String>())
+    );
+    let _ = writeln!(
+        out,
+        "Tokens {} in / {} out · cost {} · {:.1} s",
+        t.tokens_in,
+        t.tokens_out,
+        t.cost,
+        t.latency_ms as f64 / 1000.0
+    );
+    let _ = writeln!(out, "Tool calls ({}):", t.tool_calls.len());
+    for (i, c) in t.tool_calls.iter().enumerate().take(MAX_LIST) {
+        let args = truncate_chars(&c.arguments, 120);
+        let _ = write!(
+            out,
+            "{}. {}.{} {} → {} B, {} ms",
+            i + 1,
+            e(&c.server),
+            e(&c.tool),
+            e(&args),
+            c.result_bytes,
+            c.duration_ms
+        );
+        if let Some(err) = &c.error {
+            let _ = write!(out, " (error: {})", e(&truncate_chars(err, 160)));
+        }
+        out.push('\n');
+    }
+    if t.tool_calls.len() > MAX_LIST {
+        let _ = writeln!(out, "… {} more", t.tool_calls.len() - MAX_LIST);
+    }
+    match (&t.verdict, &t.error) {
+        (Some(v), _) => {
+            let _ = writeln!(
+                out,
+                "Verdict: {} entry {} stop {} target {} confidence {}",
+                e(v["action"].as_str().unwrap_or("?")),
+                v["entry"],
+                v["stop"],
+                v["target"],
+                v["confidence"]
+            );
+            let _ = writeln!(
+                out,
+                "Rationale: {}",
+                e(v["rationale"].as_str().unwrap_or(""))
+            );
+            if let Some(ev) = v["evidence"].as_array() {
+                for item in ev.iter().take(5) {
+                    let _ = writeln!(
+                        out,
+                        "· {}: {}",
+                        e(item["tool"].as_str().unwrap_or("?")),
+                        e(&truncate_chars(item["fact"].as_str().unwrap_or(""), 200))
+                    );
+                }
+            }
+        }
+        (None, Some(err)) => {
+            let _ = writeln!(out, "Error: {}", e(err));
+        }
+        (None, None) => {}
+    }
+    truncate_chars(out.trim_end(), MESSAGE_LIMIT)
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! (default 120, what `.ci/run` runs). After a warm-up quarter, the process must not grow:
 //! RSS by at most 5 MB, no more file descriptors or threads than it had in the warm-up window,
 //! and the approval latency's p99 (tap -> card edited) in the last third within 20% of the
-//! first third's (plus 10 ms of scheduling slack for the short CI run, whose p99 is nearly a maximum). The 30-minute figure:
+//! first third's (the short CI run, whose p99 is nearly a maximum, holds the median to 20% instead and the
+//! p99 only to a gross bound). The 30-minute figure:
 //!
 //! ```sh
 //! MFT_SOAK_SECS=1800 cargo test --release --test soak -- --nocapture
@@ -347,13 +348,32 @@ async fn steady_traffic_does_not_grow_the_process() {
         max(&late, |s| s.threads) <= max(&warm, |s| s.threads),
         "threads grew"
     );
-    // A short run has a few dozen approvals per third, so its p99 is nearly its maximum and one
-    // scheduling hiccup moves it: the CI run allows 10 ms on top of the 20%.
-    let slack = if secs < 600 { 10.0 } else { 0.0 };
-    assert!(
-        p_last <= p_first * 1.2 + slack,
-        "approval p99 drifted: {p_first:.1} ms -> {p_last:.1} ms"
-    );
+    let median = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        s[s.len() / 2]
+    };
+    let (m_first, m_last) = (median(&first), median(&last_third));
+    println!("approval median first third {m_first:.1} ms, last third {m_last:.1} ms");
+    if secs >= 600 {
+        assert!(
+            p_last <= p_first * 1.2,
+            "approval p99 drifted: {p_first:.1} ms -> {p_last:.1} ms"
+        );
+    } else {
+        // A short run has a few dozen approvals per third, so its p99 is nearly its maximum and
+        // one scheduling hiccup on a shared machine moves it by tens of milliseconds: the CI run
+        // holds the median to 20% (+5 ms) and only catches a gross p99 drift; the 30-minute run
+        // holds the p99 itself to 20%.
+        assert!(
+            m_last <= m_first * 1.2 + 5.0,
+            "approval median drifted: {m_first:.1} ms -> {m_last:.1} ms"
+        );
+        assert!(
+            p_last <= p_first * 1.2 + 50.0,
+            "approval p99 drifted: {p_first:.1} ms -> {p_last:.1} ms"
+        );
+    }
     let _ = child.start_kill();
     let _ = child.wait().await;
 }

@@ -39,6 +39,13 @@ pub trait Analyst: Send + Sync {
         interval: Interval,
         candles: &[Candle],
     ) -> Result<Signal, AgentError>;
+
+    /// Called by the meta-agent when a scan starts (per-scan budgets reset here).
+    async fn scan_started(&self) {}
+
+    /// Called by the meta-agent once the entry `analyse` returned for `key` is stored as
+    /// proposal `proposal_id` (the LLM analyst links its trace to it).
+    async fn proposal_stored(&self, _key: &InstrumentKey, _proposal_id: i64) {}
 }
 
 /// The rule-based analyst: strategy `ma_cross` with every `[strategy]` parameter.

@@ -113,6 +113,7 @@ impl MetaAgent {
         let started = self.clock.now();
         let count = u32::try_from(list.len()).unwrap_or(u32::MAX);
         let run_id = self.store.start_scan_run(started, count).await?;
+        self.analyst.scan_started().await;
         tracing::info!(
             scan = run_id,
             instruments = count,
@@ -280,6 +281,7 @@ impl MetaAgent {
                 "a proposal is already pending (stored by a concurrent scan)",
             ));
         };
+        self.analyst.proposal_stored(key, proposal.id).await;
         tracing::info!(
             proposal = proposal.id, instrument = %key, side = %proposal.side,
             quantity = proposal.quantity, entry = %proposal.entry, limit = sized.limit.as_str(),

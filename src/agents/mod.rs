@@ -43,6 +43,9 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The analyst (an LLM) produced nothing for this instrument; the text says why.
+    #[error("{0}")]
+    Analysis(String),
     #[error(
         "no candles of {interval} stored for {key}: fetch them first (mft data fetch {key} --interval {interval})"
     )]

@@ -266,6 +266,15 @@ impl Handler {
             Command::Positions => Ok(Reply::Positions(self.position_views().await?)),
             Command::Proposals => Ok(Reply::Proposals(self.store.recent_proposals(20).await?)),
             Command::Risk => Ok(Reply::Risk(self.settings.risk.clone())),
+            Command::Why { proposal_id } => Ok(Reply::Why {
+                proposal_id,
+                proposal: self.store.proposal(proposal_id).await?.map(Box::new),
+                trace: self
+                    .store
+                    .analysis_trace_for_proposal(proposal_id)
+                    .await?
+                    .map(Box::new),
+            }),
         }
     }
 

@@ -35,6 +35,8 @@ pub enum AppError {
     Recover(#[from] HandlerError),
     #[error(transparent)]
     Web(#[from] crate::web::WebError),
+    #[error("the LLM analyst cannot start: {0}")]
+    Analyst(String),
     #[error(
         "MODE=live is not available in this version: the Kite live broker is not built yet. Set MODE=paper"
     )]
@@ -98,10 +100,7 @@ pub async fn run_with(
         &bot_config,
         settings.trading.capital,
     )?);
-    let analyst = Arc::new(RuleAnalyst::with_clock(
-        settings.strategy.clone(),
-        clock.clone(),
-    ));
+    let analyst = build_analyst(&settings, &store, &clock, Some(notifier.clone())).await?;
     let scanner = Arc::new(MetaAgent::new(
         store.clone(),
         analyst,
@@ -172,4 +171,50 @@ pub async fn run_with(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The analyst `[analysis] analyst` selects: the rule analyst, or the LLM Analysis Agent with
+/// the five MCP servers in this process (alone, or behind the rules for `rules+llm`).
+pub async fn build_analyst(
+    settings: &Arc<Settings>,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    notifier: Option<Arc<dyn Notifier>>,
+) -> Result<Arc<dyn crate::agents::Analyst>, AppError> {
+    use crate::config::AnalystMode;
+    use crate::mcp::{McpContext, analyst::LlmAnalyst, hub::Hub, llm};
+    let mode = settings.analyst_mode();
+    if mode == AnalystMode::Rules {
+        return Ok(Arc::new(RuleAnalyst::with_clock(
+            settings.strategy.clone(),
+            clock.clone(),
+        )));
+    }
+    let prompts =
+        llm::Prompts::load(&settings.analysis).map_err(|e| AppError::Analyst(e.to_string()))?;
+    let ctx = McpContext::new(store.clone(), settings.clone(), clock.clone());
+    let hub = Hub::in_process(&ctx)
+        .await
+        .map_err(|e| AppError::Analyst(e.to_string()))?;
+    let chat = llm::ChatClient::from_settings(settings);
+    tracing::info!(
+        model = %chat.model,
+        tools = hub.tools().len(),
+        prompt = %&prompts.hash[..12],
+        mode = ?mode,
+        "LLM Analysis Agent ready"
+    );
+    let mut agent = LlmAnalyst::new(
+        hub,
+        chat,
+        store.clone(),
+        settings.clone(),
+        clock.clone(),
+        prompts,
+        mode,
+    );
+    if let Some(n) = notifier {
+        agent = agent.with_notifier(n);
+    }
+    Ok(Arc::new(agent))
 }

@@ -27,6 +27,8 @@ pub enum BotCommand {
     Risk,
     /// Cancel open orders, square off every position and halt (asks to confirm).
     Kill,
+    /// How proposal N came about: the analysis trace (e.g. /why 12).
+    Why(String),
 }
 
 #[cfg(test)]

@@ -266,6 +266,17 @@ async fn on_message(bot: Bot, msg: Message, me: Me, state: Arc<BotState>) -> Han
         BotCommand::Proposals => Command::Proposals,
         BotCommand::Pause => Command::Pause,
         BotCommand::Risk => Command::Risk,
+        BotCommand::Why(arg) => match arg.trim().trim_start_matches('#').parse::<i64>() {
+            Ok(id) if id > 0 => Command::Why { proposal_id: id },
+            _ => {
+                return send_html(
+                    &bot,
+                    chat,
+                    texts::bad_argument("why", "give a proposal number, e.g. /why 12"),
+                )
+                .await;
+            }
+        },
         BotCommand::Scan(arg) => {
             let arg = arg.trim();
             if arg.is_empty() {

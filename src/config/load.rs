@@ -126,6 +126,7 @@ pub const ENV_KEYS: &[EnvKey] = &[
     key("POSTGRES_DB"),
     key("STATUS_ADDR"),
     secret("STATUS_TOKEN"),
+    secret("MCP_TOKEN"),
 ];
 
 /// Prefix of the environment overrides of mft.toml keys: `MFT__RISK__MAX_DAILY_LOSS=1500`.
@@ -148,6 +149,8 @@ pub(super) fn default_sections() -> Vec<(&'static str, toml::Table)> {
         ("paper", table(&PaperSettings::default())),
         ("charts", table(&ChartSettings::default())),
         ("kite", table(&KiteSettings::default())),
+        ("analysis", table(&super::AnalysisSettings::default())),
+        ("llm", table(&super::LlmSettings::default())),
     ]
 }
 
@@ -329,6 +332,8 @@ fn build(
         paper: section(&root, "paper", &sections, &origins, &mut errors),
         charts: section(&root, "charts", &sections, &origins, &mut errors),
         kite: section(&root, "kite", &sections, &origins, &mut errors),
+        analysis: section(&root, "analysis", &sections, &origins, &mut errors),
+        llm: section(&root, "llm", &sections, &origins, &mut errors),
         ..Settings::default()
     };
     apply_env(&mut s, env, &mut errors);
@@ -680,4 +685,5 @@ fn apply_env(s: &mut Settings, env: &HashMap<String, String>, errors: &mut Vec<C
         s.status.addr = v;
     }
     s.status.token = secret("STATUS_TOKEN");
+    s.mcp.token = secret("MCP_TOKEN");
 }

@@ -63,12 +63,13 @@ impl Settings {
             ("POSTGRES_DB", opt(&self.postgres.db)),
             ("STATUS_ADDR", quoted(&self.status.addr)),
             ("STATUS_TOKEN", secret(&self.status.token)),
+            ("MCP_TOKEN", secret(&self.mcp.token)),
         ];
         for (k, v) in rows {
             let _ = writeln!(out, "{k} = {v}");
         }
 
-        let sections: [(&str, &dyn ErasedSection); 7] = [
+        let sections: [(&str, &dyn ErasedSection); 9] = [
             ("trading", &self.trading),
             ("risk", &self.risk),
             ("strategy", &self.strategy),
@@ -76,6 +77,8 @@ impl Settings {
             ("paper", &self.paper),
             ("charts", &self.charts),
             ("kite", &self.kite),
+            ("analysis", &self.analysis),
+            ("llm", &self.llm),
         ];
         debug_assert_eq!(sections.len(), default_sections().len());
         for (name, section) in sections {

@@ -343,7 +343,7 @@ fn secrets_never_appear_in_text_output() {
         .filter(|k| k.secret)
         .map(|k| k.name)
         .collect();
-    assert_eq!(secret_keys.len(), 8);
+    assert_eq!(secret_keys.len(), 9);
 
     // Valid secrets: Debug and render_effective must mask them.
     let mut pairs: Vec<(String, String)> = secret_keys
@@ -537,4 +537,46 @@ fn broken_dotenv_line_is_reported_without_its_contents() {
     let shown = err.to_string();
     assert!(shown.contains("line 2"), "{shown}");
     assert!(!shown.contains(FAKE), "{shown}");
+}
+
+#[test]
+fn analyst_mode_follows_the_endpoint_and_rejects_llm_without_one() {
+    let s = Settings::from_sources(None, &env(&[])).unwrap();
+    assert_eq!(s.analyst_mode(), AnalystMode::Rules);
+    let s = Settings::from_sources(
+        None,
+        &env(&[("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")]),
+    )
+    .unwrap();
+    assert_eq!(
+        s.analyst_mode(),
+        AnalystMode::RulesLlm,
+        "rules+llm is the default with an endpoint"
+    );
+    let s = Settings::from_sources(
+        Some((Path::new("mft.toml"), "[analysis]\nanalyst = \"llm\"\n")),
+        &env(&[("OPENAI_API_KEY", "sk-x")]),
+    )
+    .unwrap();
+    assert_eq!(s.analyst_mode(), AnalystMode::Llm);
+    let err = Settings::from_sources(
+        Some((
+            Path::new("mft.toml"),
+            "[analysis]\nanalyst = \"llm\"\n[llm]\nfallback = \"maybe\"\nmax_tool_calls = 1000\n",
+        )),
+        &env(&[]),
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    for want in [
+        "[analysis] analyst",
+        "needs an OpenAI-compatible endpoint",
+        "[llm] fallback",
+        "[llm] max_tool_calls",
+    ] {
+        assert!(text.contains(want), "{want} missing from {text}");
+    }
+    let s = Settings::from_sources(None, &env(&[("MCP_TOKEN", "t0k3n-value")])).unwrap();
+    assert!(!format!("{s:?}").contains("t0k3n-value"));
+    assert!(!s.render_effective().contains("t0k3n-value"));
 }

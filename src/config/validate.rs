@@ -11,6 +11,7 @@ impl Settings {
         let mut v = Checker(Vec::new());
         self.check_toml_sections(&mut v);
         self.check_env(&mut v);
+        self.check_analysis(&mut v);
         if v.0.is_empty() {
             Ok(())
         } else {
@@ -273,7 +274,7 @@ impl Settings {
     }
 
     /// Every secret with its environment name.
-    pub(super) fn secrets(&self) -> [(&'static str, &Option<Secret>); 8] {
+    pub(super) fn secrets(&self) -> [(&'static str, &Option<Secret>); 9] {
         let all = [
             ("ZERODHA_API_KEY", &self.zerodha.api_key),
             ("ZERODHA_API_SECRET", &self.zerodha.api_secret),
@@ -283,6 +284,7 @@ impl Settings {
             ("NEWS_API_KEY", &self.news.api_key),
             ("POSTGRES_PASSWORD", &self.postgres.password),
             ("STATUS_TOKEN", &self.status.token),
+            ("MCP_TOKEN", &self.mcp.token),
         ];
         debug_assert!(
             all.iter()
@@ -390,4 +392,116 @@ pub(crate) fn parse_cron(s: &str) -> Result<Option<cron::Schedule>, String> {
             "invalid cron {t:?} ({e}); expected 6 fields, seconds first, in IST, e.g. \"0 15 9 * * Mon-Fri\", or \"\" to disable"
         )
     })
+}
+
+impl Settings {
+    /// `[analysis]` and `[llm]`.
+    fn check_analysis(&self, v: &mut Checker) {
+        let a = &self.analysis;
+        if !["auto", "rules", "llm", "rules+llm"].contains(&a.analyst.trim()) {
+            v.err(
+                label("analysis", "analyst"),
+                format!(
+                    "expected \"rules\", \"llm\", \"rules+llm\" or \"auto\", got {:?}",
+                    a.analyst
+                ),
+            );
+        } else if matches!(a.analyst.trim(), "llm" | "rules+llm") && !self.llm_configured() {
+            v.err(
+                label("analysis", "analyst"),
+                format!(
+                    "{:?} needs an OpenAI-compatible endpoint: set OPENAI_BASE_URL (and OPENAI_API_KEY, OPENAI_MODEL)",
+                    a.analyst
+                ),
+            );
+        }
+        for (key, path) in [
+            ("system_prompt", &a.system_prompt),
+            ("verdict_schema", &a.verdict_schema),
+        ] {
+            if !path.is_empty() && !std::path::Path::new(path).is_file() {
+                v.err(
+                    label("analysis", key),
+                    format!(
+                        "{path:?} is not a readable file (leave it empty for the built-in one)"
+                    ),
+                );
+            }
+        }
+        v.range_i(
+            "analysis",
+            "news_cache_minutes",
+            a.news_cache_minutes,
+            0,
+            10_080,
+        );
+        let l = &self.llm;
+        v.range_u("llm", "max_tool_calls", u64::from(l.max_tool_calls), 0, 100);
+        v.range_u(
+            "llm",
+            "max_output_tokens",
+            u64::from(l.max_output_tokens),
+            16,
+            1_000_000,
+        );
+        v.range_u(
+            "llm",
+            "analysis_timeout_secs",
+            l.analysis_timeout_secs,
+            1,
+            3600,
+        );
+        v.range_u(
+            "llm",
+            "max_analyses_per_scan",
+            u64::from(l.max_analyses_per_scan),
+            1,
+            10_000,
+        );
+        v.range_u("llm", "max_retries", u64::from(l.max_retries), 0, 10);
+        v.range_u("llm", "retry_backoff_ms", l.retry_backoff_ms, 1, 60_000);
+        v.range_u(
+            "llm",
+            "alert_after_failures",
+            u64::from(l.alert_after_failures),
+            1,
+            1000,
+        );
+        if l.daily_cost_cap.0 < 0 {
+            v.err(
+                label("llm", "daily_cost_cap"),
+                "must be 0 (no cap) or more rupees",
+            );
+        }
+        v.range_f(
+            "llm",
+            "price_input_per_mtok",
+            l.price_input_per_mtok,
+            0.0,
+            true,
+            1e6,
+        );
+        v.range_f(
+            "llm",
+            "price_output_per_mtok",
+            l.price_output_per_mtok,
+            0.0,
+            true,
+            1e6,
+        );
+        v.range_f(
+            "llm",
+            "min_reward_risk",
+            l.min_reward_risk,
+            0.0,
+            false,
+            100.0,
+        );
+        if !["rules", "none"].contains(&l.fallback.as_str()) {
+            v.err(
+                label("llm", "fallback"),
+                format!("expected \"rules\" or \"none\", got {:?}", l.fallback),
+            );
+        }
+    }
 }

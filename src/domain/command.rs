@@ -43,6 +43,10 @@ pub enum Command {
     Positions,
     Proposals,
     Risk,
+    /// How proposal N came about: its analysis trace (LLM) or the rules' rationale.
+    Why {
+        proposal_id: i64,
+    },
 }
 
 /// A command with who sent it.

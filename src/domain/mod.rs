@@ -2,9 +2,11 @@
 //!
 //! `domain` is imported by all other modules and imports none of them.
 
+mod analysis;
 mod instrument;
 mod money;
 
+pub use analysis::{AnalysisTrace, ToolCallRecord};
 pub use instrument::{Candle, Instrument, InstrumentKey, Interval, ParseError};
 pub use money::{DEFAULT_TICK, Paise, round_to_tick, tick_or_default};
 

@@ -39,6 +39,12 @@ pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_orders.sql"),
         postgres: include_str!("../../migrations/postgres/0003_orders.sql"),
     },
+    EmbeddedMigration {
+        version: 6,
+        name: "analysis",
+        sqlite: include_str!("../../migrations/sqlite/0006_analysis.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_analysis.sql"),
+    },
 ];
 
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";

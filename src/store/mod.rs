@@ -68,6 +68,7 @@
 //! One deliberate exception to portable types: SQLite keeps `candles.ts` as INTEGER epoch seconds
 //! (faster bulk writes and reads); `market.rs` binds `ts.timestamp()` there.
 
+mod analysis;
 mod day;
 mod market;
 pub(crate) mod migrations;

@@ -5,5 +5,6 @@
 pub mod db;
 pub mod kite_fake;
 pub mod notifier;
+pub mod openai_fake;
 pub mod series;
 pub mod telegram_fake;
