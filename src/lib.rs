@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod jobs;
 pub mod market;
+pub mod metrics;
 pub mod oms;
 pub mod ports;
 pub mod risk;

@@ -226,8 +226,46 @@ impl Handler {
     pub async fn handle(&self, req: Request) -> Result<Reply, HandlerError> {
         let by = match req.actor {
             Actor::Telegram { user_id } => Some(user_id),
-            Actor::Scheduler | Actor::Cli => None,
+            Actor::Scheduler | Actor::Cli | Actor::Web => None,
         };
+        let audited = audit_name(&req.command);
+        let actor = req.actor;
+        let reply = self.dispatch(req, by).await;
+        if let Some((command, proposal_id)) = audited {
+            self.audit(actor, command, proposal_id, &reply).await;
+        }
+        reply
+    }
+
+    /// Records an operator action with its actor; a failure to record is logged, not raised
+    /// (the action itself has happened).
+    async fn audit(
+        &self,
+        actor: Actor,
+        command: &str,
+        proposal_id: Option<i64>,
+        reply: &Result<Reply, HandlerError>,
+    ) {
+        let result = match reply {
+            Ok(r) => crate::texts::reply_answer(r),
+            Err(e) => format!("error: {e}"),
+        };
+        if let Err(e) = self
+            .store
+            .record_action(
+                self.clock.now(),
+                &actor.name(),
+                command,
+                proposal_id,
+                &result,
+            )
+            .await
+        {
+            tracing::error!(command, "could not record an operator action: {e}");
+        }
+    }
+
+    async fn dispatch(&self, req: Request, by: Option<i64>) -> Result<Reply, HandlerError> {
         match req.command {
             Command::Approve { proposal_id } => self.approve(proposal_id, by).await,
             Command::Reject { proposal_id } => self.reject(proposal_id, by).await,
@@ -666,6 +704,7 @@ impl Handler {
             Actor::Telegram { user_id } => format!("/kill by Telegram user {user_id}"),
             Actor::Scheduler => "kill by the scheduler".to_string(),
             Actor::Cli => "`mft kill` on the command line".to_string(),
+            Actor::Web => "kill from the web dashboard".to_string(),
         };
         let FlattenReport {
             cancelled,
@@ -747,6 +786,18 @@ impl Handler {
             orders_today: ctx.orders_today,
             orders_limit: self.settings.risk.max_orders_per_day,
         })
+    }
+}
+
+/// The operator actions the audit records: (command name, proposal).
+fn audit_name(c: &Command) -> Option<(&'static str, Option<i64>)> {
+    match c {
+        Command::Approve { proposal_id } => Some(("approve", Some(*proposal_id))),
+        Command::Reject { proposal_id } => Some(("reject", Some(*proposal_id))),
+        Command::Pause => Some(("pause", None)),
+        Command::Resume => Some(("resume", None)),
+        Command::Kill => Some(("kill", None)),
+        _ => None,
     }
 }
 

@@ -39,6 +39,12 @@ pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_orders.sql"),
         postgres: include_str!("../../migrations/postgres/0003_orders.sql"),
     },
+    EmbeddedMigration {
+        version: 8,
+        name: "dashboard",
+        sqlite: include_str!("../../migrations/sqlite/0008_dashboard.sql"),
+        postgres: include_str!("../../migrations/postgres/0008_dashboard.sql"),
+    },
 ];
 
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";

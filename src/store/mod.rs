@@ -68,11 +68,13 @@
 //! One deliberate exception to portable types: SQLite keeps `candles.ts` as INTEGER epoch seconds
 //! (faster bulk writes and reads); `market.rs` binds `ts.timestamp()` there.
 
+pub mod dashboard;
 mod market;
 pub(crate) mod migrations;
 mod proposals;
 mod sqlite_raw;
 pub mod trading;
+pub use dashboard::{ActionEntry, AlertEntry, DashboardMarks, ScanRun, WebSession};
 pub use trading::{RecordedOrder, SystemState, TradeLogEntry};
 
 use chrono::{DateTime, Utc};
