@@ -134,6 +134,7 @@ pub fn router(d: Dashboard) -> Router {
         .route("/logout", post(logout))
         .route("/pause", post(pause))
         .route("/resume", post(resume))
+        .route("/scan", post(scan))
         .route("/proposals/{id}/approve", post(approve))
         .route("/proposals/{id}/reject", post(reject))
         .route("/proposals/{id}/chart.png", get(proposal_chart))
@@ -812,7 +813,10 @@ async fn act(
         Ok(r) => (
             StatusCode::OK,
             true,
-            texts::reply_answer(r),
+            match r {
+                Reply::Scan(summary) => texts::scan(summary),
+                other => texts::reply_answer(other),
+            },
             serde_json::to_value(r).unwrap_or_default(),
         ),
         Err(e) => (
@@ -889,6 +893,17 @@ async fn resume(
     body: Bytes,
 ) -> Response {
     act(&state, &headers, peer, &body, Command::Resume).await
+}
+
+/// Scan now (what /scan does in the chat): without a bot this is how a new user gets a
+/// proposal before the next scheduled scan.
+async fn scan(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Bytes,
+) -> Response {
+    act(&state, &headers, peer, &body, Command::Scan { only: None }).await
 }
 
 async fn kill(
@@ -1019,7 +1034,7 @@ async fn equity_chart(State(state): State<AppState>, headers: HeaderMap, peer: P
         let mut points = Vec::with_capacity(fills.len() + 1);
         points.push((fills[0].0, capital.0 as f64 / 100.0));
         for (ts, pnl) in fills {
-            equity = equity + pnl;
+            equity += pnl;
             points.push((ts, equity.0 as f64 / 100.0));
         }
         crate::chart::render_equity(&points, "Equity (realized)", 1280, 640)

@@ -129,7 +129,7 @@ pub fn layout(title: &str, nav: Nav, ctx: &Ctx, main: &str) -> String {
     }
     out.push_str("</nav></header>\n<main id=\"main\">\n");
     if let Some(f) = &ctx.flash {
-        let _ = write!(out, "<p class=\"flash\" role=\"status\">{}</p>\n", esc(f));
+        let _ = writeln!(out, "<p class=\"flash\" role=\"status\">{}</p>", esc(f));
     }
     if !ctx.operator && !ctx.token_configured {
         out.push_str(
@@ -269,6 +269,9 @@ pub fn overview(ctx: &Ctx, s: &StatusReport) -> String {
         } else {
             out.push_str(&button(ctx, "/pause", "Pause", ""));
         }
+        if !s.halted && !s.paused {
+            out.push_str(&button(ctx, "/scan", "Scan now", ""));
+        }
         out.push_str("<a class=\"button danger\" href=\"/kill\">Kill…</a></div>");
     }
     out.push_str("</div>");
@@ -296,7 +299,7 @@ pub fn overview(ctx: &Ctx, s: &StatusReport) -> String {
         s.positions.len(),
         positions_table(&s.positions)
     );
-    let _ = write!(out, "<h2>Pending proposals ({})</h2>\n", s.pending.len());
+    let _ = writeln!(out, "<h2>Pending proposals ({})</h2>", s.pending.len());
     if s.pending.is_empty() {
         out.push_str("<p class=\"empty\">None.</p>\n");
     } else {
@@ -461,7 +464,7 @@ pub fn trades(orders: &[Order], has_equity: bool, scans: &[ScanRun]) -> String {
             "<p class=\"empty\">No fills yet: the equity curve starts with the first trade.</p>\n",
         );
     }
-    let _ = write!(out, "<h2>Orders ({})</h2>\n", orders.len());
+    let _ = writeln!(out, "<h2>Orders ({})</h2>", orders.len());
     if orders.is_empty() {
         out.push_str("<p class=\"empty\" id=\"no-orders\">No orders yet.</p>\n");
     } else {
@@ -499,7 +502,7 @@ pub fn trades(orders: &[Order], has_equity: bool, scans: &[ScanRun]) -> String {
         }
         out.push_str("</tbody></table></div>\n");
     }
-    let _ = write!(out, "<h2>Scan log</h2>\n");
+    out.push_str("<h2>Scan log</h2>\n");
     if scans.is_empty() {
         out.push_str("<p class=\"empty\">No scans yet.</p>\n");
     } else {

@@ -6,4 +6,5 @@ pub mod db;
 pub mod kite_fake;
 pub mod notifier;
 pub mod series;
+pub mod service;
 pub mod telegram_fake;
