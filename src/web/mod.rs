@@ -398,6 +398,7 @@ async fn page_access(
         flash: query.get("flash").map(|f| texts::truncate_chars(f, 300)),
         status: state.status().await,
         path: path.to_string(),
+        now: Some(state.clock.now()),
     };
     Ok((access, ctx))
 }

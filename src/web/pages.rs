@@ -51,6 +51,8 @@ pub struct Ctx {
     pub status: Option<StatusReport>,
     /// This page's path, to come back to after an action.
     pub path: String,
+    /// The service's clock at rendering: countdowns run against it, not the browser's clock.
+    pub now: Option<DateTime<Utc>>,
 }
 
 pub fn signed(p: Paise) -> String {
@@ -79,13 +81,14 @@ pub fn layout(title: &str, nav: Nav, ctx: &Ctx, main: &str) -> String {
          <title>{} · MFT-1</title>\
          <link rel=\"stylesheet\" href=\"/assets/app.css\">\
          <script src=\"/assets/app.js\" defer></script></head>\n\
-         <body data-live=\"{}\">\n<header><div class=\"top\"><a class=\"brand\" href=\"/\">MFT-1</a>",
+         <body data-live=\"{}\" data-now=\"{}\">\n<header><div class=\"top\"><a class=\"brand\" href=\"/\">MFT-1</a>",
         esc(title),
         if matches!(nav, Nav::Login) {
             "off"
         } else {
             "on"
-        }
+        },
+        ctx.now.map(|t| t.to_rfc3339()).unwrap_or_default()
     );
     if let Some(s) = &ctx.status {
         let _ = write!(out, "<span class=\"badge mode\">{}</span>", esc(&s.mode));

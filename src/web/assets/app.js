@@ -21,10 +21,18 @@
     toastTimer = setTimeout(function () { toast.className = ""; }, 4000);
   }
 
+  // Countdowns run on the service's clock: the page says what time it was there when rendered.
+  var skew = 0;
+  function setSkew(body) {
+    var t = Date.parse(body.getAttribute("data-now") || "");
+    if (!isNaN(t)) skew = t - Date.now();
+  }
+  setSkew(document.body);
+
   function pad(n) { return (n < 10 ? "0" : "") + n; }
 
   function tickCountdowns() {
-    var now = Date.now();
+    var now = Date.now() + skew;
     var els = document.querySelectorAll(".countdown[data-expires]");
     for (var i = 0; i < els.length; i++) {
       var el = els[i];
@@ -56,6 +64,7 @@
       .then(function (html) {
         if (!html) return;
         var doc = new DOMParser().parseFromString(html, "text/html");
+        setSkew(doc.body);
         var main = doc.getElementById("main"), cur = document.getElementById("main");
         if (main && cur) {
           var flash = cur.querySelector(".flash");
