@@ -2,7 +2,8 @@
 //! via fantoccini) against the whole service (`run_with`) and the Telegram fake, on every store
 //! from `test_stores()`. Logs in (a wrong token first), sees a proposal made from Telegram appear
 //! without a reload, approves it, sees the order on the page and the card edited in the chat;
-//! a request without the CSRF token is refused; Kill leaves the book flat and halted. Screenshots
+//! a request without the CSRF token is refused; Kill leaves the book flat and halted; the page
+//! shows a dropped connection and reconnects when the service is back. Screenshots
 //! at 1280 and 412 px wide go to target/screenshots/.
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `apt-get install -y chromium chromium-driver`;
@@ -179,14 +180,14 @@ async fn scenario(driver: &Driver, db: TestDb) {
     let dir = tempfile::tempdir().unwrap();
     let watchlist = ["NSE:INFY", "NSE:TCS"];
     seed(&db.store, &watchlist).await;
-    let svc = Running::start(settings(
+    let config = settings(
         Some(&fake),
         &db.url,
         &dir.path().join("charts"),
         &watchlist,
         Some(STATUS_TOKEN),
-    ))
-    .await;
+    );
+    let svc = Running::start(config.clone()).await;
     let base = svc.base.clone();
     let c = driver.session(1280).await;
 
@@ -257,7 +258,15 @@ async fn scenario(driver: &Driver, db: TestDb) {
     wait_text(&c, "article.proposal .countdown", "left").await;
     shot(&c, &format!("{name}-1280-queue")).await;
 
-    // Approve the INFY proposal on the page.
+    // Approve the INFY proposal on the page (once its card is in the chat, to see it edited).
+    let posted = poll_until(|| async {
+        db.store
+            .pending_proposals()
+            .await
+            .is_ok_and(|l| l.len() == 2 && l.iter().all(|p| p.message_id.is_some()))
+    })
+    .await;
+    assert!(posted, "{name}: the cards were not posted");
     let infy = db
         .store
         .pending_proposals()
@@ -312,6 +321,16 @@ async fn scenario(driver: &Driver, db: TestDb) {
     c.goto(&format!("{base}/")).await.unwrap();
     wait_text(&c, "#positions", "NSE:INFY").await;
     shot(&c, &format!("{name}-1280-overview")).await;
+    c.goto(&format!("{base}/history")).await.unwrap();
+    let history = wait_text(&c, "#history", "executed").await;
+    assert!(history.contains("web"), "{name}: the decider: {history}");
+    shot(&c, &format!("{name}-1280-history")).await;
+    c.goto(&format!("{base}/risk")).await.unwrap();
+    wait_text(&c, "#limits", "Max daily loss").await;
+    shot(&c, &format!("{name}-1280-risk")).await;
+    c.goto(&format!("{base}/alerts")).await.unwrap();
+    wait_text(&c, "#alerts", "MFT-1 started").await;
+    shot(&c, &format!("{name}-1280-alerts")).await;
 
     // A change without the CSRF token is refused (the session cookie alone is not enough).
     let status = c
@@ -359,6 +378,24 @@ async fn scenario(driver: &Driver, db: TestDb) {
         "{name}: halted"
     );
     shot(&c, &format!("{name}-412-halted")).await;
+
+    // The connection drops (the service stops, the page stays open) and comes back by itself.
+    wait_text(&c, "#live", "live").await;
+    svc.stop().await;
+    wait_text(&c, "#live", "reconnecting").await;
+    shot(&c, &format!("{name}-412-reconnecting")).await;
+    let svc = Running::start(config).await;
+    let back = poll_until(|| {
+        let c = c.clone();
+        async move {
+            match c.find(Locator::Id("live")).await {
+                Ok(e) => e.text().await.is_ok_and(|t| t == "live"),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    assert!(back, "{name}: the page did not reconnect");
 
     c.close().await.unwrap();
     svc.stop().await;

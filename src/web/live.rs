@@ -39,6 +39,9 @@ pub struct LiveEvent {
 pub struct LiveHub {
     tx: broadcast::Sender<LiveEvent>,
     nudge: Arc<Notify>,
+    /// Cancelled at shutdown: open event streams end, so the server's graceful shutdown is
+    /// not held up by browsers that keep listening.
+    closed: CancellationToken,
 }
 
 impl Default for LiveHub {
@@ -53,7 +56,13 @@ impl LiveHub {
         Self {
             tx,
             nudge: Arc::new(Notify::new()),
+            closed: CancellationToken::new(),
         }
+    }
+
+    /// Ends every open event stream (at shutdown).
+    pub fn close(&self) {
+        self.closed.cancel();
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
@@ -209,8 +218,9 @@ pub fn sse(hub: &LiveHub) -> Sse<impl Stream<Item = Result<Event, Infallible>> +
         };
         Some((Ok(event), rx))
     });
-    Sse::new(futures::StreamExt::chain(hello, updates))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    let closed = hub.closed.clone().cancelled_owned();
+    let stream = futures::StreamExt::take_until(futures::StreamExt::chain(hello, updates), closed);
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 /// Wraps the operator's notifier: every alert is also stored (Alerts page) with whether it

@@ -203,10 +203,14 @@ pub async fn serve_on(
         d.handler.clone(),
         shutdown.clone(),
     ));
+    let hub = d.hub.clone();
     let app = router(d).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
     let r = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .with_graceful_shutdown(async move {
+            stop.cancelled().await;
+            hub.close();
+        })
         .await
         .map_err(|e| WebError::Serve(e.to_string()));
     shutdown.cancel();
