@@ -420,6 +420,17 @@ async fn the_login_url_with_the_token_sets_the_cookie_and_drops_the_token() {
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), "/");
     assert!(r.header("set-cookie").starts_with("mft_session="));
+    assert!(!r.header("set-cookie").contains("Secure"), "plain HTTP");
+    let r = send(
+        client()
+            .get(format!("{}/login?token={TOKEN}", s.base))
+            .header("x-forwarded-proto", "https"),
+    )
+    .await;
+    assert!(
+        r.header("set-cookie").contains("; Secure"),
+        "behind an HTTPS proxy"
+    );
     let r = send(client().get(format!("{}/trades?token={TOKEN}", s.base))).await;
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), "/trades");

@@ -122,12 +122,22 @@ pub fn session_hash(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
 }
 
-/// The Set-Cookie value of a new session.
-pub fn session_cookie(id: &str) -> String {
+/// The Set-Cookie value of a new session; `Secure` when the browser reached us over HTTPS
+/// (a TLS-terminating proxy says so in X-Forwarded-Proto).
+pub fn session_cookie(id: &str, https: bool) -> String {
     format!(
-        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        SESSION_HOURS * 3600
+        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        SESSION_HOURS * 3600,
+        if https { "; Secure" } else { "" }
     )
+}
+
+/// The request came through a proxy that terminated HTTPS.
+pub fn via_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }
 
 /// The Set-Cookie value that removes the session cookie.

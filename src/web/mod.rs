@@ -312,7 +312,7 @@ impl AppState {
     }
 
     /// A new session: its cookie value and the Set-Cookie header.
-    async fn new_session(&self) -> Result<String, Response> {
+    async fn new_session(&self, https: bool) -> Result<String, Response> {
         let id = auth::random_token();
         let now = self.clock.now();
         self.store
@@ -335,7 +335,7 @@ impl AppState {
                     ),
                 )
             })?;
-        Ok(auth::session_cookie(&id))
+        Ok(auth::session_cookie(&id, https))
     }
 }
 
@@ -385,7 +385,7 @@ async fn page_access(
     path: &str,
 ) -> Result<(Access, Ctx), Response> {
     if let Some(given) = query.get("token") {
-        return Err(login_with(state, peer, given, path).await);
+        return Err(login_with(state, peer, auth::via_https(headers), given, path).await);
     }
     let access = state.access(headers, peer).await;
     if !access.can_read() {
@@ -618,10 +618,15 @@ async fn kill_page(
     )
 }
 
-async fn login_page(State(state): State<AppState>, peer: Peer, Query(q): Q) -> Response {
+async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    Query(q): Q,
+) -> Response {
     let next = auth::safe_next(q.get("next").map(String::as_str));
     if let Some(given) = q.get("token") {
-        return login_with(&state, peer, given, &next).await;
+        return login_with(&state, peer, auth::via_https(&headers), given, &next).await;
     }
     let ctx = Ctx {
         token_configured: state.token_set(),
@@ -642,14 +647,25 @@ fn form(body: &Bytes) -> HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-async fn login(State(state): State<AppState>, peer: Peer, body: Bytes) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Bytes,
+) -> Response {
     let f = form(&body);
     let next = auth::safe_next(f.get("next").map(String::as_str));
     let given = f.get("token").map(String::as_str).unwrap_or("");
-    login_with(&state, peer, given, &next).await
+    login_with(&state, peer, auth::via_https(&headers), given, &next).await
 }
 
-async fn login_with(state: &AppState, peer: Peer, given: &str, next: &str) -> Response {
+async fn login_with(
+    state: &AppState,
+    peer: Peer,
+    https: bool,
+    given: &str,
+    next: &str,
+) -> Response {
     let ctx = Ctx {
         token_configured: state.token_set(),
         ..Ctx::default()
@@ -689,7 +705,7 @@ async fn login_with(state: &AppState, peer: Peer, given: &str, next: &str) -> Re
         tracing::warn!(client = ?peer.0, "dashboard login failed: wrong token");
         return page(StatusCode::UNAUTHORIZED, "Wrong token.");
     }
-    let cookie = match state.new_session().await {
+    let cookie = match state.new_session(https).await {
         Ok(c) => c,
         Err(r) => return r,
     };
