@@ -272,3 +272,192 @@ async fn without_telegram_the_dashboard_is_the_interface() {
         svc.stop().await;
     }
 }
+
+mod card_race {
+    //! A proposal approved on the page while its Telegram card is still being posted: the card
+    //! is edited with the outcome as soon as it exists (not left with live buttons).
+
+    use std::sync::{Arc, Mutex};
+
+    use chrono::{Duration, DurationRound, Utc};
+    use mft::app::handler::Handler;
+    use mft::clock::{Clock, ManualClock};
+    use mft::config::Settings;
+    use mft::domain::{
+        Actor, Candle, Command, InstrumentKey, Interval, NewProposal, Paise, Product, Proposal,
+        Request, Side,
+    };
+    use mft::oms::PaperBroker;
+    use mft::ports::{
+        Alert, Notifier, NotifyError, Outcome, ProposalCard, ScanError, ScanResult, ScanSummary,
+        Scanner,
+    };
+    use mft::store::Store;
+    use tokio::sync::Notify;
+
+    use super::support::db::test_stores;
+
+    /// Inserts one proposal per scan, like the meta-agent, and returns its card.
+    struct OneProposal {
+        store: Store,
+        clock: ManualClock,
+    }
+
+    #[async_trait::async_trait]
+    impl Scanner for OneProposal {
+        async fn scan(
+            &self,
+            _only: Option<&InstrumentKey>,
+            _open: &[InstrumentKey],
+        ) -> Result<ScanResult, ScanError> {
+            let now = self.clock.now();
+            let p = self
+                .store
+                .insert_proposal(&NewProposal {
+                    key: InstrumentKey::new("NSE", "INFY"),
+                    side: Side::Buy,
+                    quantity: 10,
+                    entry: Paise::from_rupees(1500),
+                    stop: Paise::from_rupees(1480),
+                    target: Paise::from_rupees(1540),
+                    product: Product::Mis,
+                    confidence: 0.7,
+                    rationale: "test".into(),
+                    created_at: now,
+                    expires_at: now + Duration::minutes(10),
+                })
+                .await?
+                .ok_or("a pending proposal exists")?;
+            Ok(ScanResult {
+                summary: ScanSummary {
+                    id: 1,
+                    started_at: now,
+                    finished_at: Some(now),
+                    instruments: 1,
+                    proposals: 1,
+                    errors: 0,
+                },
+                proposals: vec![ProposalCard {
+                    proposal: p,
+                    chart_png: None,
+                    capital: Paise::from_rupees(100_000),
+                }],
+                exits: vec![],
+                errors: vec![],
+            })
+        }
+    }
+
+    /// Posting a card waits until the test opens the gate (a slow Telegram).
+    #[derive(Default)]
+    struct SlowChat {
+        started: Notify,
+        gate: Notify,
+        updates: Mutex<Vec<(i64, i64, Outcome)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Notifier for SlowChat {
+        async fn post_proposal(&self, _card: &ProposalCard) -> Result<i64, NotifyError> {
+            self.started.notify_one();
+            self.gate.notified().await;
+            Ok(77)
+        }
+
+        async fn update_proposal(
+            &self,
+            p: &Proposal,
+            message_id: i64,
+            outcome: &Outcome,
+        ) -> Result<(), NotifyError> {
+            self.updates
+                .lock()
+                .unwrap()
+                .push((p.id, message_id, outcome.clone()));
+            Ok(())
+        }
+
+        async fn alert(&self, _alert: &Alert) -> Result<(), NotifyError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_card_posted_after_the_decision_is_edited_with_it() {
+        for db in test_stores().await {
+            let name = db.name;
+            let key = InstrumentKey::new("NSE", "INFY");
+            let mut s = Settings::default();
+            s.trading.watchlist = vec![key.clone()];
+            s.risk.trading_window = "00:00-23:59".into();
+            s.risk.trading_days = "Mon-Sun".into();
+            let settings = Arc::new(s);
+            let clock = ManualClock::new(
+                Utc::now().duration_trunc(Duration::minutes(15)).unwrap() + Duration::minutes(1),
+            );
+            let last_bar = clock.now() - Duration::minutes(20);
+            let bar = Candle {
+                ts: last_bar,
+                open: 1500.0,
+                high: 1500.0,
+                low: 1500.0,
+                close: 1500.0,
+                volume: 1000,
+                oi: None,
+            };
+            db.store
+                .upsert_candles(&key, Interval::Minute15, &[bar])
+                .await
+                .unwrap();
+            let clock_dyn: Arc<dyn Clock> = Arc::new(clock.clone());
+            let chat = Arc::new(SlowChat::default());
+            let handler = Arc::new(Handler::new(
+                db.store.clone(),
+                settings.clone(),
+                clock_dyn.clone(),
+                Arc::new(PaperBroker::new(db.store.clone(), settings, clock_dyn)),
+                chat.clone(),
+                Arc::new(OneProposal {
+                    store: db.store.clone(),
+                    clock: clock.clone(),
+                }),
+            ));
+            let scan = tokio::spawn({
+                let h = handler.clone();
+                async move {
+                    h.handle(Request {
+                        command: Command::Scan { only: None },
+                        actor: Actor::Scheduler,
+                    })
+                    .await
+                }
+            });
+            chat.started.notified().await;
+            let id = db.store.pending_proposals().await.unwrap()[0].id;
+            let reply = handler
+                .handle(Request {
+                    command: Command::Approve { proposal_id: id },
+                    actor: Actor::Web,
+                })
+                .await
+                .unwrap();
+            assert!(
+                format!("{reply:?}").contains("Executed"),
+                "{name}: {reply:?}"
+            );
+            assert!(
+                chat.updates.lock().unwrap().is_empty(),
+                "{name}: no card yet"
+            );
+            chat.gate.notify_one();
+            scan.await.unwrap().unwrap();
+            let updates = chat.updates.lock().unwrap().clone();
+            assert_eq!(updates.len(), 1, "{name}: {updates:?}");
+            assert_eq!((updates[0].0, updates[0].1), (id, 77), "{name}");
+            assert!(
+                matches!(updates[0].2, Outcome::Executed { .. }),
+                "{name}: {updates:?}"
+            );
+        }
+    }
+}

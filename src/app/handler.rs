@@ -99,6 +99,10 @@ pub struct Handler {
     oms: Oms,
     book: tokio::sync::Mutex<()>,
     next_scan: Option<NextScan>,
+    /// Outcomes decided (on the dashboard) while the proposal's card was still being posted:
+    /// the scan edits the card as soon as it has its message id. The lock also orders "no
+    /// message id yet" against "message id stored", so no outcome is lost between them.
+    unposted: tokio::sync::Mutex<std::collections::HashMap<i64, Outcome>>,
 }
 
 impl Handler {
@@ -128,6 +132,7 @@ impl Handler {
             oms,
             book: tokio::sync::Mutex::new(()),
             next_scan: None,
+            unposted: tokio::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -358,6 +363,7 @@ impl Handler {
     }
 
     async fn edit_card(&self, proposal_id: i64, outcome: &Outcome) {
+        let mut unposted = self.unposted.lock().await;
         let proposal = match self.store.proposal(proposal_id).await {
             Ok(Some(p)) => p,
             Ok(None) => return,
@@ -370,9 +376,14 @@ impl Handler {
             }
         };
         let Some(message_id) = proposal.message_id else {
-            tracing::info!(proposal_id, "proposal has no card message; nothing to edit");
+            tracing::info!(
+                proposal_id,
+                "the card is not posted yet; it is edited once it is"
+            );
+            unposted.insert(proposal_id, outcome.clone());
             return;
         };
+        drop(unposted);
         if let Err(e) = self
             .notifier
             .update_proposal(&proposal, message_id, outcome)
@@ -665,14 +676,24 @@ impl Handler {
         for card in &result.proposals {
             match self.notifier.post_proposal(card).await {
                 Ok(message_id) => {
-                    self.store
-                        .set_proposal_message(card.proposal.id, message_id)
-                        .await?
+                    let decided = {
+                        let mut unposted = self.unposted.lock().await;
+                        self.store
+                            .set_proposal_message(card.proposal.id, message_id)
+                            .await?;
+                        unposted.remove(&card.proposal.id)
+                    };
+                    if let Some(outcome) = decided {
+                        self.edit_card(card.proposal.id, &outcome).await;
+                    }
                 }
-                Err(e) => tracing::error!(
-                    proposal = card.proposal.id,
-                    "could not post the proposal card: {e}"
-                ),
+                Err(e) => {
+                    self.unposted.lock().await.remove(&card.proposal.id);
+                    tracing::error!(
+                        proposal = card.proposal.id,
+                        "could not post the proposal card: {e}"
+                    )
+                }
             }
         }
         for (key, reason) in &result.exits {
