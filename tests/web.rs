@@ -602,7 +602,7 @@ async fn metrics_are_prometheus_text_behind_the_token() {
 }
 
 #[tokio::test]
-async fn events_stream_a_new_proposal() {
+async fn events_stream_a_new_proposal_and_a_halt() {
     for db in test_stores().await {
         let name = db.name;
         let s = site(&db.store, Some(TOKEN)).await;
@@ -656,6 +656,22 @@ async fn events_stream_a_new_proposal() {
         .await;
         assert!(got.is_ok(), "{name}: no proposal event in {seen}");
         assert!(seen.contains("New proposal"), "{name}: {seen}");
+        // A halt stored by another process (`mft kill`) reaches the page too.
+        db.store
+            .set_halt("kill from the command line", Utc::now())
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !seen.contains("event: halt") {
+                match resp.chunk().await.unwrap() {
+                    Some(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                    None => break,
+                }
+            }
+        })
+        .await;
+        assert!(got.is_ok(), "{name}: no halt event in {seen}");
+        assert!(seen.contains("HALTED"), "{name}: {seen}");
     }
 }
 
