@@ -726,3 +726,29 @@ async fn serve_binds_and_stops_on_shutdown() {
     .unwrap_err();
     assert!(e.to_string().contains("STATUS_ADDR"), "{e}");
 }
+
+#[tokio::test]
+async fn changing_the_token_ends_every_session() {
+    let db = support::db::sqlite_store().await;
+    let s = site(&db.store, Some(TOKEN)).await;
+    let cookie = login(&s).await;
+    let r = send(
+        client()
+            .get(format!("{}/", s.base))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // The same database, a new STATUS_TOKEN (say, after the old one leaked).
+    let rotated = site(&db.store, Some("st-rotated-1234567")).await;
+    let r = send(
+        client()
+            .get(format!("{}/", rotated.base))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_eq!(
+        r.status, 401,
+        "an old session must not survive a token change"
+    );
+}

@@ -117,9 +117,14 @@ pub fn random_token() -> String {
     hex::encode(b)
 }
 
-/// What the database keeps of a session id.
-pub fn session_hash(id: &str) -> String {
-    hex::encode(Sha256::digest(id.as_bytes()))
+/// What the database keeps of a session id: a hash over the STATUS_TOKEN and the id, so the
+/// database never holds a usable cookie and changing STATUS_TOKEN ends every session.
+pub fn session_hash(token: &str, id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(token.as_bytes());
+    h.update([0u8]);
+    h.update(id.as_bytes());
+    hex::encode(h.finalize())
 }
 
 /// The Set-Cookie value of a new session; `Secure` when the browser reached us over HTTPS
@@ -251,6 +256,7 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(None), "/");
         assert_ne!(random_token(), random_token());
-        assert_eq!(session_hash("x").len(), 64);
+        assert_eq!(session_hash("t", "x").len(), 64);
+        assert_ne!(session_hash("t", "x"), session_hash("u", "x"));
     }
 }

@@ -279,7 +279,7 @@ impl AppState {
         if let Some(id) = auth::cookie(headers, auth::SESSION_COOKIE) {
             match self
                 .store
-                .web_session(&auth::session_hash(id), self.clock.now())
+                .web_session(&auth::session_hash(token.expose(), id), self.clock.now())
                 .await
             {
                 Ok(Some(s)) => return Access::Operator { csrf: Some(s.csrf) },
@@ -312,12 +312,16 @@ impl AppState {
     }
 
     /// A new session: its cookie value and the Set-Cookie header.
-    async fn new_session(&self, https: bool) -> Result<String, Response> {
+    async fn new_session(&self, token: &Secret, https: bool) -> Result<String, Response> {
         let id = auth::random_token();
         let now = self.clock.now();
+        // Expired sessions go as new ones come (the empty hash matches no session).
+        if let Err(e) = self.store.delete_web_session("", now).await {
+            tracing::warn!("removing expired dashboard sessions: {e}");
+        }
         self.store
             .create_web_session(
-                &auth::session_hash(&id),
+                &auth::session_hash(token.expose(), &id),
                 &auth::random_token(),
                 now,
                 now + chrono::Duration::hours(auth::SESSION_HOURS),
@@ -705,7 +709,7 @@ async fn login_with(
         tracing::warn!(client = ?peer.0, "dashboard login failed: wrong token");
         return page(StatusCode::UNAUTHORIZED, "Wrong token.");
     }
-    let cookie = match state.new_session(https).await {
+    let cookie = match state.new_session(token, https).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -947,9 +951,10 @@ async fn logout(
         return r;
     }
     if let Some(id) = auth::cookie(&headers, auth::SESSION_COOKIE)
+        && let Some(token) = &state.token
         && let Err(e) = state
             .store
-            .delete_web_session(&auth::session_hash(id), state.clock.now())
+            .delete_web_session(&auth::session_hash(token.expose(), id), state.clock.now())
             .await
     {
         tracing::error!("deleting a dashboard session: {e}");
