@@ -189,6 +189,22 @@ async fn kill_from_the_page_flattens_and_halts() {
             alerts.contains("Kill done"),
             "{name}: the Alerts page lists it"
         );
+        // The kill's exit order is on the Trades page with its realized P&L.
+        let (_, trades) = svc.get("/trades", STATUS_TOKEN).await;
+        let exit_row = trades
+            .lines()
+            .find(|l| l.contains("exit: kill"))
+            .unwrap_or_else(|| panic!("{name}: no exit order in {trades}"));
+        let realized = db
+            .store
+            .realized_since(chrono::DateTime::UNIX_EPOCH)
+            .await
+            .unwrap();
+        assert!(realized.0 != 0, "{name}: the round trip costs something");
+        assert!(
+            exit_row.contains(&realized.to_string()),
+            "{name}: {realized} not in {exit_row}"
+        );
         let kill = db
             .store
             .recent_actions(10)

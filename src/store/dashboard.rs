@@ -353,6 +353,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Realized P&L per order (sum over its fills) for the orders with id >= `min_id`.
+    pub async fn realized_by_order(
+        &self,
+        min_id: i64,
+    ) -> Result<std::collections::HashMap<i64, Paise>, StoreError> {
+        let rows = on_pool!(self, pool => {
+            sqlx::query_as::<_, (i64, i64)>(
+                "SELECT order_id, CAST(SUM(realized_pnl) AS BIGINT) FROM fills \
+                 WHERE order_id >= $1 GROUP BY order_id",
+            )
+            .bind(min_id)
+            .fetch_all(pool)
+            .await
+            .ctx("reading realized P&L per order")?
+        });
+        Ok(rows.into_iter().map(|(id, p)| (id, Paise(p))).collect())
+    }
+
     /// (state, count) of all orders.
     pub async fn order_counts_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
         on_pool!(self, pool => {

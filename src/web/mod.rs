@@ -542,13 +542,22 @@ async fn trades(
             return unavailable(&ctx, Nav::Trades, "Trades", "The trades");
         }
     };
+    let min_id = orders.iter().map(|o| o.id).min().unwrap_or(0);
+    let realized = state
+        .store
+        .realized_by_order(min_id)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!("trades P&L: {e}");
+            HashMap::new()
+        });
     html(
         StatusCode::OK,
         pages::layout(
             "Trades",
             Nav::Trades,
             &ctx,
-            &pages::trades(&orders, !fills.is_empty(), &scans),
+            &pages::trades(&orders, &realized, !fills.is_empty(), &scans),
         ),
     )
 }

@@ -455,7 +455,12 @@ fn order_price(o: &Order) -> String {
     }
 }
 
-pub fn trades(orders: &[Order], has_equity: bool, scans: &[ScanRun]) -> String {
+pub fn trades(
+    orders: &[Order],
+    realized: &HashMap<i64, Paise>,
+    has_equity: bool,
+    scans: &[ScanRun],
+) -> String {
     let mut out = String::from("<h1>Trades</h1>\n<h2>Equity</h2>\n");
     if has_equity {
         out.push_str(
@@ -473,8 +478,8 @@ pub fn trades(orders: &[Order], has_equity: bool, scans: &[ScanRun]) -> String {
     } else {
         out.push_str(
             "<div class=\"scroll\"><table id=\"orders\"><thead><tr><th>Time</th><th>Order</th>\
-             <th>Side</th><th>Qty</th><th>Instrument</th><th>Price</th><th>State</th><th>Why</th>\
-             </tr></thead><tbody>\n",
+             <th>Side</th><th>Qty</th><th>Instrument</th><th>Price</th><th>State</th>\
+             <th>Realized</th><th>Why</th></tr></thead><tbody>\n",
         );
         for o in orders {
             let id = match &o.state {
@@ -491,7 +496,7 @@ pub fn trades(orders: &[Order], has_equity: bool, scans: &[ScanRun]) -> String {
             let _ = writeln!(
                 out,
                 "<tr class=\"order-{}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
-                 <td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
+                 <td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num {}\">{}</td><td>{}</td></tr>",
                 o.state.name(),
                 esc(&ist_datetime(o.created_at)),
                 esc(&id),
@@ -500,6 +505,12 @@ pub fn trades(orders: &[Order], has_equity: bool, scans: &[ScanRun]) -> String {
                 esc(&o.request.key.to_string()),
                 order_price(o),
                 o.state.name(),
+                realized.get(&o.id).map_or("", |p| pnl_class(*p)),
+                realized
+                    .get(&o.id)
+                    .filter(|p| p.0 != 0 || matches!(o.request.purpose, OrderPurpose::Exit { .. }))
+                    .map(|p| signed(*p))
+                    .unwrap_or_default(),
                 esc(&why)
             );
         }
