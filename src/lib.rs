@@ -14,6 +14,7 @@ pub mod domain;
 pub mod jobs;
 pub mod market;
 pub mod mcp;
+pub mod metrics;
 pub mod oms;
 pub mod ports;
 pub mod risk;

@@ -1,6 +1,6 @@
 //! The real `mft` binary as a subprocess (environment, mft.toml, signals, exit codes) against the
-//! local Telegram fake: it starts and answers, stops cleanly on SIGTERM, refuses to start
-//! without its Telegram settings, and `mft kill --yes` flattens and halts a database that a
+//! local Telegram fake: it starts and answers, stops cleanly on SIGTERM, runs with the dashboard
+//! and a printed login URL without a bot, refuses a bot token without its chat, and `mft kill --yes` flattens and halts a database that a
 //! later `mft run` still sees halted.
 
 mod support;
@@ -164,18 +164,88 @@ async fn run_starts_answers_and_stops_cleanly_on_sigterm() {
     assert!(w.path().join("data").join("mft.db").exists());
 }
 
-#[tokio::test]
-async fn run_without_telegram_settings_exits_1_naming_them() {
+/// Without TELEGRAM_BOT_TOKEN (and without STATUS_TOKEN) `mft run` starts with the dashboard,
+/// says so in the log and prints a login URL with a generated token, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_telegram_serves_the_dashboard_with_a_printed_login_url() {
+    use tokio::io::AsyncBufReadExt;
     let w = Workdir::new();
-    let out = w
-        .mft(&["run"], None, &free_addr())
-        .output()
+    let addr = free_addr();
+    let mut child = w.mft(&["run"], None, &addr).spawn().expect("spawn mft run");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    let url = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push(line.clone());
+            if let Some(i) = line.find("http://") {
+                let url = line[i..].trim().to_string();
+                if url.contains("/login?token=") {
+                    return url;
+                }
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap_or_default();
+    assert!(
+        url.starts_with(&format!("http://{addr}/login?token=")),
+        "{url:?} in {seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("the web dashboard is the operator's interface")),
+        "{seen:#?}"
+    );
+    // The printed URL logs in.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(&url).send().await.expect("open the login URL");
+    assert_eq!(r.status().as_u16(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let page = http
+        .get(format!("http://{addr}/"))
+        .header("cookie", cookie.split(';').next().unwrap())
+        .send()
         .await
-        .expect("run mft");
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("TELEGRAM_BOT_TOKEN"), "{stderr}");
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("Overview"));
+    let token = url.rsplit('=').next().unwrap().to_string();
+    // Printed once, not in the log lines after it.
+    let rest = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push(line);
+        }
+        rest
+    });
+    let pid = child.id().expect("pid").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let exit = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
+    let rest = rest.await.unwrap();
+    assert!(
+        seen.iter()
+            .chain(&rest)
+            .filter(|l| l.contains(&token))
+            .count()
+            == 1,
+        "the token appears once: {seen:#?} {rest:#?}"
+    );
+}
 
+#[tokio::test]
+async fn run_with_a_bot_token_but_no_chat_exits_1_naming_it() {
+    let w = Workdir::new();
     let out = w
         .mft(&["run"], None, &free_addr())
         .env("TELEGRAM_BOT_TOKEN", TOKEN)

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("web", 8),
     ("jobs", 8),
     ("app", 9),
+    ("metrics", 1),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -99,6 +99,10 @@ pub struct Handler {
     oms: Oms,
     book: tokio::sync::Mutex<()>,
     next_scan: Option<NextScan>,
+    /// Outcomes decided (on the dashboard) while the proposal's card was still being posted:
+    /// the scan edits the card as soon as it has its message id. The lock also orders "no
+    /// message id yet" against "message id stored", so no outcome is lost between them.
+    unposted: tokio::sync::Mutex<std::collections::HashMap<i64, Outcome>>,
 }
 
 impl Handler {
@@ -128,6 +132,7 @@ impl Handler {
             oms,
             book: tokio::sync::Mutex::new(()),
             next_scan: None,
+            unposted: tokio::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -226,8 +231,46 @@ impl Handler {
     pub async fn handle(&self, req: Request) -> Result<Reply, HandlerError> {
         let by = match req.actor {
             Actor::Telegram { user_id } => Some(user_id),
-            Actor::Scheduler | Actor::Cli => None,
+            Actor::Scheduler | Actor::Cli | Actor::Web => None,
         };
+        let audited = audit_name(&req.command);
+        let actor = req.actor;
+        let reply = self.dispatch(req, by).await;
+        if let Some((command, proposal_id)) = audited {
+            self.audit(actor, command, proposal_id, &reply).await;
+        }
+        reply
+    }
+
+    /// Records an operator action with its actor; a failure to record is logged, not raised
+    /// (the action itself has happened).
+    async fn audit(
+        &self,
+        actor: Actor,
+        command: &str,
+        proposal_id: Option<i64>,
+        reply: &Result<Reply, HandlerError>,
+    ) {
+        let result = match reply {
+            Ok(r) => crate::texts::reply_answer(r),
+            Err(e) => format!("error: {e}"),
+        };
+        if let Err(e) = self
+            .store
+            .record_action(
+                self.clock.now(),
+                &actor.name(),
+                command,
+                proposal_id,
+                &result,
+            )
+            .await
+        {
+            tracing::error!(command, "could not record an operator action: {e}");
+        }
+    }
+
+    async fn dispatch(&self, req: Request, by: Option<i64>) -> Result<Reply, HandlerError> {
         match req.command {
             Command::Approve { proposal_id } => self.approve(proposal_id, by).await,
             Command::Reject { proposal_id } => self.reject(proposal_id, by).await,
@@ -363,6 +406,7 @@ impl Handler {
     }
 
     async fn edit_card(&self, proposal_id: i64, outcome: &Outcome) {
+        let mut unposted = self.unposted.lock().await;
         let proposal = match self.store.proposal(proposal_id).await {
             Ok(Some(p)) => p,
             Ok(None) => return,
@@ -375,9 +419,14 @@ impl Handler {
             }
         };
         let Some(message_id) = proposal.message_id else {
-            tracing::info!(proposal_id, "proposal has no card message; nothing to edit");
+            tracing::info!(
+                proposal_id,
+                "the card is not posted yet; it is edited once it is"
+            );
+            unposted.insert(proposal_id, outcome.clone());
             return;
         };
+        drop(unposted);
         if let Err(e) = self
             .notifier
             .update_proposal(&proposal, message_id, outcome)
@@ -670,14 +719,24 @@ impl Handler {
         for card in &result.proposals {
             match self.notifier.post_proposal(card).await {
                 Ok(message_id) => {
-                    self.store
-                        .set_proposal_message(card.proposal.id, message_id)
-                        .await?
+                    let decided = {
+                        let mut unposted = self.unposted.lock().await;
+                        self.store
+                            .set_proposal_message(card.proposal.id, message_id)
+                            .await?;
+                        unposted.remove(&card.proposal.id)
+                    };
+                    if let Some(outcome) = decided {
+                        self.edit_card(card.proposal.id, &outcome).await;
+                    }
                 }
-                Err(e) => tracing::error!(
-                    proposal = card.proposal.id,
-                    "could not post the proposal card: {e}"
-                ),
+                Err(e) => {
+                    self.unposted.lock().await.remove(&card.proposal.id);
+                    tracing::error!(
+                        proposal = card.proposal.id,
+                        "could not post the proposal card: {e}"
+                    )
+                }
             }
         }
         for (key, reason) in &result.exits {
@@ -709,6 +768,7 @@ impl Handler {
             Actor::Telegram { user_id } => format!("/kill by Telegram user {user_id}"),
             Actor::Scheduler => "kill by the scheduler".to_string(),
             Actor::Cli => "`mft kill` on the command line".to_string(),
+            Actor::Web => "kill from the web dashboard".to_string(),
         };
         let FlattenReport {
             cancelled,
@@ -791,6 +851,18 @@ impl Handler {
             orders_today: ctx.orders_today,
             orders_limit: self.settings.risk.max_orders_per_day,
         })
+    }
+}
+
+/// The operator actions the audit records: (command name, proposal).
+fn audit_name(c: &Command) -> Option<(&'static str, Option<i64>)> {
+    match c {
+        Command::Approve { proposal_id } => Some(("approve", Some(*proposal_id))),
+        Command::Reject { proposal_id } => Some(("reject", Some(*proposal_id))),
+        Command::Pause => Some(("pause", None)),
+        Command::Resume => Some(("resume", None)),
+        Command::Kill => Some(("kill", None)),
+        _ => None,
     }
 }
 

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agents::{MetaAgent, RuleAnalyst};
 use crate::bot::{BotConfig, BotError, TelegramNotifier};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Mode, Settings};
+use crate::config::{Mode, Secret, Settings};
 use crate::jobs::{Job, JobError, Scheduler};
 use crate::oms::PaperBroker;
 use crate::ports::CommandHandler;
@@ -41,6 +41,33 @@ pub enum AppError {
         "MODE=live is not available in this version: the Kite live broker is not built yet. Set MODE=paper"
     )]
     LiveNotAvailable,
+}
+
+/// Where the dashboard's generated STATUS_TOKEN is kept (`generated_secrets`).
+pub const GENERATED_TOKEN: &str = "status_token";
+
+/// A bot token is set (the chat settings are then required).
+fn telegram_configured(settings: &Settings) -> bool {
+    settings
+        .telegram
+        .bot_token
+        .as_ref()
+        .is_some_and(|t| !t.expose().is_empty())
+}
+
+/// `0.0.0.0:8501` -> `127.0.0.1:8501`: an address a browser on this machine can open.
+fn browsable(addr: &str) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            let ip: std::net::IpAddr = if a.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            std::net::SocketAddr::new(ip, a.port()).to_string()
+        }
+        _ => addr.to_string(),
+    }
 }
 
 /// `mft run`: runs the service until SIGINT or SIGTERM.
@@ -85,8 +112,14 @@ pub async fn run_with(
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
-    // Fail on what the operator must set before touching anything else.
-    let bot_config = BotConfig::from_settings(&settings.telegram)?;
+    // Fail on what the operator must set before touching anything else. Without a bot token
+    // the dashboard is the operator's interface (issue 12); a token with missing chat settings
+    // is still an error.
+    let bot_config = if telegram_configured(&settings) {
+        Some(BotConfig::from_settings(&settings.telegram)?)
+    } else {
+        None
+    };
     if settings.mode == Mode::Live {
         return Err(AppError::LiveNotAvailable);
     }
@@ -96,10 +129,17 @@ pub async fn run_with(
     )?);
     let store = Store::connect(&settings.database_url).await?;
 
-    let notifier: Arc<dyn Notifier> = Arc::new(TelegramNotifier::from_config(
-        &bot_config,
-        settings.trading.capital,
-    )?);
+    let hub = crate::web::live::LiveHub::new();
+    let chat: Arc<dyn Notifier> = match &bot_config {
+        Some(c) => Arc::new(TelegramNotifier::from_config(c, settings.trading.capital)?),
+        None => Arc::new(handler::LogNotifier),
+    };
+    let notifier: Arc<dyn Notifier> = Arc::new(crate::web::live::RecordingNotifier::new(
+        chat,
+        store.clone(),
+        clock.clone(),
+        hub.clone(),
+    ));
     let analyst = build_analyst(&settings, &store, &clock, Some(notifier.clone())).await?;
     let scanner = Arc::new(MetaAgent::new(
         store.clone(),
@@ -129,8 +169,31 @@ pub async fn run_with(
         tracing::warn!(settled, "settled proposals left undecided by the last run");
     }
 
-    // Bind the status page before announcing the start, so a busy port fails the start.
-    let web_listener = crate::web::bind(&settings.status.addr).await?;
+    // Without a bot and without STATUS_TOKEN, the dashboard needs a token to act: generate
+    // one once, keep it in the database, and print the login URL (like Jupyter).
+    let configured_token = settings
+        .status
+        .token
+        .clone()
+        .filter(|t| !t.expose().is_empty());
+    let (web_token, generated) = match (&bot_config, configured_token) {
+        (_, Some(t)) => (Some(t), false),
+        (Some(_), None) => (None, false),
+        (None, None) => {
+            let fresh = crate::web::auth::random_token();
+            let kept = store
+                .keep_generated_secret(GENERATED_TOKEN, &fresh, clock.now())
+                .await?;
+            (Some(Secret::new(kept)), true)
+        }
+    };
+    // Bind the dashboard before announcing the start, so a busy port fails the start.
+    let web_addr = crate::web::effective_addr(&settings.status.addr, web_token.is_some());
+    let web_listener = crate::web::bind(&web_addr).await?;
+    let local_addr = web_listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| web_addr.clone());
     let state = store.system_state().await?;
     let _ = notifier
         .alert(&Alert::Started {
@@ -146,15 +209,46 @@ pub async fn run_with(
         "MFT-1 running in paper mode"
     );
 
+    let dashboard_url = format!("http://{}/", browsable(&local_addr));
+    if bot_config.is_none() {
+        tracing::info!(
+            url = %dashboard_url,
+            "TELEGRAM_BOT_TOKEN is not set: the web dashboard is the operator's interface"
+        );
+        if generated {
+            // Printed to the terminal once, not logged: the log may be shipped elsewhere.
+            let token = web_token.as_ref().map(|t| t.expose()).unwrap_or_default();
+            eprintln!(
+                "\n    MFT-1 dashboard (no Telegram bot configured). Open this URL to log in:\n\n        \
+                 {dashboard_url}login?token={token}\n\n    The token is kept in the database; set \
+                 STATUS_TOKEN to choose your own.\n"
+            );
+        }
+    }
+
     let sink: Arc<dyn CommandHandler> = handler.clone();
+    let dashboard = crate::web::Dashboard {
+        handler: sink.clone(),
+        store: store.clone(),
+        token: web_token,
+        clock: clock.clone(),
+        capital: settings.trading.capital,
+        hub,
+        traces: None,
+    };
     let web = tokio::spawn(crate::web::serve_on(
         web_listener,
-        sink.clone(),
-        settings.status.token.clone(),
+        dashboard,
         shutdown.clone(),
     ));
     let jobs = tokio::spawn(scheduler.run(sink.clone(), shutdown.clone()));
-    let bot_result = crate::bot::run_bot(bot_config, sink, shutdown.clone()).await;
+    let bot_result = match bot_config {
+        Some(c) => crate::bot::run_bot(c, sink, shutdown.clone()).await,
+        None => {
+            shutdown.cancelled().await;
+            Ok(())
+        }
+    };
     // Whatever ended the bot ends the service.
     shutdown.cancel();
     let _ = jobs.await;

@@ -4,12 +4,26 @@
 use super::InstrumentKey;
 use serde::{Deserialize, Serialize};
 
-/// Who asked. Telegram user ids for the bot; `Scheduler` and `Cli` for the others.
+/// Who asked. Telegram user ids for the bot; `Scheduler` and `Cli` for the others; `Web` for
+/// the dashboard (an operator logged in with STATUS_TOKEN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Actor {
     Telegram { user_id: i64 },
     Scheduler,
     Cli,
+    Web,
+}
+
+impl Actor {
+    /// How the action audit names the actor: `telegram:<user id>`, `scheduler`, `cli`, `web`.
+    pub fn name(&self) -> String {
+        match self {
+            Actor::Telegram { user_id } => format!("telegram:{user_id}"),
+            Actor::Scheduler => "scheduler".into(),
+            Actor::Cli => "cli".into(),
+            Actor::Web => "web".into(),
+        }
+    }
 }
 
 /// Everything the system can be asked to do. One handler (`app::Handler`) executes these.

@@ -209,6 +209,13 @@ fn backoff(base_ms: u64, attempt: u32) -> Duration {
 
 fn classify(what: &str, err: kiteconnect::Error) -> Attempt {
     use kiteconnect::Error as E;
+    crate::metrics::record_kite_error(match &err {
+        E::Api(api) if api.is_session_expired() => "session",
+        E::Api(_) => "api",
+        E::Http { .. } => "http",
+        E::Transport(_) => "network",
+        _ => "other",
+    });
     match err {
         E::Api(api) if api.is_session_expired() => Attempt::Fatal(MarketError::SessionExpired),
         E::Api(api) if api.status == 429 || api.kind == ErrorKind::Network => {
@@ -244,6 +251,7 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// A JSON envelope where CSV was expected (Kite does this with HTTP 200).
 fn envelope_error(what: &str, body: &[u8]) -> MarketError {
+    crate::metrics::record_kite_error("api");
     #[derive(serde::Deserialize)]
     struct Envelope {
         status: Option<String>,

@@ -45,6 +45,12 @@ pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
         sqlite: include_str!("../../migrations/sqlite/0006_analysis.sql"),
         postgres: include_str!("../../migrations/postgres/0006_analysis.sql"),
     },
+    EmbeddedMigration {
+        version: 8,
+        name: "dashboard",
+        sqlite: include_str!("../../migrations/sqlite/0008_dashboard.sql"),
+        postgres: include_str!("../../migrations/postgres/0008_dashboard.sql"),
+    },
 ];
 
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";

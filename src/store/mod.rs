@@ -69,12 +69,14 @@
 //! (faster bulk writes and reads); `market.rs` binds `ts.timestamp()` there.
 
 mod analysis;
+pub mod dashboard;
 mod day;
 mod market;
 pub(crate) mod migrations;
 mod proposals;
 mod sqlite_raw;
 pub mod trading;
+pub use dashboard::{ActionEntry, AlertEntry, DashboardMarks, ScanRun, WebSession};
 pub use day::FillsSummary;
 pub use trading::{RecordedOrder, SystemState, TradeLogEntry};
 

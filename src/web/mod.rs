@@ -1,25 +1,40 @@
-//! The status page (axum): GET / renders the handler's status report as HTML, GET /healthz
-//! answers JSON. When a STATUS_TOKEN is set, / requires it; /healthz never does. No secret is
-//! ever written into a page.
+//! The operator's web dashboard (axum): server-rendered pages (Overview, Queue, History, Trades,
+//! Risk, Alerts, Kill), live updates over server-sent events (`/events`), the actions Approve,
+//! Reject, Pause, Resume and Kill, `/metrics` (Prometheus text) and `/healthz`.
+//!
+//! The dashboard acts only by sending Commands as `Actor::Web` to the one command handler (the
+//! same exactly-once decision as a Telegram tap); it reads the store for its lists. Access: see
+//! [`auth`]. No secret is ever written into a page. Everything it serves (CSS, JS, charts) comes
+//! from the binary or the store; no framework, no CDN.
 
-use crate::config::Secret;
-use crate::domain::{Actor, Command, Paise, Proposal, Request};
-use crate::ports::CommandHandler;
-use crate::ports::Reply;
-use crate::ports::{PositionView, StatusReport};
-use crate::texts::{esc, ist_datetime};
+pub mod auth;
+pub mod live;
+pub mod metrics;
+pub mod pages;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
 use axum::{
     Json, Router,
-    extract::{Query, State},
+    body::Bytes,
+    extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::get,
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
 };
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Secret;
+use crate::domain::{Actor, Command, Paise, Request};
+use crate::ports::{CommandHandler, Reply, StatusReport};
+use crate::store::Store;
+use crate::texts;
+use auth::{Access, LoginLimiter, Peer};
+use live::LiveHub;
+use pages::{Ctx, Nav};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
@@ -29,25 +44,110 @@ pub enum WebError {
     Serve(String),
 }
 
-#[derive(Clone)]
-struct AppState {
-    handler: Arc<dyn CommandHandler>,
-    token: Option<Arc<Secret>>,
+/// Links from proposals to their analysis traces, for the History page. The analysis-trace
+/// store provides one; without it History shows no trace column entries.
+#[async_trait::async_trait]
+pub trait TraceLinks: Send + Sync {
+    /// `proposal id -> href` for those of `ids` that have a trace.
+    async fn links(&self, ids: &[i64]) -> HashMap<i64, String>;
 }
 
-/// The routes, for `serve` and for tests. `token`: the STATUS_TOKEN, if any.
-pub fn router(handler: Arc<dyn CommandHandler>, token: Option<Secret>) -> Router {
-    let state = AppState {
-        handler,
-        token: token.filter(|t| !t.expose().is_empty()).map(Arc::new),
-    };
+/// Everything the dashboard needs.
+pub struct Dashboard {
+    pub handler: Arc<dyn CommandHandler>,
+    pub store: Store,
+    /// STATUS_TOKEN (configured or generated); None: read-only on loopback.
+    pub token: Option<Secret>,
+    pub clock: Arc<dyn Clock>,
+    /// Capital the proposal captions compute the risk % against.
+    pub capital: Paise,
+    pub hub: LiveHub,
+    pub traces: Option<Arc<dyn TraceLinks>>,
+}
+
+impl Dashboard {
+    /// A dashboard with the system clock, a fresh live hub and no trace links.
+    pub fn new(
+        handler: Arc<dyn CommandHandler>,
+        store: Store,
+        token: Option<Secret>,
+        capital: Paise,
+    ) -> Self {
+        Self {
+            handler,
+            store,
+            token,
+            clock: Arc::new(SystemClock),
+            capital,
+            hub: LiveHub::new(),
+            traces: None,
+        }
+    }
+}
+
+struct Inner {
+    handler: Arc<dyn CommandHandler>,
+    store: Store,
+    token: Option<Secret>,
+    clock: Arc<dyn Clock>,
+    capital: Paise,
+    hub: LiveHub,
+    traces: Option<Arc<dyn TraceLinks>>,
+    limiter: LoginLimiter,
+    /// (number of fills, PNG) of the last rendered equity chart.
+    equity: Mutex<Option<(usize, Arc<Vec<u8>>)>>,
+}
+
+#[derive(Clone)]
+struct AppState(Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The routes. Serve them with connect info (as [`serve_on`] does) so access checks see the
+/// client's address.
+pub fn router(d: Dashboard) -> Router {
+    let state = AppState(Arc::new(Inner {
+        handler: d.handler,
+        store: d.store,
+        token: d.token.filter(|t| !t.expose().is_empty()),
+        clock: d.clock,
+        capital: d.capital,
+        hub: d.hub,
+        traces: d.traces,
+        limiter: LoginLimiter::default(),
+        equity: Mutex::new(None),
+    }));
     Router::new()
-        .route("/", get(index))
+        .route("/", get(overview))
+        .route("/queue", get(queue))
+        .route("/history", get(history))
+        .route("/trades", get(trades))
+        .route("/risk", get(risk))
+        .route("/alerts", get(alerts))
+        .route("/kill", get(kill_page).post(kill))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/pause", post(pause))
+        .route("/resume", post(resume))
+        .route("/scan", post(scan))
+        .route("/proposals/{id}/approve", post(approve))
+        .route("/proposals/{id}/reject", post(reject))
+        .route("/proposals/{id}/chart.png", get(proposal_chart))
+        .route("/equity.png", get(equity_chart))
+        .route("/events", get(events))
+        .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
+        .route("/assets/app.css", get(css))
+        .route("/assets/app.js", get(js))
         .with_state(state)
 }
 
-/// Binds the status page's address (done before the service announces its start, so a busy
+/// Binds the dashboard's address (done before the service announces its start, so a busy
 /// port fails the start instead of a background task).
 pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, WebError> {
     tokio::net::TcpListener::bind(addr)
@@ -58,274 +158,1000 @@ pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, WebError> {
         })
 }
 
-/// Serves the status page on `addr` until `shutdown` is cancelled.
-pub async fn serve(
-    addr: String,
-    handler: Arc<dyn CommandHandler>,
-    token: Option<Secret>,
-    shutdown: CancellationToken,
-) -> Result<(), WebError> {
-    serve_on(bind(&addr).await?, handler, token, shutdown).await
+/// The address to bind: `addr` itself with a token; without one the dashboard is read-only
+/// and loopback only, so a non-loopback host becomes 127.0.0.1 (same port).
+pub fn effective_addr(addr: &str, token_set: bool) -> String {
+    if token_set {
+        return addr.to_string();
+    }
+    match addr.parse::<SocketAddr>() {
+        Ok(a) if !a.ip().is_loopback() => {
+            let local = SocketAddr::from(([127, 0, 0, 1], a.port())).to_string();
+            tracing::warn!(
+                configured = %addr,
+                serving = %local,
+                "no STATUS_TOKEN: the dashboard is read-only and served on loopback only"
+            );
+            local
+        }
+        _ => addr.to_string(),
+    }
 }
 
-/// Serves the status page on an already bound listener until `shutdown` is cancelled.
+/// Serves the dashboard on `addr` until `shutdown` is cancelled.
+pub async fn serve(
+    addr: String,
+    d: Dashboard,
+    shutdown: CancellationToken,
+) -> Result<(), WebError> {
+    let has_token = d.token.as_ref().is_some_and(|t| !t.expose().is_empty());
+    serve_on(bind(&effective_addr(&addr, has_token)).await?, d, shutdown).await
+}
+
+/// Serves the dashboard on an already bound listener until `shutdown` is cancelled; also runs
+/// the live-update watcher.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
-    handler: Arc<dyn CommandHandler>,
-    token: Option<Secret>,
+    d: Dashboard,
     shutdown: CancellationToken,
 ) -> Result<(), WebError> {
     let local: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(addr = ?local, "status page listening");
-    axum::serve(listener, router(handler, token))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    tracing::info!(addr = ?local, "dashboard listening");
+    let watcher = tokio::spawn(live::watch(
+        d.hub.clone(),
+        d.store.clone(),
+        d.handler.clone(),
+        shutdown.clone(),
+    ));
+    let hub = d.hub.clone();
+    let app = router(d).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = shutdown.clone();
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop.cancelled().await;
+            hub.close();
+        })
         .await
-        .map_err(|e| WebError::Serve(e.to_string()))
+        .map_err(|e| WebError::Serve(e.to_string()));
+    shutdown.cancel();
+    let _ = watcher.await;
+    r
 }
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Compares without an early exit on the first differing byte, so the time taken does not
-/// reveal how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn authorized(expected: &Secret, headers: &HeaderMap, query: &HashMap<String, String>) -> bool {
-    let want = expected.expose().as_bytes();
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let from_query = query.get("token").map(String::as_str);
-    [bearer, from_query]
-        .into_iter()
-        .flatten()
-        .any(|given| constant_time_eq(given.as_bytes(), want))
-}
-
-fn html(status: StatusCode, body: String) -> Response {
-    let mut r = (status, body).into_response();
+fn no_store(r: &mut Response) {
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    // The token may be in the URL: keep the page out of caches and referrers.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    no_store(&mut r);
     r
 }
 
-async fn index(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    if let Some(token) = &state.token
-        && !authorized(token, &headers, &query)
-    {
-        let mut r = html(
-            StatusCode::UNAUTHORIZED,
-            page(
-                "Unauthorized",
-                "<p>This status page needs the STATUS_TOKEN: send it as \
-                 <code>Authorization: Bearer &lt;token&gt;</code> or <code>?token=&lt;token&gt;</code>.</p>",
-            ),
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"mft-status\""),
-        );
-        return r;
+impl AppState {
+    fn token_set(&self) -> bool {
+        self.token.is_some()
     }
-    let req = Request {
-        command: Command::Status,
-        actor: Actor::Cli,
-    };
-    match state.handler.handle(req).await {
-        Ok(Reply::Status(s)) => html(StatusCode::OK, page("MFT-1 status", &status_body(&s))),
-        Ok(other) => {
-            tracing::error!(reply = ?other, "the handler answered Status with another reply");
-            html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                page(
-                    "MFT-1 status",
-                    "<p>The handler gave an unexpected answer.</p>",
-                ),
-            )
+
+    /// Who this request is. Wrong bearer tokens count as failed logins.
+    async fn access(&self, headers: &HeaderMap, peer: Peer) -> Access {
+        let Some(token) = &self.token else {
+            return if peer.is_loopback() {
+                Access::ReadOnly
+            } else {
+                Access::NotLoopback
+            };
+        };
+        if let Some(given) = auth::bearer(headers) {
+            if self.limiter.blocked(peer).is_none()
+                && auth::constant_time_eq(given.as_bytes(), token.expose().as_bytes())
+            {
+                return Access::Operator { csrf: None };
+            }
+            self.limiter.fail(peer);
+            return Access::NeedsLogin;
         }
-        Err(e) => html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            page(
-                "MFT-1 status",
-                &format!("<p>Status unavailable: {}</p>", esc(&e.0)),
-            ),
-        ),
+        if let Some(id) = auth::cookie(headers, auth::SESSION_COOKIE) {
+            match self
+                .store
+                .web_session(&auth::session_hash(token.expose(), id), self.clock.now())
+                .await
+            {
+                Ok(Some(s)) => return Access::Operator { csrf: Some(s.csrf) },
+                Ok(None) => {}
+                Err(e) => tracing::error!("reading a dashboard session: {e}"),
+            }
+        }
+        Access::NeedsLogin
+    }
+
+    async fn status(&self) -> Option<StatusReport> {
+        match self
+            .handler
+            .handle(Request {
+                command: Command::Status,
+                actor: Actor::Web,
+            })
+            .await
+        {
+            Ok(Reply::Status(s)) => Some(s),
+            Ok(other) => {
+                tracing::error!(reply = ?other, "the handler answered Status with another reply");
+                None
+            }
+            Err(e) => {
+                tracing::error!("status for the dashboard: {e}");
+                None
+            }
+        }
+    }
+
+    /// A new session: its cookie value and the Set-Cookie header.
+    async fn new_session(&self, token: &Secret, https: bool) -> Result<String, Response> {
+        let id = auth::random_token();
+        let now = self.clock.now();
+        // Expired sessions go as new ones come (the empty hash matches no session).
+        if let Err(e) = self.store.delete_web_session("", now).await {
+            tracing::warn!("removing expired dashboard sessions: {e}");
+        }
+        self.store
+            .create_web_session(
+                &auth::session_hash(token.expose(), &id),
+                &auth::random_token(),
+                now,
+                now + chrono::Duration::hours(auth::SESSION_HOURS),
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!("storing a dashboard session: {e}");
+                html(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    pages::layout(
+                        "Log in",
+                        Nav::Login,
+                        &Ctx::default(),
+                        "<p class=\"error\">Could not store the session (database error); try again.</p>",
+                    ),
+                )
+            })?;
+        Ok(auth::session_cookie(&id, https))
     }
 }
 
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta http-equiv=\"refresh\" content=\"30\">\
-         <title>{t}</title>\
-         <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}\
-         table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}\
-         .halted{{color:#b00;font-weight:bold}}.num{{text-align:right}}</style></head>\
-         <body><h1>{t}</h1>\n{body}\n</body></html>\n",
-        t = esc(title)
+/// The answer to a request that may not read: a login form (401) or a refusal (403).
+fn refuse(state: &AppState, access: &Access, path: &str) -> Response {
+    match access {
+        Access::NotLoopback => html(
+            StatusCode::FORBIDDEN,
+            pages::layout(
+                "Forbidden",
+                Nav::Login,
+                &Ctx::default(),
+                "<h1>Forbidden</h1><p>Without STATUS_TOKEN the dashboard answers on loopback \
+                 only. Set STATUS_TOKEN to reach it from elsewhere.</p>",
+            ),
+        ),
+        _ => {
+            let ctx = Ctx {
+                token_configured: state.token_set(),
+                ..Ctx::default()
+            };
+            let mut r = html(
+                StatusCode::UNAUTHORIZED,
+                pages::layout(
+                    "Log in",
+                    Nav::Login,
+                    &ctx,
+                    &pages::login(None, &auth::safe_next(Some(path)), state.token_set()),
+                ),
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mft-dashboard\""),
+            );
+            r
+        }
+    }
+}
+
+/// Reads the access of a page request; a `?token=` (the login URL printed at start) logs in
+/// and redirects to the same page without it.
+async fn page_access(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Peer,
+    query: &HashMap<String, String>,
+    path: &str,
+) -> Result<(Access, Ctx), Response> {
+    if let Some(given) = query.get("token") {
+        return Err(login_with(state, peer, auth::via_https(headers), given, path).await);
+    }
+    let access = state.access(headers, peer).await;
+    if !access.can_read() {
+        return Err(refuse(state, &access, path));
+    }
+    let csrf = match &access {
+        Access::Operator { csrf } => csrf.clone(),
+        _ => None,
+    };
+    let ctx = Ctx {
+        operator: access.can_act(),
+        csrf,
+        token_configured: state.token_set(),
+        flash: query.get("flash").map(|f| texts::truncate_chars(f, 300)),
+        status: state.status().await,
+        path: path.to_string(),
+        now: Some(state.clock.now()),
+    };
+    Ok((access, ctx))
+}
+
+type Q = Query<HashMap<String, String>>;
+
+fn unavailable(ctx: &Ctx, nav: Nav, title: &str, what: &str) -> Response {
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        pages::layout(
+            title,
+            nav,
+            ctx,
+            &format!(
+                "<h1>{}</h1><p class=\"error\">{} could not be read; the page retries on the next update.</p>",
+                texts::esc(title),
+                texts::esc(what)
+            ),
+        ),
     )
 }
 
-fn signed(p: Paise) -> String {
-    if p.0 > 0 {
-        format!("+{p}")
-    } else {
-        p.to_string()
-    }
-}
-
-fn status_body(s: &StatusReport) -> String {
-    let mut out = String::new();
-    let state = if s.halted {
-        "<span class=\"halted\">HALTED</span> (new entries blocked until /resume)"
-    } else if s.paused {
-        "paused (no new proposals until /resume)"
-    } else {
-        "active"
+async fn overview(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    Query(q): Q,
+) -> Response {
+    let (_, ctx) = match page_access(&state, &headers, peer, &q, "/").await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let _ = write!(
-        out,
-        "<table>\
-         <tr><th>Mode</th><td id=\"mode\">{}</td></tr>\
-         <tr><th>Halted</th><td id=\"halted\">{}</td></tr>\
-         <tr><th>Paused</th><td id=\"paused\">{}</td></tr>\
-         <tr><th>Trading</th><td>{}</td></tr>",
-        esc(&s.mode),
-        if s.halted { "yes" } else { "no" },
-        if s.paused { "yes" } else { "no" },
-        state
-    );
-    let last = match &s.last_scan {
-        Some(l) => format!(
-            "{}: {} instruments, {} proposals, {} errors{}",
-            ist_datetime(l.started_at),
-            l.instruments,
-            l.proposals,
-            l.errors,
-            if l.finished_at.is_none() {
-                " (running)"
-            } else {
-                ""
-            }
+    match &ctx.status {
+        Some(s) => html(
+            StatusCode::OK,
+            pages::layout("Overview", Nav::Overview, &ctx, &pages::overview(&ctx, s)),
         ),
-        None => "none yet".into(),
+        None => unavailable(&ctx, Nav::Overview, "Overview", "The status"),
+    }
+}
+
+async fn queue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    Query(q): Q,
+) -> Response {
+    let (_, ctx) = match page_access(&state, &headers, peer, &q, "/queue").await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let next = s
-        .next_scan
-        .map(ist_datetime)
-        .unwrap_or_else(|| "not scheduled".into());
-    let _ = write!(
-        out,
-        "<tr><th>Last scan</th><td id=\"last-scan\">{}</td></tr>\
-         <tr><th>Next scan</th><td>{}</td></tr>\
-         <tr><th>Today's P&amp;L</th><td id=\"pnl\">{} (realized {}, open positions since yesterday's close {})</td></tr>\
-         <tr><th>Daily loss used</th><td>{} of {}</td></tr>\
-         <tr><th>Orders today</th><td>{} of {}</td></tr></table>",
-        esc(&last),
-        esc(&next),
-        signed(s.day_pnl),
-        signed(s.realized_today),
-        signed(s.day_pnl - s.realized_today),
-        s.loss_used,
-        s.loss_limit,
-        s.orders_today,
-        s.orders_limit
-    );
-    out.push('\n');
-    let _ = write!(
-        out,
-        "<h2>Open positions ({})</h2>\n{}",
-        s.positions.len(),
-        positions_table(&s.positions)
-    );
-    let _ = write!(
-        out,
-        "<h2>Pending proposals ({})</h2>\n{}",
-        s.pending.len(),
-        proposals_table(&s.pending)
-    );
-    out
+    match state.store.pending_proposals().await {
+        Ok(list) => html(
+            StatusCode::OK,
+            pages::layout(
+                "Queue",
+                Nav::Queue,
+                &ctx,
+                &pages::queue(&ctx, &list, state.capital),
+            ),
+        ),
+        Err(e) => {
+            tracing::error!("queue: {e}");
+            unavailable(&ctx, Nav::Queue, "Proposal queue", "The pending proposals")
+        }
+    }
 }
 
-fn positions_table(list: &[PositionView]) -> String {
-    if list.is_empty() {
-        return "<p>None.</p>\n".into();
-    }
-    let mut out = String::from(
-        "<table id=\"positions\"><tr><th>Instrument</th><th>Product</th><th>Quantity</th>\
-         <th>Average</th><th>Last</th><th>Unrealized</th><th>Stop</th><th>Target</th></tr>\n",
-    );
-    for v in list {
-        let p = &v.position;
-        let opt = |x: Option<Paise>| x.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            esc(&p.key.to_string()),
-            p.product.as_str(),
-            p.quantity,
-            p.avg_price,
-            opt(v.last_price),
-            signed(v.unrealized),
-            opt(p.stop),
-            opt(p.target)
-        );
-    }
-    out.push_str("</table>\n");
-    out
+async fn history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    Query(q): Q,
+) -> Response {
+    let (_, ctx) = match page_access(&state, &headers, peer, &q, "/history").await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let list = match state.store.recent_proposals(200).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("history: {e}");
+            return unavailable(&ctx, Nav::History, "History", "The proposals");
+        }
+    };
+    let min_id = list.iter().map(|p| p.id).min().unwrap_or(0);
+    let actions = state
+        .store
+        .proposal_actions_since(min_id)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!("history actions: {e}");
+            Vec::new()
+        });
+    let traces = match &state.traces {
+        Some(t) => {
+            let ids: Vec<i64> = list.iter().map(|p| p.id).collect();
+            t.links(&ids).await
+        }
+        None => HashMap::new(),
+    };
+    html(
+        StatusCode::OK,
+        pages::layout(
+            "History",
+            Nav::History,
+            &ctx,
+            &pages::history(&list, &actions, &traces),
+        ),
+    )
 }
 
-fn proposals_table(list: &[Proposal]) -> String {
-    if list.is_empty() {
-        return "<p>None.</p>\n".into();
+async fn trades(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    Query(q): Q,
+) -> Response {
+    let (_, ctx) = match page_access(&state, &headers, peer, &q, "/trades").await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (orders, fills, scans) = match (
+        state.store.recent_orders(200).await,
+        state.store.realized_series().await,
+        state.store.recent_scan_runs(50).await,
+    ) {
+        (Ok(o), Ok(f), Ok(s)) => (o, f, s),
+        (o, f, s) => {
+            for e in [o.err(), f.err(), s.err()].into_iter().flatten() {
+                tracing::error!("trades: {e}");
+            }
+            return unavailable(&ctx, Nav::Trades, "Trades", "The trades");
+        }
+    };
+    let min_id = orders.iter().map(|o| o.id).min().unwrap_or(0);
+    let realized = state
+        .store
+        .realized_by_order(min_id)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!("trades P&L: {e}");
+            HashMap::new()
+        });
+    html(
+        StatusCode::OK,
+        pages::layout(
+            "Trades",
+            Nav::Trades,
+            &ctx,
+            &pages::trades(&orders, &realized, !fills.is_empty(), &scans),
+        ),
+    )
+}
+
+async fn risk(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    Query(q): Q,
+) -> Response {
+    let (_, ctx) = match page_access(&state, &headers, peer, &q, "/risk").await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let limits = state
+        .handler
+        .handle(Request {
+            command: Command::Risk,
+            actor: Actor::Web,
+        })
+        .await;
+    match (limits, &ctx.status) {
+        (Ok(Reply::Risk(r)), Some(s)) => html(
+            StatusCode::OK,
+            pages::layout("Risk", Nav::Risk, &ctx, &pages::risk(&r, s)),
+        ),
+        _ => unavailable(&ctx, Nav::Risk, "Risk limits", "The risk limits"),
     }
-    let mut out = String::from(
-        "<table id=\"proposals\"><tr><th>#</th><th>Instrument</th><th>Side</th><th>Quantity</th>\
-         <th>Entry</th><th>Stop</th><th>Target</th><th>Expires</th></tr>\n",
-    );
-    for p in list {
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            p.id,
-            esc(&p.key.to_string()),
-            p.side,
-            p.quantity,
-            p.entry,
-            p.stop,
-            p.target,
-            esc(&ist_datetime(p.expires_at))
+}
+
+async fn alerts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    Query(q): Q,
+) -> Response {
+    let (_, ctx) = match page_access(&state, &headers, peer, &q, "/alerts").await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match state.store.recent_alerts(200).await {
+        Ok(list) => html(
+            StatusCode::OK,
+            pages::layout("Alerts", Nav::Alerts, &ctx, &pages::alerts(&list)),
+        ),
+        Err(e) => {
+            tracing::error!("alerts: {e}");
+            unavailable(&ctx, Nav::Alerts, "Alerts", "The alerts")
+        }
+    }
+}
+
+async fn kill_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    Query(q): Q,
+) -> Response {
+    let (_, ctx) = match page_access(&state, &headers, peer, &q, "/kill").await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    html(
+        StatusCode::OK,
+        pages::layout(
+            "Kill",
+            Nav::Kill,
+            &ctx,
+            &pages::kill(&ctx, ctx.status.as_ref()),
+        ),
+    )
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    Query(q): Q,
+) -> Response {
+    let next = auth::safe_next(q.get("next").map(String::as_str));
+    if let Some(given) = q.get("token") {
+        return login_with(&state, peer, auth::via_https(&headers), given, &next).await;
+    }
+    let ctx = Ctx {
+        token_configured: state.token_set(),
+        ..Ctx::default()
+    };
+    html(
+        StatusCode::OK,
+        pages::layout(
+            "Log in",
+            Nav::Login,
+            &ctx,
+            &pages::login(None, &next, state.token_set()),
+        ),
+    )
+}
+
+fn form(body: &Bytes) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let next = auth::safe_next(f.get("next").map(String::as_str));
+    let given = f.get("token").map(String::as_str).unwrap_or("");
+    login_with(&state, peer, auth::via_https(&headers), given, &next).await
+}
+
+async fn login_with(
+    state: &AppState,
+    peer: Peer,
+    https: bool,
+    given: &str,
+    next: &str,
+) -> Response {
+    let ctx = Ctx {
+        token_configured: state.token_set(),
+        ..Ctx::default()
+    };
+    let page = |status, msg: &str| {
+        html(
+            status,
+            pages::layout(
+                "Log in",
+                Nav::Login,
+                &ctx,
+                &pages::login(Some(msg), next, state.token_set()),
+            ),
+        )
+    };
+    let Some(token) = &state.token else {
+        return page(
+            StatusCode::FORBIDDEN,
+            "No STATUS_TOKEN is set, so there is nothing to log in to: the dashboard is read-only.",
+        );
+    };
+    if let Some(wait) = state.limiter.blocked(peer) {
+        let mut r = page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "Too many failed logins: try again in {} s.",
+                wait.as_secs().max(1)
+            ),
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    if !auth::constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+        state.limiter.fail(peer);
+        tracing::warn!(client = ?peer.0, "dashboard login failed: wrong token");
+        return page(StatusCode::UNAUTHORIZED, "Wrong token.");
+    }
+    let cookie = match state.new_session(token, https).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let mut r = Redirect::to(next).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    no_store(&mut r);
+    r
+}
+
+/// Checks an action request: token (bearer) or session cookie with the matching CSRF token.
+async fn action_access(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Peer,
+    f: &HashMap<String, String>,
+) -> Result<(), Response> {
+    let access = state.access(headers, peer).await;
+    match access {
+        Access::Operator { csrf: None } => Ok(()),
+        Access::Operator { csrf: Some(want) } => {
+            let given = f
+                .get("csrf")
+                .map(String::as_str)
+                .or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()))
+                .unwrap_or("");
+            if !given.is_empty() && auth::constant_time_eq(given.as_bytes(), want.as_bytes()) {
+                Ok(())
+            } else {
+                tracing::warn!(client = ?peer.0, "dashboard action refused: missing or wrong CSRF token");
+                Err(action_error(
+                    headers,
+                    StatusCode::FORBIDDEN,
+                    "Refused: the form's CSRF token is missing or wrong. Reload the page and try again.",
+                ))
+            }
+        }
+        Access::ReadOnly => Err(action_error(
+            headers,
+            StatusCode::FORBIDDEN,
+            "Refused: the dashboard is read-only without STATUS_TOKEN.",
+        )),
+        Access::NotLoopback => Err(action_error(
+            headers,
+            StatusCode::FORBIDDEN,
+            "Refused: without STATUS_TOKEN the dashboard answers on loopback only.",
+        )),
+        Access::NeedsLogin => {
+            let mut r = action_error(
+                headers,
+                StatusCode::UNAUTHORIZED,
+                "Refused: log in (or send Authorization: Bearer STATUS_TOKEN) first.",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mft-dashboard\""),
+            );
+            Err(r)
+        }
+    }
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    auth::bearer(headers).is_some()
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/json"))
+}
+
+fn action_error(headers: &HeaderMap, status: StatusCode, message: &str) -> Response {
+    if wants_json(headers) {
+        let mut r = (
+            status,
+            Json(serde_json::json!({"ok": false, "message": message})),
+        )
+            .into_response();
+        no_store(&mut r);
+        r
+    } else {
+        html(
+            status,
+            pages::layout(
+                "Refused",
+                Nav::Login,
+                &Ctx::default(),
+                &format!(
+                    "<h1>Refused</h1><p class=\"error\">{}</p><p><a href=\"/\">Back to the dashboard</a></p>",
+                    texts::esc(message)
+                ),
+            ),
+        )
+    }
+}
+
+/// Sends `command` as `Actor::Web` after the access check, then answers JSON (API, page
+/// script) or redirects back with the result as a notice (plain forms).
+async fn act(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Peer,
+    body: &Bytes,
+    command: Command,
+) -> Response {
+    let f = form(body);
+    if let Err(r) = action_access(state, headers, peer, &f).await {
+        return r;
+    }
+    if command == Command::Kill && f.get("confirm").map(String::as_str) != Some("yes") {
+        return action_error(
+            headers,
+            StatusCode::BAD_REQUEST,
+            "Kill needs confirmation: use the Confirm kill button on the Kill page (confirm=yes).",
         );
     }
-    out.push_str("</table>\n");
-    out
+    let reply = state
+        .handler
+        .handle(Request {
+            command,
+            actor: Actor::Web,
+        })
+        .await;
+    state.hub.nudge();
+    let (status, ok, message, json) = match &reply {
+        Ok(r) => (
+            StatusCode::OK,
+            true,
+            match r {
+                Reply::Scan(summary) => texts::scan(summary),
+                other => texts::reply_answer(other),
+            },
+            serde_json::to_value(r).unwrap_or_default(),
+        ),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            false,
+            format!("Failed: {}", e.0),
+            serde_json::Value::Null,
+        ),
+    };
+    if wants_json(headers) {
+        let mut r = (
+            status,
+            Json(serde_json::json!({"ok": ok, "message": message, "reply": json})),
+        )
+            .into_response();
+        no_store(&mut r);
+        return r;
+    }
+    let back = auth::safe_next(f.get("back").map(String::as_str));
+    let sep = if back.contains('?') { '&' } else { '?' };
+    let flash: String = url::form_urlencoded::byte_serialize(message.as_bytes()).collect();
+    let mut r = Redirect::to(&format!("{back}{sep}flash={flash}")).into_response();
+    no_store(&mut r);
+    r
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Response {
+    act(
+        &state,
+        &headers,
+        peer,
+        &body,
+        Command::Approve { proposal_id: id },
+    )
+    .await
+}
+
+async fn reject(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Response {
+    act(
+        &state,
+        &headers,
+        peer,
+        &body,
+        Command::Reject { proposal_id: id },
+    )
+    .await
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Bytes,
+) -> Response {
+    act(&state, &headers, peer, &body, Command::Pause).await
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Bytes,
+) -> Response {
+    act(&state, &headers, peer, &body, Command::Resume).await
+}
+
+/// Scan now (what /scan does in the chat): without a bot this is how a new user gets a
+/// proposal before the next scheduled scan.
+async fn scan(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Bytes,
+) -> Response {
+    act(&state, &headers, peer, &body, Command::Scan { only: None }).await
+}
+
+async fn kill(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Bytes,
+) -> Response {
+    act(&state, &headers, peer, &body, Command::Kill).await
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    if let Err(r) = action_access(&state, &headers, peer, &f).await {
+        return r;
+    }
+    if let Some(id) = auth::cookie(&headers, auth::SESSION_COOKIE)
+        && let Some(token) = &state.token
+        && let Err(e) = state
+            .store
+            .delete_web_session(&auth::session_hash(token.expose(), id), state.clock.now())
+            .await
+    {
+        tracing::error!("deleting a dashboard session: {e}");
+    }
+    let mut r = Redirect::to("/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&auth::clear_cookie()) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    no_store(&mut r);
+    r
+}
+
+fn png(bytes: Vec<u8>) -> Response {
+    let mut r = bytes.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    no_store(&mut r);
+    r
+}
+
+fn not_found(what: &str) -> Response {
+    (StatusCode::NOT_FOUND, what.to_string()).into_response()
+}
+
+async fn read_access(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Peer,
+) -> Result<Access, Response> {
+    let access = state.access(headers, peer).await;
+    if access.can_read() {
+        Ok(access)
+    } else {
+        let status = match access {
+            Access::NotLoopback => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        Err((
+            status,
+            "log in or send Authorization: Bearer STATUS_TOKEN\n",
+        )
+            .into_response())
+    }
+}
+
+async fn proposal_chart(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = read_access(&state, &headers, peer).await {
+        return r;
+    }
+    // The path comes from the store (written by the chart renderer), never from the request.
+    let path = match state.store.proposal(id).await {
+        Ok(Some(p)) => p.chart_path,
+        Ok(None) => return not_found("no such proposal"),
+        Err(e) => {
+            tracing::error!("proposal chart: {e}");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database error").into_response();
+        }
+    };
+    let Some(path) = path else {
+        return not_found("this proposal has no chart");
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => png(bytes),
+        Err(e) => {
+            tracing::warn!(proposal = id, "chart file {path}: {e}");
+            not_found("the chart file is gone")
+        }
+    }
+}
+
+async fn equity_chart(State(state): State<AppState>, headers: HeaderMap, peer: Peer) -> Response {
+    if let Err(r) = read_access(&state, &headers, peer).await {
+        return r;
+    }
+    let fills = match state.store.realized_series().await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!("equity: {e}");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database error").into_response();
+        }
+    };
+    if fills.is_empty() {
+        return not_found("no fills yet");
+    }
+    if let Some((n, bytes)) = state
+        .equity
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        && *n == fills.len()
+    {
+        return png(bytes.as_ref().clone());
+    }
+    let capital = state.capital;
+    let n = fills.len();
+    let rendered = tokio::task::spawn_blocking(move || {
+        let mut equity = capital;
+        let mut points = Vec::with_capacity(fills.len() + 1);
+        points.push((fills[0].0, capital.0 as f64 / 100.0));
+        for (ts, pnl) in fills {
+            equity += pnl;
+            points.push((ts, equity.0 as f64 / 100.0));
+        }
+        crate::chart::render_equity(&points, "Equity (realized)", 1280, 640)
+    })
+    .await;
+    match rendered {
+        Ok(Ok(bytes)) => {
+            let bytes = Arc::new(bytes);
+            *state.equity.lock().unwrap_or_else(|e| e.into_inner()) = Some((n, bytes.clone()));
+            png(bytes.as_ref().clone())
+        }
+        Ok(Err(e)) => {
+            tracing::error!("equity chart: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not render the equity chart",
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!("equity chart task: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not render the equity chart",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn events(State(state): State<AppState>, headers: HeaderMap, peer: Peer) -> Response {
+    if let Err(r) = read_access(&state, &headers, peer).await {
+        return r;
+    }
+    let mut r = live::sse(&state.hub).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn metrics_text(State(state): State<AppState>, headers: HeaderMap, peer: Peer) -> Response {
+    if let Err(r) = read_access(&state, &headers, peer).await {
+        return r;
+    }
+    match metrics::render(&state.store).await {
+        Ok(text) => {
+            let mut r = text.into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            no_store(&mut r);
+            r
+        }
+        Err(e) => {
+            tracing::error!("metrics: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("metrics unavailable: {e}\n"),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+async fn css() -> Response {
+    asset(include_str!("assets/app.css"), "text/css; charset=utf-8")
+}
+
+async fn js() -> Response {
+    asset(
+        include_str!("assets/app.js"),
+        "text/javascript; charset=utf-8",
+    )
 }
 
 #[cfg(test)]
@@ -333,29 +1159,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_checks() {
-        let t = Secret::new("s3cret");
-        let mut h = HeaderMap::new();
-        let q = HashMap::new();
-        assert!(!authorized(&t, &h, &q));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer s3cret"),
-        );
-        assert!(authorized(&t, &h, &q));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer s3cre"),
-        );
-        assert!(!authorized(&t, &h, &q));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Basic s3cret"),
-        );
-        assert!(!authorized(&t, &h, &q));
-        let q: HashMap<String, String> = [("token".to_string(), "s3cret".to_string())].into();
-        assert!(authorized(&t, &HeaderMap::new(), &q));
-        assert!(constant_time_eq(b"", b""));
-        assert!(!constant_time_eq(b"a", b"b"));
+    fn without_a_token_only_loopback_is_bound() {
+        assert_eq!(effective_addr("0.0.0.0:8501", false), "127.0.0.1:8501");
+        assert_eq!(effective_addr("0.0.0.0:8501", true), "0.0.0.0:8501");
+        assert_eq!(effective_addr("127.0.0.1:9000", false), "127.0.0.1:9000");
+        assert_eq!(effective_addr("[::1]:9000", false), "[::1]:9000");
     }
 }

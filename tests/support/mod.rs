@@ -7,4 +7,5 @@ pub mod kite_fake;
 pub mod notifier;
 pub mod openai_fake;
 pub mod series;
+pub mod service;
 pub mod telegram_fake;
