@@ -339,6 +339,17 @@ async fn kill_on_the_command_line_flattens_and_halts_and_run_stays_halted() {
             .expect("open the database");
         assert!(store.open_positions().await.unwrap().is_empty());
         assert!(store.system_state().await.unwrap().halted);
+        // The dashboard's audit and Alerts page know who killed it.
+        let kill = store.recent_actions(5).await.unwrap();
+        assert!(
+            kill.iter().any(|a| a.command == "kill" && a.actor == "cli"),
+            "{kill:?}"
+        );
+        let alerts = store.recent_alerts(5).await.unwrap();
+        assert!(
+            alerts.iter().any(|a| a.text.starts_with("Kill done")),
+            "{alerts:?}"
+        );
         store.close().await;
     }
 

@@ -129,7 +129,7 @@ async fn page_approval_and_telegram_tap_at_once_place_one_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_from_the_page_flattens_and_halts() {
+async fn kill_from_the_page_flattens_and_halts_and_every_action_is_audited() {
     for db in test_stores().await {
         let name = db.name;
         let fake = TelegramFake::start(support::service::BOT_TOKEN).await;
@@ -214,6 +214,53 @@ async fn kill_from_the_page_flattens_and_halts() {
             .find(|a| a.command == "kill")
             .expect("kill audited");
         assert_eq!(kill.actor, "web");
+        // Resume lifts the halt; Pause stops new proposals; Reject decides without an order.
+        let (code, r) = svc.post("/resume", STATUS_TOKEN, &[]).await;
+        assert_eq!(
+            (code, r["message"].as_str()),
+            (200, Some("Resumed")),
+            "{name}"
+        );
+        assert!(!db.store.system_state().await.unwrap().halted, "{name}");
+        svc.post("/scan", STATUS_TOKEN, &[]).await;
+        let next = db.store.pending_proposals().await.unwrap();
+        assert_eq!(next.len(), 1, "{name}: a new proposal after the resume");
+        let (_, r) = svc
+            .post(
+                &format!("/proposals/{}/reject", next[0].id),
+                STATUS_TOKEN,
+                &[],
+            )
+            .await;
+        assert_eq!(r["message"], "Rejected", "{name}");
+        assert_eq!(
+            status_of(&db.store, next[0].id).await,
+            ProposalStatus::Rejected
+        );
+        assert!(
+            db.store
+                .orders_for_proposal(next[0].id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let (_, r) = svc.post("/pause", STATUS_TOKEN, &[]).await;
+        assert_eq!(r["message"], "Paused", "{name}");
+        assert!(db.store.system_state().await.unwrap().paused, "{name}");
+        let actors: Vec<(String, String)> = db
+            .store
+            .recent_actions(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.command, a.actor))
+            .collect();
+        for cmd in ["approve", "kill", "resume", "reject", "pause"] {
+            assert!(
+                actors.contains(&(cmd.to_string(), "web".to_string())),
+                "{name}: {cmd} by web not in {actors:?}"
+            );
+        }
         svc.stop().await;
     }
 }

@@ -887,12 +887,19 @@ pub async fn kill_from_cli(settings: Arc<Settings>) -> Result<KillReport, Handle
         settings.clone(),
         clock.clone(),
     ));
+    // The kill report is logged and kept for the dashboard's Alerts page.
+    let notifier = Arc::new(crate::web::live::RecordingNotifier::new(
+        Arc::new(LogNotifier),
+        store.clone(),
+        clock.clone(),
+        crate::web::live::LiveHub::new(),
+    ));
     let handler = Handler::new(
         store.clone(),
         settings,
         clock,
         broker,
-        Arc::new(LogNotifier),
+        notifier,
         Arc::new(NoScanner),
     );
     let reply = handler
