@@ -737,3 +737,8 @@ mod tests {
         assert_eq!(decision_answer(&d), "Already decided (executed)");
     }
 }
+
+/// `mft kill` (and any kill) with MODE=live while no live broker exists.
+pub const KILL_LIVE_UNAVAILABLE: &str = "MODE=live: mft kill cannot close live positions because \
+     the Kite live broker is not built yet, and it will not pretend to close them on paper. \
+     Nothing was changed. Close the positions in Kite (web or app) now; set MODE=paper for paper trading";

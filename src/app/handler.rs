@@ -3,8 +3,9 @@
 //!
 //! Shared behind an `Arc` and called concurrently. Exactly-once decisions come from the store's
 //! compare-and-set on the proposal; everything that reads the book and then trades (approvals,
-//! exits, square-off, kill) runs under one `book` lock so a risk check sees the state the order
-//! is placed into.
+//! exits, square-off, kill) runs under the OMS's book lock ([`Oms::lock_book`]: in-process and
+//! in the database, so another process on the same database waits) so a risk check sees the
+//! state the order is placed into.
 //!
 //! `mft kill` on the command line calls [`kill_from_cli`]: a handler with the paper broker and
 //! a [`LogNotifier`], sending [`Command::Kill`] against the same database.
@@ -86,6 +87,8 @@ pub enum HandlerError {
     Scan(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{}", crate::texts::KILL_LIVE_UNAVAILABLE)]
+    LiveBrokerUnavailable,
 }
 
 /// The command handler. Build one per process and share it (`Arc<Handler>`).
@@ -97,7 +100,6 @@ pub struct Handler {
     scanner: Arc<dyn Scanner>,
     risk: RiskEngine,
     oms: Oms,
-    book: tokio::sync::Mutex<()>,
     next_scan: Option<NextScan>,
 }
 
@@ -126,7 +128,6 @@ impl Handler {
             scanner,
             risk,
             oms,
-            book: tokio::sync::Mutex::new(()),
             next_scan: None,
         }
     }
@@ -151,8 +152,10 @@ impl Handler {
     /// Failed; their cards are edited. Returns how many proposals it settled.
     pub async fn recover(&self) -> Result<u32, HandlerError> {
         let orders = {
-            let _book = self.book.lock().await;
-            self.oms.reconcile().await?
+            let book = self.oms.lock_book().await?;
+            let r = self.oms.reconcile(&book).await;
+            book.release().await;
+            r?
         };
         if orders > 0 {
             tracing::warn!(orders, "reconciled in-flight orders after a restart");
@@ -235,8 +238,10 @@ impl Handler {
             Command::Scan { only } => self.scan(only.as_ref()).await,
             Command::SquareOff => {
                 let report = {
-                    let _book = self.book.lock().await;
-                    self.oms.square_off(Product::Mis).await?
+                    let book = self.oms.lock_book().await?;
+                    let r = self.oms.square_off(&book, Product::Mis).await;
+                    book.release().await;
+                    r?
                 };
                 let changed = report.closed.len() as u32;
                 self.after_exits(&report.closed).await?;
@@ -384,8 +389,10 @@ impl Handler {
 
     async fn check_exits(&self) -> Result<Vec<ExitFill>, HandlerError> {
         let closed = {
-            let _book = self.book.lock().await;
-            self.oms.check_exits().await?
+            let book = self.oms.lock_book().await?;
+            let r = self.oms.check_exits(&book).await;
+            book.release().await;
+            r?
         };
         self.after_exits(&closed).await?;
         Ok(closed)
@@ -422,9 +429,13 @@ impl Handler {
         let Some(p) = self.store.proposal(proposal_id).await? else {
             return Ok(Reply::Decision(Decision::NotFound { proposal_id }));
         };
-        let outcome = {
-            let _book = self.book.lock().await;
-            self.execute_approved(&p).await
+        let outcome = match self.oms.lock_book().await {
+            Ok(book) => {
+                let o = self.execute_approved(&book, &p).await;
+                book.release().await;
+                o
+            }
+            Err(e) => Err(e.into()),
         };
         let (status, detail, outcome) = match outcome {
             Ok(o) => o,
@@ -482,6 +493,7 @@ impl Handler {
     /// Risk check and placement of an approved proposal; (final status, stored detail, outcome).
     async fn execute_approved(
         &self,
+        book: &crate::oms::BookGuard<'_>,
         p: &Proposal,
     ) -> Result<(ProposalStatus, String, Outcome), HandlerError> {
         let ctx = self.risk_context(Some(&p.key), Some(p.expires_at)).await?;
@@ -510,7 +522,7 @@ impl Handler {
             stop: p.stop,
             target: p.target,
         });
-        let placement = self.oms.place(approved, brackets).await?;
+        let placement = self.oms.place(book, approved, brackets).await?;
         let mode = self.oms.mode().to_string();
         let executed = |order: &crate::domain::Order, price: Paise| {
             let order_id = match &order.state {
@@ -639,8 +651,10 @@ impl Handler {
         }
         for (key, reason) in &result.exits {
             let report = {
-                let _book = self.book.lock().await;
-                self.oms.close_instrument(key, reason).await?
+                let book = self.oms.lock_book().await?;
+                let r = self.oms.close_instrument(&book, key, reason).await;
+                book.release().await;
+                r?
             };
             for e in &report.errors {
                 self.notify(Alert::OrderFailed {
@@ -672,10 +686,18 @@ impl Handler {
             closed,
             errors,
         } = {
-            let _book = self.book.lock().await;
+            let book = self.oms.lock_book().await?;
             // Halt first: nothing new may open while we are closing.
-            self.store.set_halt(&who, self.clock.now()).await?;
-            self.oms.flatten("kill").await?
+            let r = match self.store.set_halt(&who, self.clock.now()).await {
+                Ok(_) => self
+                    .oms
+                    .flatten(&book, "kill")
+                    .await
+                    .map_err(HandlerError::from),
+                Err(e) => Err(e.into()),
+            };
+            book.release().await;
+            r?
         };
         let report = KillReport {
             cancelled_orders: cancelled,
@@ -761,16 +783,41 @@ impl CommandHandler for Handler {
     }
 }
 
-/// `mft kill`: halts, cancels open orders and squares off every position in the database at
-/// `settings.database_url` (paper broker, alerts only logged), then closes the store.
+/// The broker of the configured mode. Only paper exists today: MODE=live is refused rather
+/// than silently closing positions on paper (a kill must never report a close that no broker
+/// confirmed).
+pub fn configured_broker(
+    store: &Store,
+    settings: &Arc<Settings>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Arc<dyn crate::oms::Broker>, HandlerError> {
+    match settings.mode {
+        crate::config::Mode::Paper => Ok(Arc::new(PaperBroker::new(
+            store.clone(),
+            settings.clone(),
+            clock.clone(),
+        ))),
+        crate::config::Mode::Live => Err(HandlerError::LiveBrokerUnavailable),
+    }
+}
+
+/// `mft kill` acting directly on the database at `settings.database_url` (used when no
+/// service runs on it): halts, cancels open orders and squares off every position with the
+/// configured broker under the database's book lock (alerts only logged), then closes the
+/// store. MODE=live is refused before anything is touched.
 pub async fn kill_from_cli(settings: Arc<Settings>) -> Result<KillReport, HandlerError> {
+    if settings.mode == crate::config::Mode::Live {
+        return Err(HandlerError::LiveBrokerUnavailable);
+    }
     let store = Store::connect(&settings.database_url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let broker = Arc::new(PaperBroker::new(
-        store.clone(),
-        settings.clone(),
-        clock.clone(),
-    ));
+    let broker = match configured_broker(&store, &settings, &clock) {
+        Ok(b) => b,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
     let handler = Handler::new(
         store.clone(),
         settings,

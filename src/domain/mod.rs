@@ -6,7 +6,7 @@ mod instrument;
 mod money;
 
 pub use instrument::{Candle, Instrument, InstrumentKey, Interval, ParseError};
-pub use money::{Paise, round_to_tick};
+pub use money::{MAX_PRICE_RUPEES, Paise, price_problem, round_to_tick};
 
 use serde::{Deserialize, Serialize};
 

