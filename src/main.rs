@@ -322,6 +322,18 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A `data list` time in IST; a time before 1990 (absurd data stored by an older mft) in UTC,
+/// since the IST zone's rules before 1906 give a local-mean-time offset like +05:53.
+fn list_time(ts: chrono::DateTime<chrono::Utc>) -> String {
+    if ts < mft::market::sanity::earliest_plausible() {
+        ts.format("%Y-%m-%d %H:%M UTC").to_string()
+    } else {
+        ts.with_timezone(&mft::clock::IST)
+            .format("%Y-%m-%d %H:%M %:z")
+            .to_string()
+    }
+}
+
 fn config_check() -> ExitCode {
     match Settings::load() {
         Ok(s) => {
@@ -422,14 +434,8 @@ async fn data_inner(settings: &Settings, store: &Store, command: DataCmd) -> Res
                     "{:<24} {:<9} {:<25} {:<25} {:>9}",
                     r.key.to_string(),
                     r.interval.as_str(),
-                    r.first
-                        .with_timezone(&mft::clock::IST)
-                        .format("%Y-%m-%d %H:%M %:z")
-                        .to_string(),
-                    r.last
-                        .with_timezone(&mft::clock::IST)
-                        .format("%Y-%m-%d %H:%M %:z")
-                        .to_string(),
+                    list_time(r.first),
+                    list_time(r.last),
                     r.rows
                 );
             }

@@ -17,8 +17,8 @@ use mft::app::handler::{Handler, HandlerError, kill_from_cli};
 use mft::clock::{Clock, IST, ManualClock};
 use mft::config::{Mode, Settings};
 use mft::domain::{
-    Actor, Candle, Command, DenyReason, InstrumentKey, Interval, NewProposal, OrderPurpose,
-    OrderRequest, OrderType, Paise, Product, Proposal, ProposalStatus, Request, Side,
+    Actor, Candle, Command, InstrumentKey, Interval, NewProposal, OrderPurpose, OrderRequest,
+    OrderType, Paise, Product, Proposal, Request, Side,
 };
 use mft::oms::PaperBroker;
 use mft::ports::{Alert, Decision, Outcome, Reply, ScanError, ScanResult, ScanSummary, Scanner};
@@ -537,7 +537,129 @@ async fn absurd_candles_are_refused_by_the_store() {
             "{}: a batch with an absurd candle wrote something",
             db.name
         );
-        let _ = DenyReason::Halted;
-        let _ = ProposalStatus::Pending;
+    }
+}
+
+/// The CSV importer rejects absurd rows, naming every line, and writes nothing.
+#[tokio::test]
+async fn the_csv_importer_rejects_absurd_rows_by_line_and_writes_nothing() {
+    for db in test_stores().await {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("h.csv");
+        std::fs::write(
+            &path,
+            "timestamp,open,high,low,close,volume\n\
+             2026-11-25 09:15:00+05:30,70,71,69,70.5,100\n\
+             2026-11-25 09:30:00+05:30,1e308,1e308,1e308,1e308,100\n\
+             2026-11-25 09:45:00+05:30,-5,-5,-5,-5,100\n\
+             2026-11-25 10:00:00+05:30,0,0,0,0,100\n\
+             2026-11-25 10:15:00+05:30,100000001,100000001,100000001,100000001,100\n\
+             0001-01-01 00:00:00+00:00,70,71,69,70.5,100\n\
+             2026-11-25 10:30:00+05:30,70,71,69,70.5,100\n",
+        )
+        .expect("write csv");
+        // 10:05 IST: the 10:30 candle is more than one 15-minute interval ahead.
+        let clock = ManualClock::new(ist(10, 5));
+        let err = mft::market::import_csv_with_clock(
+            &db.store,
+            &path,
+            &key(5),
+            Interval::Minute15,
+            &clock,
+        )
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        for want in [
+            "line 3: open/high/low/close price 1e308 is above the sanity bound",
+            "line 4: open/high/low/close price -5 is not positive",
+            "line 5: open/high/low/close price 0 is not positive",
+            "line 6: open/high/low/close price 100000001 is above the sanity bound",
+            "line 7: timestamp 0001-01-01 00:00:00 UTC is before 1990",
+            "line 8: timestamp 2026-11-25 10:30 IST is more than one interval",
+            "nothing was imported",
+        ] {
+            assert!(
+                text.contains(want),
+                "{}: missing {want:?} in\n{text}",
+                db.name
+            );
+        }
+        assert!(!text.contains("line 2:"), "{text}");
+        assert!(
+            db.store
+                .last_candles(&key(5), Interval::Minute15, 5)
+                .await
+                .expect("read")
+                .is_empty(),
+            "{}: something was written",
+            db.name
+        );
+    }
+}
+
+/// The Kite fetch refuses a response with absurd candles and writes nothing of it.
+#[tokio::test]
+async fn the_kite_fetch_rejects_absurd_candles_and_writes_nothing() {
+    use support::kite_fake::KiteFake;
+    for db in test_stores().await {
+        let fake = KiteFake::start().await;
+        let kite = mft::market::KiteReader::new(
+            &fake.url,
+            support::kite_fake::API_KEY,
+            support::kite_fake::ACCESS_TOKEN,
+            mft::config::KiteSettings {
+                historical_rate_per_sec: 3,
+                max_retries: 1,
+                retry_backoff_ms: 10,
+            },
+        )
+        .expect("reader");
+        mft::market::sync_instruments(&db.store, &kite, None)
+            .await
+            .expect("sync");
+        fake.set_historical_rows(vec![
+            serde_json::json!([
+                "2026-11-24T09:15:00+0530",
+                1500.0,
+                1501.0,
+                1499.0,
+                1500.5,
+                10
+            ]),
+            serde_json::json!(["2026-11-24T09:30:00+0530", 1e308, 1e308, 1e308, 1e308, 10]),
+            serde_json::json!(["2026-11-24T09:45:00+0530", -5.0, -5.0, -5.0, -5.0, 10]),
+        ]);
+        let clock = ManualClock::new(ist(12, 0));
+        let err = mft::market::fetch_history_with_clock(
+            &db.store,
+            &kite,
+            &InstrumentKey::new("NSE", "INFY"),
+            Interval::Minute15,
+            "2026-11-24".parse().expect("date"),
+            "2026-11-24".parse().expect("date"),
+            &mut mft::market::NoProgress,
+            &clock,
+        )
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("candle 2 (") && text.contains("candle 3 ("),
+            "{text}"
+        );
+        assert!(
+            text.contains("nothing of that response was written"),
+            "{text}"
+        );
+        assert!(
+            db.store
+                .last_candles(&InstrumentKey::new("NSE", "INFY"), Interval::Minute15, 5)
+                .await
+                .expect("read")
+                .is_empty(),
+            "{}",
+            db.name
+        );
     }
 }

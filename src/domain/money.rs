@@ -139,16 +139,30 @@ pub const MAX_PRICE_RUPEES: f64 = 100_000_000.0;
 /// Why a market price (rupees) is unusable: not finite, not positive, or above
 /// [`MAX_PRICE_RUPEES`]. None when it is fine.
 pub fn price_problem(p: f64) -> Option<String> {
-    if !p.is_finite() {
+    // 1e308 printed in full is 309 digits: use scientific notation for huge magnitudes.
+    let p = PriceText(p);
+    if !p.0.is_finite() {
         Some(format!("price {p} is not a finite number"))
-    } else if p <= 0.0 {
+    } else if p.0 <= 0.0 {
         Some(format!("price {p} is not positive"))
-    } else if p > MAX_PRICE_RUPEES {
+    } else if p.0 > MAX_PRICE_RUPEES {
         Some(format!(
             "price {p} is above the sanity bound of ₹10,00,00,000 (MAX_PRICE_RUPEES)"
         ))
     } else {
         None
+    }
+}
+
+struct PriceText(f64);
+
+impl fmt::Display for PriceText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_finite() && self.0.abs() >= 1e12 {
+            write!(f, "{:e}", self.0)
+        } else {
+            write!(f, "{}", self.0)
+        }
     }
 }
 
