@@ -507,7 +507,7 @@ pub fn reply(r: &Reply) -> String {
         Reply::Positions(p) => positions(p),
         Reply::Proposals(p) => proposals(p),
         Reply::Risk(r) => risk(r),
-        Reply::Paused => "Paused: no new proposals until /resume. Exits still run.".into(),
+        Reply::Paused => "Paused: no new entries until /resume (no new proposals; approvals are vetoed with PAUSED). Exits, /kill and expiry still run.".into(),
         Reply::Resumed { was_halted } => {
             if *was_halted {
                 "Resumed: the halt is lifted and new proposals are allowed again.".into()

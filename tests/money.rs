@@ -663,3 +663,111 @@ async fn the_kite_fetch_rejects_absurd_candles_and_writes_nothing() {
         );
     }
 }
+
+/// /pause: approvals of cards already posted are vetoed with PAUSED (shown on the card); exits,
+/// the expiry sweep and /kill still run.
+#[tokio::test]
+async fn pause_vetoes_approvals_but_exits_expiry_and_kill_still_run() {
+    for db in test_stores().await {
+        let clock = ManualClock::new(ist(10, 0));
+        let s = settings(&db);
+        set_price(&db.store, &key(6), ist(9, 45), 100.0).await;
+        set_price(&db.store, &key(7), ist(9, 45), 200.0).await;
+        set_price(&db.store, &key(8), ist(9, 45), 300.0).await;
+        let p = process(&db, &s, &clock).await;
+        let tg = |command| Request {
+            command,
+            actor: Actor::Telegram { user_id: 42 },
+        };
+        let held = propose(&p, &key(6), 100, 10).await;
+        p.handler
+            .handle(tg(Command::Approve {
+                proposal_id: held.id,
+            }))
+            .await
+            .expect("approve before the pause");
+        let posted = propose(&p, &key(7), 200, 5).await;
+        let stale = propose(&p, &key(8), 300, 5).await;
+        assert_eq!(
+            p.handler.handle(tg(Command::Pause)).await.expect("pause"),
+            Reply::Paused
+        );
+        let reply = p
+            .handler
+            .handle(tg(Command::Approve {
+                proposal_id: posted.id,
+            }))
+            .await
+            .expect("approve while paused");
+        assert_eq!(
+            reply,
+            Reply::Decision(Decision::Decided {
+                proposal_id: posted.id,
+                outcome: Outcome::Vetoed(mft::domain::DenyReason::Paused)
+            }),
+            "{}",
+            db.name
+        );
+        let card = p
+            .notifier
+            .updates()
+            .into_iter()
+            .find(|(id, _, _)| *id == posted.id)
+            .expect("card edited");
+        let line = mft::texts::outcome_line(&card.2);
+        assert!(line.contains("PAUSED"), "{line}");
+        assert!(
+            db.store
+                .orders_for_proposal(posted.id)
+                .await
+                .expect("orders")
+                .is_empty()
+        );
+        // Expiry still runs.
+        clock.set(ist(10, 11));
+        let swept = p
+            .handler
+            .handle(Request {
+                command: Command::ExpirySweep,
+                actor: Actor::Scheduler,
+            })
+            .await
+            .expect("sweep");
+        assert_eq!(swept, Reply::Done { changed: 1 });
+        assert_eq!(
+            db.store
+                .proposal(stale.id)
+                .await
+                .expect("read")
+                .expect("row")
+                .status,
+            mft::domain::ProposalStatus::Expired
+        );
+        // A stop exit still runs.
+        clock.set(ist(10, 20));
+        db.store
+            .upsert_candles(
+                &key(6),
+                Interval::Minute15,
+                &[candle(ist(10, 0), 99.0, 99.5, 94.0, 94.5)],
+            )
+            .await
+            .expect("candle");
+        assert_eq!(
+            p.handler
+                .handle(Request {
+                    command: Command::CheckExits,
+                    actor: Actor::Scheduler,
+                })
+                .await
+                .expect("exits"),
+            Reply::Done { changed: 1 },
+            "{}",
+            db.name
+        );
+        // /kill still runs.
+        let reply = p.handler.handle(tg(Command::Kill)).await.expect("kill");
+        assert!(matches!(reply, Reply::Killed(_)), "{reply:?}");
+        assert_book_consistent(&db).await;
+    }
+}

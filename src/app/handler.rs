@@ -310,6 +310,7 @@ impl Handler {
         let since = self.day_start();
         Ok(RiskContext {
             halted: state.halted,
+            paused: state.paused,
             last_price,
             positions,
             orders_today: self.store.count_orders_since(since).await?,

@@ -354,6 +354,8 @@ pub enum DenyReason {
         needed: Paise,
         available: Paise,
     },
+    /// /pause is on: no new entries until /resume (exits still run).
+    Paused,
 }
 
 impl DenyReason {
@@ -370,6 +372,7 @@ impl DenyReason {
             DenyReason::MaxOrdersPerDay { .. } => "MAX_ORDERS_PER_DAY",
             DenyReason::MaxDailyLoss { .. } => "MAX_DAILY_LOSS",
             DenyReason::InsufficientCapital { .. } => "INSUFFICIENT_CAPITAL",
+            DenyReason::Paused => "PAUSED",
         }
     }
 
@@ -408,6 +411,9 @@ impl DenyReason {
             }
             DenyReason::InsufficientCapital { needed, available } => {
                 format!("needs {needed}, only {available} available")
+            }
+            DenyReason::Paused => {
+                "trading is paused: no new entries until /resume (exits still run)".into()
             }
         }
     }
