@@ -87,13 +87,15 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Compares without an early exit on the first differing byte, so the time taken does not
-/// reveal how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares two secrets in constant time: both are hashed to SHA-256 digests first, so neither
+/// the position of the first differing byte nor a length mismatch changes the time taken, and
+/// the digests are compared with `subtle`'s constant-time equality.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let da = Sha256::digest(a);
+    let db = Sha256::digest(b);
+    da.as_slice().ct_eq(db.as_slice()).into()
 }
 
 fn authorized(expected: &Secret, headers: &HeaderMap, query: &HashMap<String, String>) -> bool {
@@ -356,5 +358,8 @@ mod tests {
         assert!(authorized(&t, &HeaderMap::new(), &q));
         assert!(constant_time_eq(b"", b""));
         assert!(!constant_time_eq(b"a", b"b"));
+        // A length mismatch goes through the same digest comparison (no early return).
+        assert!(!constant_time_eq(b"s3cret", b"s3cret-and-more"));
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
     }
 }
