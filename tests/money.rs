@@ -771,3 +771,308 @@ async fn pause_vetoes_approvals_but_exits_expiry_and_kill_still_run() {
         assert_book_consistent(&db).await;
     }
 }
+
+const TG_TOKEN: &str = "123456:MONEY-token";
+const OPERATOR: i64 = 4242;
+
+/// Returns one prepared scan result.
+struct OneScan(std::sync::Mutex<Option<ScanResult>>);
+
+#[async_trait::async_trait]
+impl Scanner for OneScan {
+    async fn scan(
+        &self,
+        _only: Option<&InstrumentKey>,
+        _open: &[InstrumentKey],
+    ) -> Result<ScanResult, ScanError> {
+        let r = self.0.lock().expect("lock").take();
+        match r {
+            Some(r) => Ok(r),
+            None => NoopScanner.scan(None, &[]).await,
+        }
+    }
+}
+
+/// A handler posting through the real TelegramNotifier to the Telegram fake.
+fn telegram_handler(
+    db: &TestDb,
+    s: &Settings,
+    clock: &ManualClock,
+    fake: &support::telegram_fake::TelegramFake,
+    scan: Option<ScanResult>,
+) -> Handler {
+    let config = mft::bot::BotConfig {
+        token: mft::config::Secret::new(TG_TOKEN),
+        api_url: fake.url(),
+        chat_id: OPERATOR,
+        allowed_users: vec![OPERATOR],
+    };
+    let notifier = Arc::new(mft::bot::TelegramNotifier::new(
+        config.bot().expect("bot"),
+        OPERATOR,
+        s.trading.capital,
+    ));
+    let settings = Arc::new(s.clone());
+    let clock: Arc<dyn Clock> = Arc::new(clock.clone());
+    Handler::new(
+        db.store.clone(),
+        settings.clone(),
+        clock.clone(),
+        Arc::new(PaperBroker::new(db.store.clone(), settings, clock)),
+        notifier,
+        Arc::new(OneScan(std::sync::Mutex::new(scan))),
+    )
+}
+
+async fn card_scan(
+    db: &TestDb,
+    clock: &ManualClock,
+    k: &InstrumentKey,
+    png: &std::path::Path,
+) -> (ScanResult, Proposal) {
+    let now = clock.now();
+    let p = db
+        .store
+        .insert_proposal(&NewProposal {
+            key: k.clone(),
+            side: Side::Buy,
+            quantity: 10,
+            entry: Paise::from_rupees(100),
+            stop: Paise::from_rupees(95),
+            target: Paise::from_rupees(110),
+            product: Product::Mis,
+            confidence: 0.7,
+            rationale: "test".into(),
+            created_at: now,
+            expires_at: now + Duration::minutes(10),
+        })
+        .await
+        .expect("insert")
+        .expect("no other pending");
+    let run = db.store.start_scan_run(now, 3).await.expect("scan run");
+    db.store
+        .finish_scan_run(run, now, 1, 0, None)
+        .await
+        .expect("finish run");
+    let result = ScanResult {
+        summary: ScanSummary {
+            id: run,
+            started_at: now,
+            finished_at: Some(now),
+            instruments: 3,
+            proposals: 1,
+            errors: 0,
+        },
+        proposals: vec![mft::ports::ProposalCard {
+            proposal: p.clone(),
+            chart_png: Some(png.to_path_buf()),
+            capital: Paise::from_rupees(100_000),
+        }],
+        exits: Vec::new(),
+        errors: Vec::new(),
+    };
+    (result, p)
+}
+
+/// Telegram refusing sendPhoto: the photo is retried once, then the card goes out as text
+/// with the same caption and buttons, and its message id is stored.
+#[tokio::test]
+async fn a_refused_photo_is_retried_then_posted_as_a_text_card() {
+    use support::telegram_fake::TelegramFake;
+    for db in test_stores().await {
+        let dir = tempfile::tempdir().expect("dir");
+        let png = dir.path().join("c.png");
+        std::fs::write(&png, b"\x89PNG\r\n\x1a\nnot really").expect("png");
+        let clock = ManualClock::new(ist(10, 0));
+        let s = settings(&db);
+        // Once refused: the retry posts the photo.
+        let fake = TelegramFake::start(TG_TOKEN).await;
+        fake.refuse("sendPhoto", 1);
+        let (scan, p) = card_scan(&db, &clock, &key(1), &png).await;
+        let h = telegram_handler(&db, &s, &clock, &fake, Some(scan));
+        let reply = h
+            .handle(Request {
+                command: Command::Scan { only: None },
+                actor: Actor::Scheduler,
+            })
+            .await
+            .expect("scan");
+        assert!(
+            matches!(
+                reply,
+                Reply::Scan(ScanSummary {
+                    proposals: 1,
+                    errors: 0,
+                    ..
+                })
+            ),
+            "{reply:?}"
+        );
+        assert_eq!(fake.calls("sendPhoto").len(), 2, "{}", db.name);
+        let stored = db.store.proposal(p.id).await.expect("read").expect("row");
+        assert!(stored.message_id.is_some());
+        // Always refused: a text card with the same caption and both buttons.
+        let fake = TelegramFake::start(TG_TOKEN).await;
+        fake.refuse("sendPhoto", usize::MAX);
+        let (scan, p) = card_scan(&db, &clock, &key(2), &png).await;
+        let h = telegram_handler(&db, &s, &clock, &fake, Some(scan));
+        let reply = h
+            .handle(Request {
+                command: Command::Scan { only: None },
+                actor: Actor::Scheduler,
+            })
+            .await
+            .expect("scan");
+        assert!(
+            matches!(
+                reply,
+                Reply::Scan(ScanSummary {
+                    proposals: 1,
+                    errors: 0,
+                    ..
+                })
+            ),
+            "{reply:?}"
+        );
+        assert_eq!(fake.calls("sendPhoto").len(), 2);
+        let stored = db.store.proposal(p.id).await.expect("read").expect("row");
+        assert_eq!(stored.status, mft::domain::ProposalStatus::Pending);
+        let id = stored
+            .message_id
+            .unwrap_or_else(|| panic!("{}: message id not stored", db.name));
+        let card = fake.message(id).expect("the stored id is the text card");
+        assert!(
+            card.photo.is_none() && card.body().contains("H2"),
+            "{card:?}"
+        );
+        let buttons = card.buttons();
+        assert!(buttons.iter().any(|(t, _)| t == "Approve"), "{buttons:?}");
+        assert!(buttons.iter().any(|(t, _)| t == "Reject"), "{buttons:?}");
+    }
+}
+
+/// When the text card fails too, the proposal is marked failed with the reason, the scan
+/// counts it as an error, and the operator is alerted.
+#[tokio::test]
+async fn a_card_that_cannot_be_posted_fails_the_proposal_counts_an_error_and_alerts() {
+    use support::telegram_fake::TelegramFake;
+    for db in test_stores().await {
+        let dir = tempfile::tempdir().expect("dir");
+        let png = dir.path().join("c.png");
+        std::fs::write(&png, b"\x89PNG\r\n\x1a\nnot really").expect("png");
+        let clock = ManualClock::new(ist(10, 0));
+        let s = settings(&db);
+        let fake = TelegramFake::start(TG_TOKEN).await;
+        fake.refuse("sendPhoto", usize::MAX);
+        // The text fallback is refused; the alert after it gets through.
+        fake.refuse("sendMessage", 1);
+        let (scan, p) = card_scan(&db, &clock, &key(3), &png).await;
+        let run = scan.summary.id;
+        let h = telegram_handler(&db, &s, &clock, &fake, Some(scan));
+        let reply = h
+            .handle(Request {
+                command: Command::Scan { only: None },
+                actor: Actor::Scheduler,
+            })
+            .await
+            .expect("scan");
+        assert!(
+            matches!(
+                reply,
+                Reply::Scan(ScanSummary {
+                    proposals: 0,
+                    errors: 1,
+                    ..
+                })
+            ),
+            "{}: {reply:?}",
+            db.name
+        );
+        let stored = db.store.proposal(p.id).await.expect("read").expect("row");
+        assert_eq!(
+            stored.status,
+            mft::domain::ProposalStatus::Failed,
+            "{}",
+            db.name
+        );
+        assert!(
+            stored
+                .outcome
+                .as_deref()
+                .is_some_and(|o| o.contains("could not be posted")),
+            "{:?}",
+            stored.outcome
+        );
+        let last = db.store.last_scan_run().await.expect("run").expect("row");
+        assert_eq!((last.id, last.proposals, last.errors), (run, 0, 1));
+        assert!(
+            !db.store
+                .has_pending_proposal(&key(3))
+                .await
+                .expect("pending"),
+            "the instrument stays blocked"
+        );
+        let alerted = fake
+            .calls("sendMessage")
+            .iter()
+            .filter_map(|c| c.str("text").map(String::from))
+            .any(|t| t.contains(&format!("#{}", p.id)) && t.contains("could not be posted"));
+        assert!(
+            alerted,
+            "{}: no alert: {:?}",
+            db.name,
+            fake.calls("sendMessage")
+        );
+    }
+}
+
+/// At start, a pending proposal without a message id (a crash between posting and saving)
+/// gets a fresh card; one already due is expired with a note.
+#[tokio::test]
+async fn at_start_unposted_pending_proposals_get_a_fresh_card_or_expire() {
+    use support::telegram_fake::TelegramFake;
+    for db in test_stores().await {
+        let clock = ManualClock::new(ist(10, 0));
+        let s = settings(&db);
+        let fake = TelegramFake::start(TG_TOKEN).await;
+        let dir = tempfile::tempdir().expect("dir");
+        let png = dir.path().join("c.png");
+        std::fs::write(&png, b"x").expect("png");
+        let (_, fresh) = card_scan(&db, &clock, &key(4), &png).await;
+        clock.set(ist(10, 8));
+        let (_, due) = card_scan(&db, &clock, &key(5), &png).await;
+        clock.set(ist(10, 12));
+        // At 10:12 the first (expiring 10:10) is due; the second (10:18) is still live.
+        let h = telegram_handler(&db, &s, &clock, &fake, None);
+        assert_eq!(h.repost_unposted().await.expect("repost"), 2, "{}", db.name);
+        let f = db
+            .store
+            .proposal(fresh.id)
+            .await
+            .expect("read")
+            .expect("row");
+        let d = db.store.proposal(due.id).await.expect("read").expect("row");
+        assert_eq!(
+            f.status,
+            mft::domain::ProposalStatus::Expired,
+            "{}",
+            db.name
+        );
+        assert!(
+            f.outcome
+                .as_deref()
+                .is_some_and(|o| o.contains("never confirmed posted"))
+        );
+        assert_eq!(d.status, mft::domain::ProposalStatus::Pending);
+        let id = d
+            .message_id
+            .unwrap_or_else(|| panic!("{}: no fresh card", db.name));
+        let card = fake.message(id).expect("fresh card sent");
+        assert!(
+            card.buttons().iter().any(|(t, _)| t == "Approve"),
+            "fresh card with buttons: {card:?}"
+        );
+        // Nothing left the second time.
+        assert_eq!(h.repost_unposted().await.expect("again"), 0);
+    }
+}

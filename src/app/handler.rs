@@ -637,18 +637,19 @@ impl Handler {
                 return Err(HandlerError::Scan(error));
             }
         };
+        let mut summary = result.summary.clone();
+        let mut unposted = 0u32;
         for card in &result.proposals {
-            match self.notifier.post_proposal(card).await {
-                Ok(message_id) => {
-                    self.store
-                        .set_proposal_message(card.proposal.id, message_id)
-                        .await?
-                }
-                Err(e) => tracing::error!(
-                    proposal = card.proposal.id,
-                    "could not post the proposal card: {e}"
-                ),
+            if !self.post_card(card).await? {
+                unposted += 1;
             }
+        }
+        if unposted > 0 {
+            summary.proposals = summary.proposals.saturating_sub(unposted);
+            summary.errors += unposted;
+            self.store
+                .count_unposted_cards(summary.id, unposted)
+                .await?;
         }
         for (key, reason) in &result.exits {
             let report = {
@@ -673,7 +674,80 @@ impl Handler {
             })
             .await;
         }
-        Ok(Reply::Scan(result.summary))
+        Ok(Reply::Scan(summary))
+    }
+
+    /// Posts a proposal's card (the notifier retries a photo once, then falls back to text)
+    /// and stores its message id in the same step. When no card could be posted the proposal
+    /// is marked Failed with the reason and the operator is alerted: a pending proposal
+    /// without buttons could never be approved and would block its instrument. Returns
+    /// whether the card was posted.
+    async fn post_card(&self, card: &ProposalCard) -> Result<bool, HandlerError> {
+        let id = card.proposal.id;
+        match self.notifier.post_proposal(card).await {
+            Ok(message_id) => {
+                self.store.set_proposal_message(id, message_id).await?;
+                Ok(true)
+            }
+            Err(e) => {
+                let reason = crate::texts::card_not_posted(&e.to_string());
+                tracing::error!(proposal = id, "{reason}");
+                self.store
+                    .transition_proposal(
+                        id,
+                        ProposalStatus::Pending,
+                        ProposalStatus::Failed,
+                        self.clock.now(),
+                        None,
+                        Some(&reason),
+                    )
+                    .await?;
+                self.notify(Alert::ScanFailed {
+                    key: Some(card.proposal.key.clone()),
+                    error: format!("proposal #{id}: {reason}"),
+                })
+                .await;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Start-up: a pending proposal without a message id lost its card to a crash between
+    /// posting and saving (or was never posted). One still within its time gets a fresh card;
+    /// one already due is expired with a note. Returns how many were handled.
+    pub async fn repost_unposted(&self) -> Result<u32, HandlerError> {
+        let now = self.clock.now();
+        let mut handled = 0;
+        for p in self.store.pending_proposals().await? {
+            if p.message_id.is_some() {
+                continue;
+            }
+            handled += 1;
+            if p.expires_at <= now {
+                self.store
+                    .transition_proposal(
+                        p.id,
+                        ProposalStatus::Pending,
+                        ProposalStatus::Expired,
+                        now,
+                        None,
+                        Some(crate::texts::EXPIRED_UNPOSTED),
+                    )
+                    .await?;
+                continue;
+            }
+            let card = ProposalCard {
+                chart_png: p
+                    .chart_path
+                    .as_ref()
+                    .map(std::path::PathBuf::from)
+                    .filter(|path| path.exists()),
+                capital: self.settings.trading.capital,
+                proposal: p,
+            };
+            self.post_card(&card).await?;
+        }
+        Ok(handled)
     }
 
     async fn kill(&self, actor: Actor) -> Result<KillReport, HandlerError> {

@@ -129,6 +129,13 @@ pub async fn run_with(
     if settled > 0 {
         tracing::warn!(settled, "settled proposals left undecided by the last run");
     }
+    let reposted = handler.repost_unposted().await?;
+    if reposted > 0 {
+        tracing::warn!(
+            reposted,
+            "pending proposals without a card were re-posted or expired"
+        );
+    }
 
     // Bind the status page before announcing the start, so a busy port fails the start.
     let web_listener = crate::web::bind(&settings.status.addr).await?;

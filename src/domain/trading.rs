@@ -51,8 +51,8 @@ pub enum Signal {
     None { key: InstrumentKey, reason: String },
 }
 
-/// Lifecycle of a proposal: pending -> approved | rejected | expired;
-/// approved -> executed | vetoed | failed.
+/// Lifecycle of a proposal: pending -> approved | rejected | expired | failed (its card could
+/// not be posted); approved -> executed | vetoed | failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProposalStatus {
@@ -97,7 +97,8 @@ impl ProposalStatus {
         use ProposalStatus::*;
         matches!(
             (self, next),
-            (Pending, Approved | Rejected | Expired) | (Approved, Executed | Vetoed | Failed)
+            (Pending, Approved | Rejected | Expired | Failed)
+                | (Approved, Executed | Vetoed | Failed)
         )
     }
 }
