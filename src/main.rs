@@ -296,7 +296,11 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 println!("not confirmed: nothing done");
                 return Ok(ExitCode::SUCCESS);
             }
-            let report = mft::app::kill_from_cli(std::sync::Arc::new(settings)).await?;
+            let (report, route) =
+                mft::app::kill_from_cli_routed(std::sync::Arc::new(settings)).await?;
+            if let mft::app::KillRoute::Service { pid, addr } = &route {
+                println!("sent to the running mft run (pid {pid}, status server {addr})");
+            }
             println!(
                 "halted; cancelled {} open order(s)",
                 report.cancelled_orders

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use mft::app::handler::{Handler, HandlerError, kill_from_cli};
+use mft::app::handler::{Handler, HandlerError};
+use mft::app::kill_from_cli;
 use mft::clock::{Clock, IST, ManualClock};
 use mft::config::{Mode, Settings};
 use mft::domain::{

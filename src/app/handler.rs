@@ -7,8 +7,9 @@
 //! in the database, so another process on the same database waits) so a risk check sees the
 //! state the order is placed into.
 //!
-//! `mft kill` on the command line calls [`kill_from_cli`]: a handler with the paper broker and
-//! a [`LogNotifier`], sending [`Command::Kill`] against the same database.
+//! `mft kill` on the command line goes through the running service when there is one
+//! (`app::kill`); otherwise it calls [`kill_directly`]: a handler with the configured broker and
+//! a [`LogNotifier`], sending [`Command::Kill`] against the same database under its book lock.
 
 use std::sync::Arc;
 
@@ -89,6 +90,8 @@ pub enum HandlerError {
     Internal(String),
     #[error("{}", crate::texts::KILL_LIVE_UNAVAILABLE)]
     LiveBrokerUnavailable,
+    #[error("{0}")]
+    ServiceKill(String),
 }
 
 /// The command handler. Build one per process and share it (`Arc<Handler>`).
@@ -876,23 +879,18 @@ pub fn configured_broker(
     }
 }
 
-/// `mft kill` acting directly on the database at `settings.database_url` (used when no
-/// service runs on it): halts, cancels open orders and squares off every position with the
+/// `mft kill` acting directly on `store` (used when no service runs on its database): halts, cancels open orders and squares off every position with the
 /// configured broker under the database's book lock (alerts only logged), then closes the
 /// store. MODE=live is refused before anything is touched.
-pub async fn kill_from_cli(settings: Arc<Settings>) -> Result<KillReport, HandlerError> {
+pub async fn kill_directly(
+    settings: Arc<Settings>,
+    store: Store,
+) -> Result<KillReport, HandlerError> {
     if settings.mode == crate::config::Mode::Live {
         return Err(HandlerError::LiveBrokerUnavailable);
     }
-    let store = Store::connect(&settings.database_url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let broker = match configured_broker(&store, &settings, &clock) {
-        Ok(b) => b,
-        Err(e) => {
-            store.close().await;
-            return Err(e);
-        }
-    };
+    let broker = configured_broker(&store, &settings, &clock)?;
     let handler = Handler::new(
         store.clone(),
         settings,
@@ -907,7 +905,6 @@ pub async fn kill_from_cli(settings: Arc<Settings>) -> Result<KillReport, Handle
             actor: Actor::Cli,
         })
         .await;
-    store.close().await;
     match reply? {
         Reply::Killed(report) => Ok(report),
         other => Err(HandlerError::Internal(format!(

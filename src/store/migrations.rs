@@ -39,6 +39,12 @@ pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_orders.sql"),
         postgres: include_str!("../../migrations/postgres/0003_orders.sql"),
     },
+    EmbeddedMigration {
+        version: 4,
+        name: "service_instance",
+        sqlite: include_str!("../../migrations/sqlite/0004_service_instance.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_service_instance.sql"),
+    },
 ];
 
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";

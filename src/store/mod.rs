@@ -72,9 +72,11 @@ pub mod lock;
 mod market;
 pub(crate) mod migrations;
 mod proposals;
+pub mod service;
 mod sqlite_raw;
 pub mod trading;
 pub use lock::BookLock;
+pub use service::{ServiceInstance, ServiceLock};
 pub use trading::{BookDiscrepancy, RecordedOrder, SystemState, TradeLogEntry};
 
 use chrono::{DateTime, Utc};
@@ -203,6 +205,10 @@ pub enum StoreError {
         "money arithmetic overflowed while {0}; nothing was written: check the prices involved"
     )]
     Overflow(String),
+    #[error(
+        "another mft run is using this database (pid {pid}, since {since}); stop it first, or use `mft kill` to reach it"
+    )]
+    ServiceRunning { pid: i64, since: String },
 }
 
 /// Adds "what was being done" to sqlx errors: `query.execute(pool).await.ctx("storing candles")?`.

@@ -1,6 +1,9 @@
 //! The status page (axum): GET / renders the handler's status report as HTML, GET /healthz
-//! answers JSON. When a STATUS_TOKEN is set, / requires it; /healthz never does. No secret is
+//! answers JSON, POST /kill is the local kill endpoint `mft kill` uses while the service runs
+//! (see [`kill`]). When a STATUS_TOKEN is set, / requires it; /healthz never does. No secret is
 //! ever written into a page.
+
+mod kill;
 
 use crate::config::Secret;
 use crate::domain::{Actor, Command, Paise, Proposal, Request};
@@ -33,17 +36,30 @@ pub enum WebError {
 struct AppState {
     handler: Arc<dyn CommandHandler>,
     token: Option<Arc<Secret>>,
+    /// The token of the kill endpoint's token file (written by `mft run`), if any.
+    kill_token: Option<Arc<Secret>>,
 }
 
 /// The routes, for `serve` and for tests. `token`: the STATUS_TOKEN, if any.
 pub fn router(handler: Arc<dyn CommandHandler>, token: Option<Secret>) -> Router {
+    router_with_kill_token(handler, token, None)
+}
+
+/// [`router`] whose POST /kill also accepts `kill_token` (the token file's secret).
+pub fn router_with_kill_token(
+    handler: Arc<dyn CommandHandler>,
+    token: Option<Secret>,
+    kill_token: Option<Secret>,
+) -> Router {
     let state = AppState {
         handler,
         token: token.filter(|t| !t.expose().is_empty()).map(Arc::new),
+        kill_token: kill_token.filter(|t| !t.expose().is_empty()).map(Arc::new),
     };
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
+        .route("/kill", axum::routing::post(kill::kill))
         .with_state(state)
 }
 
@@ -75,9 +91,20 @@ pub async fn serve_on(
     token: Option<Secret>,
     shutdown: CancellationToken,
 ) -> Result<(), WebError> {
+    serve_on_with_kill_token(listener, handler, token, None, shutdown).await
+}
+
+/// [`serve_on`] with the kill endpoint's file token.
+pub async fn serve_on_with_kill_token(
+    listener: tokio::net::TcpListener,
+    handler: Arc<dyn CommandHandler>,
+    token: Option<Secret>,
+    kill_token: Option<Secret>,
+    shutdown: CancellationToken,
+) -> Result<(), WebError> {
     let local: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(addr = ?local, "status page listening");
-    axum::serve(listener, router(handler, token))
+    axum::serve(listener, router_with_kill_token(handler, token, kill_token))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(|e| WebError::Serve(e.to_string()))
@@ -96,6 +123,18 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let da = Sha256::digest(a);
     let db = Sha256::digest(b);
     da.as_slice().ct_eq(db.as_slice()).into()
+}
+
+/// The bearer token of a request, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
 }
 
 fn authorized(expected: &Secret, headers: &HeaderMap, query: &HashMap<String, String>) -> bool {
