@@ -1077,3 +1077,78 @@ async fn at_start_unposted_pending_proposals_get_a_fresh_card_or_expire() {
         assert_eq!(h.repost_unposted().await.expect("again"), 0);
     }
 }
+
+/// POST /kill on the status server: refused without the token (and when no token exists),
+/// carried out by the service's handler with its KillDone alert when the token is right.
+#[tokio::test]
+async fn the_kill_endpoint_needs_the_token_and_alerts_like_kill_in_telegram() {
+    for db in test_stores().await {
+        let clock = ManualClock::new(ist(10, 0));
+        let s = settings(&db);
+        set_price(&db.store, &key(9), ist(9, 45), 100.0).await;
+        let p = process(&db, &s, &clock).await;
+        open_position(&p, &key(9), 7, "ep-0").await;
+        let serve = |router: axum::Router| async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = l.local_addr().expect("addr");
+            tokio::spawn(async move {
+                let _ = axum::serve(l, router).await;
+            });
+            format!("http://{addr}/kill")
+        };
+        let sink: Arc<dyn mft::ports::CommandHandler> = p.handler.clone();
+        let none = serve(mft::web::router(sink.clone(), None)).await;
+        let r = reqwest::Client::new()
+            .post(&none)
+            .bearer_auth("anything")
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 403);
+        let url = serve(mft::web::router_with_kill_token(
+            sink,
+            Some(mft::config::Secret::new("status-token")),
+            Some(mft::config::Secret::new("file-token")),
+        ))
+        .await;
+        let client = reqwest::Client::new();
+        for bad in [None, Some("file-toke"), Some("file-token-longer"), Some("")] {
+            let mut req = client.post(&url);
+            if let Some(b) = bad {
+                req = req.bearer_auth(b);
+            }
+            let r = req.send().await.expect("post");
+            assert_eq!(r.status(), 401, "{bad:?}");
+        }
+        assert!(!db.store.system_state().await.expect("state").halted);
+        let r = client
+            .post(&url)
+            .bearer_auth("file-token")
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.expect("json");
+        let report: mft::ports::KillReport =
+            serde_json::from_value(body["report"].clone()).expect("a kill report");
+        assert_eq!(report.closed.len(), 1, "{}: {report:?}", db.name);
+        assert!(db.store.system_state().await.expect("state").halted);
+        assert!(
+            p.notifier
+                .alerts()
+                .iter()
+                .any(|a| matches!(a, Alert::KillDone(_)))
+        );
+        // STATUS_TOKEN works too (nothing left to close).
+        let r = client
+            .post(&url)
+            .bearer_auth("status-token")
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+        assert_book_consistent(&db).await;
+    }
+}

@@ -163,6 +163,16 @@ impl Handler {
         if orders > 0 {
             tracing::warn!(orders, "reconciled in-flight orders after a restart");
         }
+        // The book invariant: positions add up to their fills. A mismatch is not repaired
+        // here (which side is right needs a human), but the operator hears of it at once.
+        for d in self.store.book_discrepancies().await? {
+            let error = format!(
+                "the book is inconsistent for {}: positions hold {}, fills net {}; check before trading it",
+                d.instrument, d.positions, d.fills
+            );
+            tracing::error!("{error}");
+            self.notify(Alert::ScanFailed { key: None, error }).await;
+        }
         let mut settled = 0;
         let stuck: Vec<Proposal> = self
             .store
@@ -392,14 +402,24 @@ impl Handler {
     }
 
     async fn check_exits(&self) -> Result<Vec<ExitFill>, HandlerError> {
-        let closed = {
+        let report = {
             let book = self.oms.lock_book().await?;
             let r = self.oms.check_exits(&book).await;
             book.release().await;
             r?
         };
-        self.after_exits(&closed).await?;
-        Ok(closed)
+        // A failed exit (an overflow on an absurd price, a stale order) stops only that exit
+        // and is told to the operator.
+        for e in &report.errors {
+            tracing::error!("bracket exit: {e}");
+            self.notify(Alert::ScanFailed {
+                key: None,
+                error: format!("a stop/target exit failed: {e}"),
+            })
+            .await;
+        }
+        self.after_exits(&report.closed).await?;
+        Ok(report.closed)
     }
 
     async fn decided_elsewhere(&self, proposal_id: i64) -> Result<Reply, HandlerError> {

@@ -515,13 +515,15 @@ impl Oms {
     /// candle that moved more than `[risk] max_bar_move_pct` from the one before it (a bad
     /// tick, an absurd import) never triggers an exit by itself: the next candle, a fresh
     /// price, decides. In live mode brackets are broker-side orders, so nothing is done here.
-    pub async fn check_exits(&self, _book: &BookGuard<'_>) -> Result<Vec<ExitFill>, OmsError> {
+    /// One position's failure (e.g. an overflow on an absurd fill) does not stop the others:
+    /// it is reported in [`FlattenReport::errors`] for the caller to alert.
+    pub async fn check_exits(&self, _book: &BookGuard<'_>) -> Result<FlattenReport, OmsError> {
+        let mut report = FlattenReport::default();
         if self.broker.mode() != Mode::Paper {
-            return Ok(Vec::new());
+            return Ok(report);
         }
         let interval = self.settings.trading.interval;
         let max_move = self.settings.risk.max_bar_move_pct;
-        let mut out = Vec::new();
         for pos in self.store.open_positions().await? {
             if pos.stop.is_none() && pos.target.is_none() {
                 continue;
@@ -576,10 +578,19 @@ impl Oms {
                 quantity: req.quantity,
                 at: self.clock.now(),
             };
-            if let Placement::Filled { fill, realized, .. } =
-                self.apply_ack(order, ack, None).await?
-            {
-                out.push(ExitFill {
+            let placed = match self.apply_ack(order, ack, None).await {
+                Ok(p) => p,
+                Err(e) => {
+                    report.errors.push(format!(
+                        "{reason} exit of {} {}: {e}",
+                        pos.key,
+                        pos.product.as_str()
+                    ));
+                    continue;
+                }
+            };
+            if let Placement::Filled { fill, realized, .. } = placed {
+                report.closed.push(ExitFill {
                     key: pos.key.clone(),
                     product: pos.product,
                     quantity: fill.quantity,
@@ -590,7 +601,7 @@ impl Oms {
                 });
             }
         }
-        Ok(out)
+        Ok(report)
     }
 
     /// How much of `pos` an exit may close now: the position as read under the book lock,
