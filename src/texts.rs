@@ -582,6 +582,24 @@ pub fn alert(a: &Alert) -> String {
     truncate_chars(&s, MESSAGE_LIMIT)
 }
 
+/// `mft kill` (and any kill) with MODE=live while no live broker exists.
+pub const KILL_LIVE_UNAVAILABLE: &str = "MODE=live: mft kill cannot close live positions because \
+     the Kite live broker is not built yet, and it will not pretend to close them on paper. \
+     Nothing was changed. Close the positions in Kite (web or app) now; set MODE=paper for paper trading";
+
+/// Why a proposal was marked failed when its card could not be posted.
+pub fn card_not_posted(error: &str) -> String {
+    format!(
+        "its card could not be posted ({}); marked failed so it blocks nothing. The next scan may propose it again",
+        truncate_chars(error, 300)
+    )
+}
+
+/// The note on a pending proposal expired at start-up because its card was never confirmed
+/// posted.
+pub const EXPIRED_UNPOSTED: &str =
+    "expired at start-up: its card was never confirmed posted (the service stopped first)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -737,21 +755,3 @@ mod tests {
         assert_eq!(decision_answer(&d), "Already decided (executed)");
     }
 }
-
-/// `mft kill` (and any kill) with MODE=live while no live broker exists.
-pub const KILL_LIVE_UNAVAILABLE: &str = "MODE=live: mft kill cannot close live positions because \
-     the Kite live broker is not built yet, and it will not pretend to close them on paper. \
-     Nothing was changed. Close the positions in Kite (web or app) now; set MODE=paper for paper trading";
-
-/// Why a proposal was marked failed when its card could not be posted.
-pub fn card_not_posted(error: &str) -> String {
-    format!(
-        "its card could not be posted ({}); marked failed so it blocks nothing. The next scan may propose it again",
-        truncate_chars(error, 300)
-    )
-}
-
-/// The note on a pending proposal expired at start-up because its card was never confirmed
-/// posted.
-pub const EXPIRED_UNPOSTED: &str =
-    "expired at start-up: its card was never confirmed posted (the service stopped first)";

@@ -37,8 +37,10 @@ fn ist(h: u32, m: u32) -> DateTime<Utc> {
 }
 
 fn settings(db: &TestDb) -> Settings {
-    let mut s = Settings::default();
-    s.database_url = db.url.clone();
+    let mut s = Settings {
+        database_url: db.url.clone(),
+        ..Settings::default()
+    };
     s.risk.trading_window = "00:00-23:59".into();
     s.risk.trading_days = "Mon-Sun".into();
     s.risk.max_open_positions = 100;

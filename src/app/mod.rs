@@ -102,10 +102,7 @@ async fn write_kill_token(
     }
     let mut file = options.open(&path).map_err(io)?;
     std::io::Write::write_all(&mut file, secret.as_bytes()).map_err(io)?;
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .map_err(|e| io(e))?;
+    let addr = listener.local_addr().map(|a| a.to_string()).map_err(io)?;
     store
         .set_service_endpoint(&addr, &path.display().to_string())
         .await?;
