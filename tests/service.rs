@@ -280,3 +280,147 @@ async fn live_mode_kill_refuses_with_exit_1() {
     assert!(stderr.contains("Nothing was changed"), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("closed"));
 }
+
+/// Opens `qty` of `key` (CNC) through the OMS of a handler on `store`, as a fill would.
+async fn seed_position(store: &Store, key: &InstrumentKey, qty: i64, tag: &str) {
+    use mft::domain::{OrderPurpose, OrderRequest, OrderType, Product, Side};
+    use std::sync::Arc;
+    let mut s = mft::config::Settings {
+        database_url: String::new(),
+        ..mft::config::Settings::default()
+    };
+    s.risk.trading_window = "00:00-23:59".into();
+    s.risk.trading_days = "Mon-Sun".into();
+    s.risk.max_position_value = mft::domain::Paise::from_rupees(10_000_000);
+    s.trading.watchlist = vec![key.clone()];
+    let settings = Arc::new(s);
+    let clock: Arc<dyn mft::clock::Clock> = Arc::new(mft::clock::SystemClock);
+    let oms = mft::oms::Oms::new(
+        store.clone(),
+        Arc::new(mft::oms::PaperBroker::new(
+            store.clone(),
+            settings.clone(),
+            clock.clone(),
+        )),
+        mft::risk::RiskEngine::new(settings.clone(), clock.clone()),
+        settings.clone(),
+        clock.clone(),
+    );
+    let last = store
+        .last_price(key, Interval::Minute15)
+        .await
+        .expect("price")
+        .expect("a stored price");
+    let req = OrderRequest {
+        key: key.clone(),
+        side: Side::Buy,
+        quantity: qty,
+        order_type: OrderType::Market,
+        product: Product::Cnc,
+        tag: tag.into(),
+        purpose: OrderPurpose::Entry { proposal_id: 0 },
+        reference_price: last,
+    };
+    let risk = mft::risk::RiskEngine::new(settings, clock);
+    let ctx = mft::risk::RiskContext {
+        last_price: Some(last),
+        ..mft::risk::RiskContext::default()
+    };
+    let approved = risk.check(req, &ctx).expect("entry approved");
+    let book = oms.lock_book().await.expect("book lock");
+    oms.place(&book, approved, None).await.expect("placed");
+    book.release().await;
+}
+
+/// Two real `mft kill --yes` processes racing over 10 open positions, 20 rounds: every
+/// position is closed exactly once (never sold twice, never short) and positions = net fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_mft_kill_processes_racing_close_each_position_once() {
+    const N: usize = 10;
+    const ROUNDS: usize = 20;
+    const QTY: i64 = 188;
+    for (url, pg) in databases().await {
+        let w = Workdir::new(url);
+        let name = if pg.is_some() { "postgres" } else { "sqlite" };
+        let store = Store::connect(&w.db_url).await.expect("open the database");
+        let keys: Vec<InstrumentKey> = (0..N)
+            .map(|i| InstrumentKey::new("NSE", &format!("H{i}")))
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            let c = mft::domain::Candle {
+                ts: last_boundary() - chrono::Duration::minutes(15),
+                open: 70.0 + i as f64,
+                high: 70.0 + i as f64,
+                low: 70.0 + i as f64,
+                close: 70.0 + i as f64,
+                volume: 1,
+                oi: None,
+            };
+            store
+                .upsert_candles(k, Interval::Minute15, &[c])
+                .await
+                .expect("price");
+        }
+        let mut ms = Vec::new();
+        let mut split = [0usize; 2];
+        for round in 0..ROUNDS {
+            store.resume(Utc::now()).await.expect("resume");
+            for (i, k) in keys.iter().enumerate() {
+                seed_position(&store, k, QTY, &format!("b{round}-{i}")).await;
+            }
+            let started = std::time::Instant::now();
+            let (a, b) = tokio::join!(
+                w.mft(&["kill", "--yes"], None, &free_addr()).output(),
+                w.mft(&["kill", "--yes"], None, &free_addr()).output()
+            );
+            ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            let mut closed = 0;
+            for (j, out) in [a.expect("kill a"), b.expect("kill b")].iter().enumerate() {
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    out.status.success(),
+                    "{name} round {round}: {stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let n = stdout.lines().filter(|l| l.starts_with("closed ")).count();
+                assert!(
+                    stdout
+                        .lines()
+                        .filter(|l| l.starts_with("closed "))
+                        .all(|l| l.contains(&format!(" x{QTY} "))),
+                    "{name}: {stdout}"
+                );
+                split[j] += n;
+                closed += n;
+            }
+            assert_eq!(closed, N, "{name} round {round}: closes");
+            assert!(store.open_positions().await.expect("positions").is_empty());
+            assert!(
+                store.book_discrepancies().await.expect("book").is_empty(),
+                "{name} round {round}: positions != net fills"
+            );
+        }
+        let sells = store
+            .fills_since(Utc::now() - chrono::Duration::days(1))
+            .await
+            .expect("fills")
+            .iter()
+            .filter(|f| f.side == mft::domain::Side::Sell)
+            .count();
+        assert_eq!(sells, N * ROUNDS, "{name}: double sells");
+        ms.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "binary stress [{name}]: {ROUNDS} rounds of two `mft kill --yes` processes over {N} positions: \
+             {sells} exit fills (expected {}), closes first/second {}/{}, race wall time median {:.0} ms, max {:.0} ms",
+            N * ROUNDS,
+            split[0],
+            split[1],
+            (ms[ROUNDS / 2 - 1] + ms[ROUNDS / 2]) / 2.0,
+            ms[ROUNDS - 1]
+        );
+        store.close().await;
+        if let Some((admin, db)) = pg {
+            support::db::drop_pg_database(&admin, &db).await;
+        }
+    }
+}
