@@ -424,3 +424,42 @@ async fn two_mft_kill_processes_racing_close_each_position_once() {
         }
     }
 }
+
+/// `mft data list` never shows a year-1 timestamp with a local-mean-time offset: times before
+/// 1990 (absurd data stored by an older mft) are shown in UTC.
+#[tokio::test]
+async fn data_list_shows_absurd_old_times_in_utc() {
+    let w = Workdir::new(None);
+    {
+        let store = Store::connect(&w.db_url).await.expect("open the database");
+        let year1 = DateTime::<Utc>::from_timestamp(-62_135_596_800, 0).expect("year 1");
+        let c = |ts| mft::domain::Candle {
+            ts,
+            open: 10.0,
+            high: 10.0,
+            low: 10.0,
+            close: 10.0,
+            volume: 1,
+            oi: None,
+        };
+        store
+            .upsert_candles(
+                &"NSE:OLD".parse().unwrap(),
+                Interval::Day,
+                &[c(year1), c(last_boundary())],
+            )
+            .await
+            .expect("store");
+        store.close().await;
+    }
+    let out = w
+        .mft(&["data", "list"], None, &free_addr())
+        .output()
+        .await
+        .expect("run mft data list");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("0001-01-01 00:00 UTC"), "{stdout}");
+    assert!(!stdout.contains("+05:53"), "{stdout}");
+    assert!(stdout.contains("+05:30"), "{stdout}");
+}

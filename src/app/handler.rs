@@ -710,6 +710,13 @@ impl Handler {
         match self.notifier.post_proposal(card).await {
             Ok(message_id) => {
                 self.store.set_proposal_message(id, message_id).await?;
+                // The expiry sweep may have run between the post and the save, when it could
+                // not yet edit this card: do it now, so no live buttons stay behind.
+                if let Some(p) = self.store.proposal(id).await?
+                    && p.status == ProposalStatus::Expired
+                {
+                    self.edit_card(id, &Outcome::Expired).await;
+                }
                 Ok(true)
             }
             Err(e) => {
