@@ -107,35 +107,52 @@ async fn via_service(
             instance.pid
         ))
     };
-    let token = match settings
+    // STATUS_TOKEN first when this shell has it, then the token file (the service may run
+    // with another STATUS_TOKEN, or none).
+    let mut tokens: Vec<String> = settings
         .status
         .token
         .as_ref()
         .filter(|t| !t.expose().is_empty())
-    {
-        Some(t) => t.expose().to_string(),
-        None => {
-            let path = instance.token_path.clone().unwrap_or_default();
-            std::fs::read_to_string(&path)
-                .map(|t| t.trim().to_string())
-                .map_err(|e| {
-                    fail(format!(
-                        "could not be reached: its token file {path} is unreadable ({e}); run mft kill as the user running mft run, or set STATUS_TOKEN"
-                    ))
-                })?
+        .map(|t| t.expose().to_string())
+        .into_iter()
+        .collect();
+    let path = instance.token_path.clone().unwrap_or_default();
+    let file_error = match std::fs::read_to_string(&path) {
+        Ok(t) => {
+            tokens.push(t.trim().to_string());
+            None
         }
+        Err(e) => Some(e),
     };
+    if tokens.is_empty() {
+        let e = file_error.map(|e| e.to_string()).unwrap_or_default();
+        return Err(fail(format!(
+            "could not be reached: its token file {path} is unreadable ({e}); run mft kill as the user running mft run, or set STATUS_TOKEN"
+        )));
+    }
     let url = format!("http://{}/kill", connect_addr(addr));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
         .map_err(|e| fail(format!("could not be reached: {e}")))?;
-    let resp = client
-        .post(&url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| fail(format!("could not be reached at {url}: {e}")))?;
+    let mut resp = None;
+    for token in &tokens {
+        let r = client
+            .post(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| fail(format!("could not be reached at {url}: {e}")))?;
+        let unauthorized = r.status() == reqwest::StatusCode::UNAUTHORIZED;
+        resp = Some(r);
+        if !unauthorized {
+            break;
+        }
+    }
+    let Some(resp) = resp else {
+        return Err(fail("could not be reached: no token to send".into()));
+    };
     let status = resp.status();
     let body: serde_json::Value = resp
         .json()
