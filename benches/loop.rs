@@ -217,10 +217,15 @@ async fn run(name: &str, db_url: &str) {
         if !caption.contains("\nExecuted") {
             not_executed.push(format!("#{id}: {}", caption.lines().last().unwrap_or("")));
         }
+        let book = closer
+            .lock_book()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: book lock: {e}"));
         closer
-            .close_instrument(key, "bench: close after the timed approval")
+            .close_instrument(&book, key, "bench: close after the timed approval")
             .await
             .unwrap_or_else(|e| panic!("{name}: closing {key}: {e}"));
+        book.release().await;
     }
     let total = t.elapsed();
     shutdown.cancel();

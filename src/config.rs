@@ -216,6 +216,9 @@ pub struct RiskSettings {
     pub max_daily_loss: Paise,
     /// Instruments that may be traded; empty means the watchlist.
     pub allowed_instruments: Vec<InstrumentKey>,
+    /// A candle moving more than this percent from the previous one does not trigger an exit
+    /// by itself (bad ticks, absurd imports): the next candle decides.
+    pub max_bar_move_pct: f64,
 }
 
 impl Default for RiskSettings {
@@ -229,6 +232,7 @@ impl Default for RiskSettings {
             max_orders_per_day: 20,
             max_daily_loss: Paise::from_rupees(2_000),
             allowed_instruments: Vec::new(),
+            max_bar_move_pct: 20.0,
         }
     }
 }

@@ -337,7 +337,11 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 println!("not confirmed: nothing done");
                 return Ok(ExitCode::SUCCESS);
             }
-            let report = mft::app::kill_from_cli(std::sync::Arc::new(settings)).await?;
+            let (report, route) =
+                mft::app::kill_from_cli_routed(std::sync::Arc::new(settings)).await?;
+            if let mft::app::KillRoute::Service { pid, addr } = &route {
+                println!("sent to the running mft run (pid {pid}, status server {addr})");
+            }
             println!(
                 "halted; cancelled {} open order(s)",
                 report.cancelled_orders
@@ -427,6 +431,18 @@ async fn mcp(settings: Settings, command: McpCmd) -> Result<ExitCode> {
     };
     store.close().await;
     result
+}
+
+/// A `data list` time in IST; a time before 1990 (absurd data stored by an older mft) in UTC,
+/// since the IST zone's rules before 1906 give a local-mean-time offset like +05:53.
+fn list_time(ts: chrono::DateTime<chrono::Utc>) -> String {
+    if ts < mft::market::sanity::earliest_plausible() {
+        ts.format("%Y-%m-%d %H:%M UTC").to_string()
+    } else {
+        ts.with_timezone(&mft::clock::IST)
+            .format("%Y-%m-%d %H:%M %:z")
+            .to_string()
+    }
 }
 
 fn config_check() -> ExitCode {
@@ -529,14 +545,8 @@ async fn data_inner(settings: &Settings, store: &Store, command: DataCmd) -> Res
                     "{:<24} {:<9} {:<25} {:<25} {:>9}",
                     r.key.to_string(),
                     r.interval.as_str(),
-                    r.first
-                        .with_timezone(&mft::clock::IST)
-                        .format("%Y-%m-%d %H:%M %:z")
-                        .to_string(),
-                    r.last
-                        .with_timezone(&mft::clock::IST)
-                        .format("%Y-%m-%d %H:%M %:z")
-                        .to_string(),
+                    list_time(r.first),
+                    list_time(r.last),
                     r.rows
                 );
             }

@@ -508,7 +508,7 @@ pub fn reply(r: &Reply) -> String {
         Reply::Positions(p) => positions(p),
         Reply::Proposals(p) => proposals(p),
         Reply::Risk(r) => risk(r),
-        Reply::Paused => "Paused: no new proposals until /resume. Exits still run.".into(),
+        Reply::Paused => "Paused: no new entries until /resume (no new proposals; approvals are vetoed with PAUSED). Exits, /kill and expiry still run.".into(),
         Reply::Resumed { was_halted } => {
             if *was_halted {
                 "Resumed: the halt is lifted and new proposals are allowed again.".into()
@@ -697,6 +697,24 @@ pub fn why(
     }
     truncate_chars(out.trim_end(), MESSAGE_LIMIT)
 }
+
+/// `mft kill` (and any kill) with MODE=live while no live broker exists.
+pub const KILL_LIVE_UNAVAILABLE: &str = "MODE=live: mft kill cannot close live positions because \
+     the Kite live broker is not built yet, and it will not pretend to close them on paper. \
+     Nothing was changed. Close the positions in Kite (web or app) now; set MODE=paper for paper trading";
+
+/// Why a proposal was marked failed when its card could not be posted.
+pub fn card_not_posted(error: &str) -> String {
+    format!(
+        "its card could not be posted ({}); marked failed so it blocks nothing. The next scan may propose it again",
+        truncate_chars(error, 300)
+    )
+}
+
+/// The note on a pending proposal expired at start-up because its card was never confirmed
+/// posted.
+pub const EXPIRED_UNPOSTED: &str =
+    "expired at start-up: its card was never confirmed posted (the service stopped first)";
 
 #[cfg(test)]
 mod tests {

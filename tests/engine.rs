@@ -155,6 +155,21 @@ async fn propose(r: &Rig, key: &InstrumentKey, entry: i64, qty: i64) -> Proposal
     p
 }
 
+/// The book invariant, checked after every test: each instrument's positions add up to the
+/// net of its fills.
+async fn assert_book_consistent(db: &support::db::TestDb) {
+    let off = db
+        .store
+        .book_discrepancies()
+        .await
+        .expect("compare positions with fills");
+    assert!(
+        off.is_empty(),
+        "{}: positions != net fills: {off:?}",
+        db.name
+    );
+}
+
 fn req(command: Command) -> Request {
     Request {
         command,
@@ -268,6 +283,7 @@ async fn approve_executes_once_with_an_order_and_a_position() {
         assert_eq!(s.unrealized, Paise(-750));
         assert_eq!(s.loss_used, Paise(750));
         assert!(s.pending.is_empty());
+        assert_book_consistent(&db).await;
     }
 }
 
@@ -310,6 +326,7 @@ async fn ten_concurrent_approvals_place_one_order() {
             .expect("exists");
         assert_eq!(pos.quantity, 10, "{}", db.name);
         assert_eq!(r.notifier.updates().len(), 1);
+        assert_book_consistent(&db).await;
     }
 }
 
@@ -373,6 +390,7 @@ async fn approval_racing_the_expiry_sweep_has_exactly_one_outcome() {
         }
         // Every card was edited exactly once.
         assert_eq!(r.notifier.updates().len(), 6, "{}", db.name);
+        assert_book_consistent(&db).await;
     }
 }
 
@@ -441,6 +459,7 @@ async fn a_daily_loss_veto_halts_and_alerts_once() {
                 .expect("orders")
                 .is_empty()
         );
+        assert_book_consistent(&db).await;
     }
 }
 
@@ -510,6 +529,7 @@ async fn kill_flattens_halts_and_the_halt_survives_a_restart() {
         );
         assert!(!store2.system_state().await.expect("state").halted);
         store2.close().await;
+        assert_book_consistent(&db).await;
     }
 }
 
@@ -570,6 +590,7 @@ async fn exits_are_never_blocked_while_halted() {
                 .is_empty()
         );
         assert!(r.store.system_state().await.expect("state").halted);
+        assert_book_consistent(&db).await;
     }
 }
 
@@ -626,12 +647,14 @@ async fn placement_after_a_crash_finds_the_order_by_its_tag() {
             ..RiskContext::default()
         };
         let approved = risk.check(req_.clone(), &ctx).expect("approved");
+        let book = r.handler.oms().lock_book().await.expect("book lock");
         let placement = r
             .handler
             .oms()
-            .place(approved, None)
+            .place(&book, approved, None)
             .await
             .expect("placement runs");
+        book.release().await;
         assert!(
             matches!(placement, Placement::AlreadyPlaced { .. }),
             "{placement:?}"
@@ -643,6 +666,7 @@ async fn placement_after_a_crash_finds_the_order_by_its_tag() {
             .expect("position")
             .expect("row");
         assert_eq!(pos.quantity, 10, "{}: placed twice", db.name);
+        assert_book_consistent(&db).await;
     }
 }
 
@@ -703,6 +727,7 @@ async fn reject_pause_and_scan_while_paused() {
                 .expect("approve unknown")
                 == Reply::Decision(Decision::NotFound { proposal_id: 9999 })
         );
+        assert_book_consistent(&db).await;
     }
 }
 
@@ -770,6 +795,7 @@ async fn recovery_after_a_crash_settles_stuck_proposals() {
         );
         // Nothing left to do the second time.
         assert_eq!(r2.handler.recover().await.expect("recover again"), 0);
+        assert_book_consistent(&db).await;
     }
 }
 
@@ -956,6 +982,7 @@ async fn a_scan_posts_cards_runs_exit_signals_and_alerts_failures() {
         );
         assert!(alerts.iter().any(|a| matches!(a,
             Alert::ScanFailed { key: Some(k), .. } if k.tradingsymbol == "TCS")));
+        assert_book_consistent(&db).await;
     }
 }
 

@@ -407,19 +407,28 @@ async fn todays_candles_are_stored_but_today_is_fetched_again() {
     let kite = reader(&fake);
     let k = "NSE:RELIANCE";
     let iv = Interval::Minute15;
+    let evening = ManualClock::new(
+        IST.from_local_datetime(&d("2024-03-06").and_hms_opt(16, 0, 0).expect("time"))
+            .single()
+            .expect("IST")
+            .with_timezone(&Utc),
+    );
     for db in test_stores().await {
         let store = &db.store;
         synced(store, &fake).await;
         fake.clear_requests();
         // "Today" is Wednesday 2024-03-06; asking beyond today stops at today.
-        let report = fetch(
+        // At 16:00 IST, after the session: the fake serves the whole day, and candles more
+        // than one interval in the future would be refused as absurd.
+        let report = fetch_history_with_clock(
             store,
             &kite,
-            k,
+            &key(k),
             iv,
-            "2024-03-01",
-            "2024-03-31",
-            "2024-03-06",
+            d("2024-03-01"),
+            d("2024-03-31"),
+            &mut NoProgress,
+            &evening,
         )
         .await
         .expect("fetch");
@@ -436,14 +445,15 @@ async fn todays_candles_are_stored_but_today_is_fetched_again() {
             db.name
         );
         fake.clear_requests();
-        let report = fetch(
+        let report = fetch_history_with_clock(
             store,
             &kite,
-            k,
+            &key(k),
             iv,
-            "2024-03-01",
-            "2024-03-06",
-            "2024-03-06",
+            d("2024-03-01"),
+            d("2024-03-06"),
+            &mut NoProgress,
+            &evening,
         )
         .await
         .expect("again");

@@ -3,11 +3,13 @@
 //!
 //! Shared behind an `Arc` and called concurrently. Exactly-once decisions come from the store's
 //! compare-and-set on the proposal; everything that reads the book and then trades (approvals,
-//! exits, square-off, kill) runs under one `book` lock so a risk check sees the state the order
-//! is placed into.
+//! exits, square-off, kill) runs under the OMS's book lock ([`Oms::lock_book`]: in-process and
+//! in the database, so another process on the same database waits) so a risk check sees the
+//! state the order is placed into.
 //!
-//! `mft kill` on the command line calls [`kill_from_cli`]: a handler with the paper broker and
-//! a [`LogNotifier`], sending [`Command::Kill`] against the same database.
+//! `mft kill` on the command line goes through the running service when there is one
+//! (`app::kill`); otherwise it calls [`kill_directly`]: a handler with the configured broker and
+//! a [`LogNotifier`], sending [`Command::Kill`] against the same database under its book lock.
 
 use std::sync::Arc;
 
@@ -86,6 +88,10 @@ pub enum HandlerError {
     Scan(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{}", crate::texts::KILL_LIVE_UNAVAILABLE)]
+    LiveBrokerUnavailable,
+    #[error("{0}")]
+    ServiceKill(String),
 }
 
 /// The command handler. Build one per process and share it (`Arc<Handler>`).
@@ -97,7 +103,6 @@ pub struct Handler {
     scanner: Arc<dyn Scanner>,
     risk: RiskEngine,
     oms: Oms,
-    book: tokio::sync::Mutex<()>,
     next_scan: Option<NextScan>,
     /// Outcomes decided (on the dashboard) while the proposal's card was still being posted:
     /// the scan edits the card as soon as it has its message id. The lock also orders "no
@@ -130,7 +135,6 @@ impl Handler {
             scanner,
             risk,
             oms,
-            book: tokio::sync::Mutex::new(()),
             next_scan: None,
             unposted: tokio::sync::Mutex::new(std::collections::HashMap::new()),
         }
@@ -156,11 +160,23 @@ impl Handler {
     /// Failed; their cards are edited. Returns how many proposals it settled.
     pub async fn recover(&self) -> Result<u32, HandlerError> {
         let orders = {
-            let _book = self.book.lock().await;
-            self.oms.reconcile().await?
+            let book = self.oms.lock_book().await?;
+            let r = self.oms.reconcile(&book).await;
+            book.release().await;
+            r?
         };
         if orders > 0 {
             tracing::warn!(orders, "reconciled in-flight orders after a restart");
+        }
+        // The book invariant: positions add up to their fills. A mismatch is not repaired
+        // here (which side is right needs a human), but the operator hears of it at once.
+        for d in self.store.book_discrepancies().await? {
+            let error = format!(
+                "the book is inconsistent for {}: positions hold {}, fills net {}; check before trading it",
+                d.instrument, d.positions, d.fills
+            );
+            tracing::error!("{error}");
+            self.notify(Alert::ScanFailed { key: None, error }).await;
         }
         let mut settled = 0;
         let stuck: Vec<Proposal> = self
@@ -278,8 +294,10 @@ impl Handler {
             Command::Scan { only } => self.scan(only.as_ref()).await,
             Command::SquareOff => {
                 let report = {
-                    let _book = self.book.lock().await;
-                    self.oms.square_off(Product::Mis).await?
+                    let book = self.oms.lock_book().await?;
+                    let r = self.oms.square_off(&book, Product::Mis).await;
+                    book.release().await;
+                    r?
                 };
                 let changed = report.closed.len() as u32;
                 self.after_exits(&report.closed).await?;
@@ -358,6 +376,7 @@ impl Handler {
         let since = self.day_start();
         Ok(RiskContext {
             halted: state.halted,
+            paused: state.paused,
             last_price,
             positions,
             orders_today: self.store.count_orders_since(since).await?,
@@ -475,12 +494,24 @@ impl Handler {
     }
 
     async fn check_exits(&self) -> Result<Vec<ExitFill>, HandlerError> {
-        let closed = {
-            let _book = self.book.lock().await;
-            self.oms.check_exits().await?
+        let report = {
+            let book = self.oms.lock_book().await?;
+            let r = self.oms.check_exits(&book).await;
+            book.release().await;
+            r?
         };
-        self.after_exits(&closed).await?;
-        Ok(closed)
+        // A failed exit (an overflow on an absurd price, a stale order) stops only that exit
+        // and is told to the operator.
+        for e in &report.errors {
+            tracing::error!("bracket exit: {e}");
+            self.notify(Alert::ScanFailed {
+                key: None,
+                error: format!("a stop/target exit failed: {e}"),
+            })
+            .await;
+        }
+        self.after_exits(&report.closed).await?;
+        Ok(report.closed)
     }
 
     async fn decided_elsewhere(&self, proposal_id: i64) -> Result<Reply, HandlerError> {
@@ -514,9 +545,13 @@ impl Handler {
         let Some(p) = self.store.proposal(proposal_id).await? else {
             return Ok(Reply::Decision(Decision::NotFound { proposal_id }));
         };
-        let outcome = {
-            let _book = self.book.lock().await;
-            self.execute_approved(&p).await
+        let outcome = match self.oms.lock_book().await {
+            Ok(book) => {
+                let o = self.execute_approved(&book, &p).await;
+                book.release().await;
+                o
+            }
+            Err(e) => Err(e.into()),
         };
         let (status, detail, outcome) = match outcome {
             Ok(o) => o,
@@ -574,6 +609,7 @@ impl Handler {
     /// Risk check and placement of an approved proposal; (final status, stored detail, outcome).
     async fn execute_approved(
         &self,
+        book: &crate::oms::BookGuard<'_>,
         p: &Proposal,
     ) -> Result<(ProposalStatus, String, Outcome), HandlerError> {
         let ctx = self.risk_context(Some(&p.key), Some(p.expires_at)).await?;
@@ -602,7 +638,7 @@ impl Handler {
             stop: p.stop,
             target: p.target,
         });
-        let placement = self.oms.place(approved, brackets).await?;
+        let placement = self.oms.place(book, approved, brackets).await?;
         let mode = self.oms.mode().to_string();
         let executed = |order: &crate::domain::Order, price: Paise| {
             let order_id = match &order.state {
@@ -716,33 +752,26 @@ impl Handler {
                 return Err(HandlerError::Scan(error));
             }
         };
+        let mut summary = result.summary.clone();
+        let mut unposted = 0u32;
         for card in &result.proposals {
-            match self.notifier.post_proposal(card).await {
-                Ok(message_id) => {
-                    let decided = {
-                        let mut unposted = self.unposted.lock().await;
-                        self.store
-                            .set_proposal_message(card.proposal.id, message_id)
-                            .await?;
-                        unposted.remove(&card.proposal.id)
-                    };
-                    if let Some(outcome) = decided {
-                        self.edit_card(card.proposal.id, &outcome).await;
-                    }
-                }
-                Err(e) => {
-                    self.unposted.lock().await.remove(&card.proposal.id);
-                    tracing::error!(
-                        proposal = card.proposal.id,
-                        "could not post the proposal card: {e}"
-                    )
-                }
+            if !self.post_card(card).await? {
+                unposted += 1;
             }
+        }
+        if unposted > 0 {
+            summary.proposals = summary.proposals.saturating_sub(unposted);
+            summary.errors += unposted;
+            self.store
+                .count_unposted_cards(summary.id, unposted)
+                .await?;
         }
         for (key, reason) in &result.exits {
             let report = {
-                let _book = self.book.lock().await;
-                self.oms.close_instrument(key, reason).await?
+                let book = self.oms.lock_book().await?;
+                let r = self.oms.close_instrument(&book, key, reason).await;
+                book.release().await;
+                r?
             };
             for e in &report.errors {
                 self.notify(Alert::OrderFailed {
@@ -760,7 +789,96 @@ impl Handler {
             })
             .await;
         }
-        Ok(Reply::Scan(result.summary))
+        Ok(Reply::Scan(summary))
+    }
+
+    /// Posts a proposal's card (the notifier retries a photo once, then falls back to text)
+    /// and stores its message id in the same step. When no card could be posted the proposal
+    /// is marked Failed with the reason and the operator is alerted: a pending proposal
+    /// without buttons could never be approved and would block its instrument. Returns
+    /// whether the card was posted.
+    async fn post_card(&self, card: &ProposalCard) -> Result<bool, HandlerError> {
+        let id = card.proposal.id;
+        match self.notifier.post_proposal(card).await {
+            Ok(message_id) => {
+                // A decision taken before the card existed (e.g. on the dashboard) left its
+                // outcome here: saving the id and taking it is one step under the lock.
+                let decided = {
+                    let mut waiting = self.unposted.lock().await;
+                    self.store.set_proposal_message(id, message_id).await?;
+                    waiting.remove(&id)
+                };
+                if let Some(outcome) = decided {
+                    self.edit_card(id, &outcome).await;
+                } else if let Some(p) = self.store.proposal(id).await?
+                    && p.status == ProposalStatus::Expired
+                {
+                    // The expiry sweep may have run between the post and the save, when it
+                    // could not yet edit this card: do it now, so no live buttons stay behind.
+                    self.edit_card(id, &Outcome::Expired).await;
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                self.unposted.lock().await.remove(&id);
+                let reason = crate::texts::card_not_posted(&e.to_string());
+                tracing::error!(proposal = id, "{reason}");
+                self.store
+                    .transition_proposal(
+                        id,
+                        ProposalStatus::Pending,
+                        ProposalStatus::Failed,
+                        self.clock.now(),
+                        None,
+                        Some(&reason),
+                    )
+                    .await?;
+                self.notify(Alert::ScanFailed {
+                    key: Some(card.proposal.key.clone()),
+                    error: format!("proposal #{id}: {reason}"),
+                })
+                .await;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Start-up: a pending proposal without a message id lost its card to a crash between
+    /// posting and saving (or was never posted). One still within its time gets a fresh card;
+    /// one already due is expired with a note. Returns how many were handled.
+    pub async fn repost_unposted(&self) -> Result<u32, HandlerError> {
+        let now = self.clock.now();
+        let mut handled = 0;
+        for p in self.store.pending_proposals().await? {
+            if p.message_id.is_some() {
+                continue;
+            }
+            handled += 1;
+            if p.expires_at <= now {
+                self.store
+                    .transition_proposal(
+                        p.id,
+                        ProposalStatus::Pending,
+                        ProposalStatus::Expired,
+                        now,
+                        None,
+                        Some(crate::texts::EXPIRED_UNPOSTED),
+                    )
+                    .await?;
+                continue;
+            }
+            let card = ProposalCard {
+                chart_png: p
+                    .chart_path
+                    .as_ref()
+                    .map(std::path::PathBuf::from)
+                    .filter(|path| path.exists()),
+                capital: self.settings.trading.capital,
+                proposal: p,
+            };
+            self.post_card(&card).await?;
+        }
+        Ok(handled)
     }
 
     async fn kill(&self, actor: Actor) -> Result<KillReport, HandlerError> {
@@ -775,10 +893,18 @@ impl Handler {
             closed,
             errors,
         } = {
-            let _book = self.book.lock().await;
+            let book = self.oms.lock_book().await?;
             // Halt first: nothing new may open while we are closing.
-            self.store.set_halt(&who, self.clock.now()).await?;
-            self.oms.flatten("kill").await?
+            let r = match self.store.set_halt(&who, self.clock.now()).await {
+                Ok(_) => self
+                    .oms
+                    .flatten(&book, "kill")
+                    .await
+                    .map_err(HandlerError::from),
+                Err(e) => Err(e.into()),
+            };
+            book.release().await;
+            r?
         };
         let report = KillReport {
             cancelled_orders: cancelled,
@@ -877,16 +1003,36 @@ impl CommandHandler for Handler {
     }
 }
 
-/// `mft kill`: halts, cancels open orders and squares off every position in the database at
-/// `settings.database_url` (paper broker, alerts only logged), then closes the store.
-pub async fn kill_from_cli(settings: Arc<Settings>) -> Result<KillReport, HandlerError> {
-    let store = Store::connect(&settings.database_url).await?;
+/// The broker of the configured mode. Only paper exists today: MODE=live is refused rather
+/// than silently closing positions on paper (a kill must never report a close that no broker
+/// confirmed).
+pub fn configured_broker(
+    store: &Store,
+    settings: &Arc<Settings>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Arc<dyn crate::oms::Broker>, HandlerError> {
+    match settings.mode {
+        crate::config::Mode::Paper => Ok(Arc::new(PaperBroker::new(
+            store.clone(),
+            settings.clone(),
+            clock.clone(),
+        ))),
+        crate::config::Mode::Live => Err(HandlerError::LiveBrokerUnavailable),
+    }
+}
+
+/// `mft kill` acting directly on `store` (used when no service runs on its database): halts, cancels open orders and squares off every position with the
+/// configured broker under the database's book lock (alerts only logged), then closes the
+/// store. MODE=live is refused before anything is touched.
+pub async fn kill_directly(
+    settings: Arc<Settings>,
+    store: Store,
+) -> Result<KillReport, HandlerError> {
+    if settings.mode == crate::config::Mode::Live {
+        return Err(HandlerError::LiveBrokerUnavailable);
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let broker = Arc::new(PaperBroker::new(
-        store.clone(),
-        settings.clone(),
-        clock.clone(),
-    ));
+    let broker = configured_broker(&store, &settings, &clock)?;
     // The kill report is logged and kept for the dashboard's Alerts page.
     let notifier = Arc::new(crate::web::live::RecordingNotifier::new(
         Arc::new(LogNotifier),
@@ -908,7 +1054,6 @@ pub async fn kill_from_cli(settings: Arc<Settings>) -> Result<KillReport, Handle
             actor: Actor::Cli,
         })
         .await;
-    store.close().await;
     match reply? {
         Reply::Killed(report) => Ok(report),
         other => Err(HandlerError::Internal(format!(

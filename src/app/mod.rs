@@ -5,6 +5,7 @@
 //! tests drive exactly what `mft run` runs; [`run`] adds the signal handling.
 
 pub mod handler;
+pub mod kill;
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use crate::ports::{Alert, Notifier};
 use crate::store::{Store, StoreError};
 use handler::{Handler, HandlerError};
 
-pub use handler::kill_from_cli;
+pub use kill::{KillRoute, kill_from_cli, kill_from_cli_routed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -41,6 +42,10 @@ pub enum AppError {
         "MODE=live is not available in this version: the Kite live broker is not built yet. Set MODE=paper"
     )]
     LiveNotAvailable,
+    #[error(
+        "cannot write the kill token file {path}: {error}; check the data folder's permissions"
+    )]
+    KillToken { path: String, error: String },
 }
 
 /// Where the dashboard's generated STATUS_TOKEN is kept (`generated_secrets`).
@@ -80,6 +85,57 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
         on_signal.cancel();
     });
     run_with(Arc::new(settings), Arc::new(SystemClock), shutdown).await
+}
+
+/// The kill endpoint's secret and the file `mft kill` reads it from.
+struct KillToken {
+    secret: String,
+    path: std::path::PathBuf,
+}
+
+/// Writes a fresh random kill token to a file only this user can read (0600): beside a SQLite
+/// database (`<db>.kill-token`), else `data/mft.kill-token` under the working folder; records
+/// it and the status server's address in `service_instance` for `mft kill`.
+async fn write_kill_token(
+    store: &Store,
+    listener: &tokio::net::TcpListener,
+) -> Result<KillToken, AppError> {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = hex::encode(bytes);
+    let path = match store.sqlite_path() {
+        Some(db) => {
+            let mut name = db.file_name().unwrap_or_default().to_os_string();
+            name.push(".kill-token");
+            db.with_file_name(name)
+        }
+        None => std::path::Path::new("data").join("mft.kill-token"),
+    };
+    let path = std::path::absolute(&path).unwrap_or(path);
+    let io = |e: std::io::Error| AppError::KillToken {
+        path: path.display().to_string(),
+        error: e.to_string(),
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    // Replace, never follow, whatever is there; create it 0600 before the secret is written.
+    let _ = std::fs::remove_file(&path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).map_err(io)?;
+    std::io::Write::write_all(&mut file, secret.as_bytes()).map_err(io)?;
+    let addr = listener.local_addr().map(|a| a.to_string()).map_err(io)?;
+    store
+        .set_service_endpoint(&addr, &path.display().to_string())
+        .await?;
+    Ok(KillToken { secret, path })
 }
 
 #[cfg(unix)]
@@ -128,6 +184,14 @@ pub async fn run_with(
         clock.clone(),
     )?);
     let store = Store::connect(&settings.database_url).await?;
+    // One service per database: a second one would "recover" the first one's in-flight work.
+    let service_lock = match store.lock_service(std::process::id(), clock.now()).await {
+        Ok(lock) => lock,
+        Err(e) => {
+            store.close().await;
+            return Err(e.into());
+        }
+    };
 
     let hub = crate::web::live::LiveHub::new();
     let chat: Arc<dyn Notifier> = match &bot_config {
@@ -168,6 +232,13 @@ pub async fn run_with(
     if settled > 0 {
         tracing::warn!(settled, "settled proposals left undecided by the last run");
     }
+    let reposted = handler.repost_unposted().await?;
+    if reposted > 0 {
+        tracing::warn!(
+            reposted,
+            "pending proposals without a card were re-posted or expired"
+        );
+    }
 
     // Without a bot and without STATUS_TOKEN, the dashboard needs a token to act: generate
     // one once, keep it in the database, and print the login URL (like Jupyter).
@@ -194,6 +265,7 @@ pub async fn run_with(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| web_addr.clone());
+    let kill_token = write_kill_token(&store, &web_listener).await?;
     let state = store.system_state().await?;
     let _ = notifier
         .alert(&Alert::Started {
@@ -235,6 +307,7 @@ pub async fn run_with(
         capital: settings.trading.capital,
         hub,
         traces: None,
+        kill_token: Some(Secret::new(kill_token.secret.clone())),
     };
     let web = tokio::spawn(crate::web::serve_on(
         web_listener,
@@ -257,7 +330,9 @@ pub async fn run_with(
         .alert(&Alert::Stopping)
         .await
         .inspect_err(|e| tracing::warn!(error = %e, "could not send the stop alert"));
+    let _ = std::fs::remove_file(&kill_token.path);
     store.close().await;
+    service_lock.release().await;
     bot_result?;
     match web_result {
         Ok(r) => r?,

@@ -19,7 +19,7 @@ pub enum BotCommand {
     Proposals,
     /// Scan now: the whole watchlist, or one instrument as EXCHANGE:SYMBOL (e.g. /scan NSE:INFY).
     Scan(String),
-    /// Stop making new proposals (exits still run).
+    /// No new entries: no new proposals, and approvals are vetoed (PAUSED). Exits, /kill and expiry still run.
     Pause,
     /// Start making proposals again and lift a halt (asks to confirm).
     Resume,

@@ -128,31 +128,52 @@ impl Notifier for TelegramNotifier {
             },
             None => None,
         };
-        let (msg, kind) = match png {
-            Some(bytes) => (
-                self.bot
+        // A photo that fails (Telegram 400, a timeout) is tried once more, then the card goes
+        // out as text with the same caption and buttons: a proposal without a card cannot be
+        // approved and blocks its instrument until it expires.
+        let mut photo_error = None;
+        if let Some(bytes) = png {
+            for attempt in 1..=2 {
+                let sent = self
+                    .bot
                     .send_photo(
                         self.chat,
-                        InputFile::memory(bytes)
+                        InputFile::memory(bytes.clone())
                             .file_name(format!("proposal-{}.png", card.proposal.id)),
                     )
-                    .caption(caption)
+                    .caption(caption.clone())
                     .parse_mode(ParseMode::Html)
-                    .reply_markup(keyboard)
-                    .await
-                    .map_err(|e| notify_err("sending the proposal card (photo) failed", e))?,
-                CardKind::Photo,
-            ),
-            None => (
-                self.bot
-                    .send_message(self.chat, caption)
-                    .parse_mode(ParseMode::Html)
-                    .reply_markup(keyboard)
-                    .await
-                    .map_err(|e| notify_err("sending the proposal card failed", e))?,
-                CardKind::Text,
-            ),
-        };
+                    .reply_markup(keyboard.clone())
+                    .await;
+                match sent {
+                    Ok(msg) => {
+                        let id = i64::from(msg.id.0);
+                        self.remember(id, CardKind::Photo);
+                        return Ok(id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(proposal = card.proposal.id, attempt, error = %e, "sending the proposal card as a photo failed");
+                        photo_error = Some(e.to_string());
+                    }
+                }
+            }
+        }
+        let msg = self
+            .bot
+            .send_message(self.chat, caption)
+            .parse_mode(ParseMode::Html)
+            .reply_markup(keyboard)
+            .await
+            .map_err(|e| {
+                let what = match &photo_error {
+                    Some(p) => format!(
+                        "sending the proposal card failed as a photo twice ({p}) and as text"
+                    ),
+                    None => "sending the proposal card failed".to_string(),
+                };
+                notify_err(&what, e)
+            })?;
+        let kind = CardKind::Text;
         let id = i64::from(msg.id.0);
         self.remember(id, kind);
         Ok(id)

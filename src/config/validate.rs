@@ -83,6 +83,14 @@ impl Settings {
             false,
             100.0,
         );
+        v.range_f(
+            "risk",
+            "max_bar_move_pct",
+            r.max_bar_move_pct,
+            0.0,
+            false,
+            1000.0,
+        );
         v.positive_paise("risk", "max_position_value", r.max_position_value.0);
         v.range_u(
             "risk",

@@ -8,7 +8,9 @@ mod money;
 
 pub use analysis::{AnalysisTrace, ToolCallRecord};
 pub use instrument::{Candle, Instrument, InstrumentKey, Interval, ParseError};
-pub use money::{DEFAULT_TICK, Paise, round_to_tick, tick_or_default};
+pub use money::{
+    DEFAULT_TICK, MAX_PRICE_RUPEES, Paise, price_problem, round_to_tick, tick_or_default,
+};
 
 use serde::{Deserialize, Serialize};
 

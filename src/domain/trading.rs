@@ -51,8 +51,8 @@ pub enum Signal {
     None { key: InstrumentKey, reason: String },
 }
 
-/// Lifecycle of a proposal: pending -> approved | rejected | expired;
-/// approved -> executed | vetoed | failed.
+/// Lifecycle of a proposal: pending -> approved | rejected | expired | failed (its card could
+/// not be posted); approved -> executed | vetoed | failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProposalStatus {
@@ -97,7 +97,8 @@ impl ProposalStatus {
         use ProposalStatus::*;
         matches!(
             (self, next),
-            (Pending, Approved | Rejected | Expired) | (Approved, Executed | Vetoed | Failed)
+            (Pending, Approved | Rejected | Expired | Failed)
+                | (Approved, Executed | Vetoed | Failed)
         )
     }
 }
@@ -354,6 +355,8 @@ pub enum DenyReason {
         needed: Paise,
         available: Paise,
     },
+    /// /pause is on: no new entries until /resume (exits still run).
+    Paused,
 }
 
 impl DenyReason {
@@ -370,6 +373,7 @@ impl DenyReason {
             DenyReason::MaxOrdersPerDay { .. } => "MAX_ORDERS_PER_DAY",
             DenyReason::MaxDailyLoss { .. } => "MAX_DAILY_LOSS",
             DenyReason::InsufficientCapital { .. } => "INSUFFICIENT_CAPITAL",
+            DenyReason::Paused => "PAUSED",
         }
     }
 
@@ -408,6 +412,9 @@ impl DenyReason {
             }
             DenyReason::InsufficientCapital { needed, available } => {
                 format!("needs {needed}, only {available} available")
+            }
+            DenyReason::Paused => {
+                "trading is paused: no new entries until /resume (exits still run)".into()
             }
         }
     }

@@ -95,7 +95,33 @@ pub fn parse_candles_csv(reader: impl Read) -> Result<Vec<Candle>, CsvImportErro
     parse(reader).map(|p| p.candles)
 }
 
+/// The sanity checks of [`super::sanity`] on parsed candles, with their file lines.
+fn check_sanity(
+    candles: &[(u64, Candle)],
+    interval: Interval,
+    now: DateTime<Utc>,
+) -> Vec<RowError> {
+    candles
+        .iter()
+        .filter_map(|(line, c)| {
+            let problems = super::sanity::candle_problems(c, interval, now);
+            (!problems.is_empty()).then(|| RowError {
+                line: *line,
+                reason: problems.join("; "),
+            })
+        })
+        .collect()
+}
+
 fn parse(reader: impl Read) -> Result<Parsed, CsvImportError> {
+    parse_checked(reader, None)
+}
+
+/// [`parse`], plus the sanity checks against `interval` and `now` when given.
+fn parse_checked(
+    reader: impl Read,
+    sanity: Option<(Interval, DateTime<Utc>)>,
+) -> Result<Parsed, CsvImportError> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -278,6 +304,9 @@ fn parse(reader: impl Read) -> Result<Parsed, CsvImportError> {
             }),
         }
     }
+    if let Some((interval, now)) = sanity {
+        errors.extend(check_sanity(&candles, interval, now));
+    }
     if !errors.is_empty() {
         errors.sort_by_key(|e| e.line);
         return Err(CsvImportError::BadRows(errors));
@@ -291,12 +320,25 @@ fn parse(reader: impl Read) -> Result<Parsed, CsvImportError> {
 }
 
 /// Reads `path`, validates every row, and upserts the candles in one transaction. Any bad row
-/// writes nothing. Importing the same file again writes 0 rows.
+/// writes nothing. Importing the same file again writes 0 rows. Absurd rows (see
+/// [`super::sanity`]: non-positive prices, prices above ₹10,00,00,000, times before 1990 or
+/// more than one interval in the future) are bad rows too.
 pub async fn import_csv(
     store: &Store,
     path: &Path,
     key: &InstrumentKey,
     interval: Interval,
+) -> Result<ImportReport, MarketError> {
+    import_csv_with_clock(store, path, key, interval, &crate::clock::SystemClock).await
+}
+
+/// [`import_csv`] with the clock that decides what "in the future" means.
+pub async fn import_csv_with_clock(
+    store: &Store,
+    path: &Path,
+    key: &InstrumentKey,
+    interval: Interval,
+    clock: &dyn crate::clock::Clock,
 ) -> Result<ImportReport, MarketError> {
     let bytes = tokio::fs::read(path)
         .await
@@ -304,10 +346,13 @@ pub async fn import_csv(
             path: path.to_path_buf(),
             source,
         })?;
-    let parsed = parse(bytes.as_slice()).map_err(|source| MarketError::Csv {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let parsed =
+        parse_checked(bytes.as_slice(), Some((interval, clock.now()))).map_err(|source| {
+            MarketError::Csv {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
     if !parsed.ignored.is_empty() {
         tracing::warn!(
             "{}: ignoring unknown column(s) {}",

@@ -148,6 +148,29 @@ pub async fn fetch_history_with_clock(
             .await?;
         report.requests += 1;
         report.candles_received += candles.len();
+        let now = clock.now();
+        let problems: Vec<String> = candles
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                super::sanity::candle_problems(c, interval, now)
+                    .into_iter()
+                    .map(move |p| {
+                        format!(
+                            "candle {} ({}): {p}",
+                            i + 1,
+                            c.ts.format("%Y-%m-%d %H:%M UTC")
+                        )
+                    })
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(MarketError::AbsurdCandles {
+                key: key.clone(),
+                interval,
+                problems,
+            });
+        }
         let written = if chunk_to >= today {
             report.open_day = Some(today);
             match today.checked_sub_days(Days::new(1)) {

@@ -12,8 +12,11 @@ mod history;
 mod instruments;
 mod kite;
 mod rate;
+pub mod sanity;
 
-pub use csv_import::{CsvImportError, ImportReport, RowError, import_csv, parse_candles_csv};
+pub use csv_import::{
+    CsvImportError, ImportReport, RowError, import_csv, import_csv_with_clock, parse_candles_csv,
+};
 pub use history::{
     FetchProgress, FetchReport, NoProgress, TerminalProgress, fetch_history,
     fetch_history_with_clock, missing_ranges, split_chunks, terminal_progress,
@@ -87,6 +90,19 @@ pub enum MarketError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Kite returned candles that fail the sanity checks ([`sanity::candle_problems`]); nothing
+    /// of that response was written.
+    #[error(
+        "Kite returned {} absurd candle(s) for {key} {interval}; nothing of that response was written:\n  {}",
+        .problems.len(),
+        .problems.join("\n  ")
+    )]
+    AbsurdCandles {
+        key: InstrumentKey,
+        interval: crate::domain::Interval,
+        /// "candle N (time): reason", N counting from 1 in Kite's answer.
+        problems: Vec<String>,
+    },
 }
 
 impl MarketError {

@@ -2,6 +2,12 @@
 //! the broker, then the state machine), fills applied to positions, paper bracket exits
 //! (stop / target against stored candles), and flattening for /kill and the intraday square-off.
 //!
+//! Every operation that reads the book and then trades runs under the book lock
+//! ([`Oms::lock_book`]): an in-process mutex (the fast path) plus the database's book lock
+//! ([`crate::store::BookLock`]), so a `mft kill` in another process and the service never
+//! place, fill or flatten at the same time. Exits are sized from the position read under that
+//! lock, minus exits already in flight, so two kills never sell a position twice.
+//!
 //! Placement order matters for exactly-once: the order row (state Submitting, unique tag) is
 //! written BEFORE the broker is called. A second placement with the same tag finds that row and
 //! does not place again; a row left Submitting by a crash is reconciled by asking the broker for
@@ -22,10 +28,10 @@ use crate::domain::{
     OrderType, Paise, Position, Product,
 };
 use crate::risk::{RiskApproved, RiskContext, RiskEngine};
-use crate::store::{RecordedOrder, Store, StoreError};
+use crate::store::{BookLock, RecordedOrder, Store, StoreError};
 
 pub use broker::{Broker, BrokerAck, BrokerError, PaperBroker, paper_fill_price};
-pub use position::{Applied, apply_fill};
+pub use position::{Applied, FillOverflow, apply_fill};
 
 /// Kite's limit on an order tag.
 pub const MAX_TAG_LEN: usize = 20;
@@ -63,6 +69,25 @@ pub enum OmsError {
     ExitRefused(DenyReason),
     #[error("could not find a free order tag after several tries; retry")]
     TagExhausted,
+    #[error("{0}; the fill was not recorded: check the order at the broker")]
+    Overflow(#[from] FillOverflow),
+}
+
+/// Proof that the caller holds the book lock (in-process and in the database); every
+/// book-changing [`Oms`] method takes one. Release it with [`BookGuard::release`] (dropping it
+/// also releases it, a moment later on PostgreSQL).
+pub struct BookGuard<'a> {
+    // Declared first so the database lock is given up before the in-process one.
+    db: Option<BookLock>,
+    _local: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl BookGuard<'_> {
+    pub async fn release(mut self) {
+        if let Some(db) = self.db.take() {
+            db.release().await;
+        }
+    }
 }
 
 /// What a placement did. Returned once per placement, never stored in bulk, so the size
@@ -125,7 +150,7 @@ pub struct FlattenReport {
     pub errors: Vec<String>,
 }
 
-/// The order manager. Share it behind an `Arc`; mutations are serialized by an internal lock.
+/// The order manager. Share it behind an `Arc`; mutations are serialized by the book lock.
 pub struct Oms {
     store: Store,
     broker: Arc<dyn Broker>,
@@ -167,14 +192,25 @@ impl Oms {
         }
     }
 
+    /// Takes the book lock: first in this process, then in the database (waiting for another
+    /// process's operation to finish).
+    pub async fn lock_book(&self) -> Result<BookGuard<'_>, OmsError> {
+        let local = self.lock.lock().await;
+        let db = self.store.lock_book().await?;
+        Ok(BookGuard {
+            db: Some(db),
+            _local: local,
+        })
+    }
+
     /// Places an approved order exactly once per tag (see the module docs). `brackets` are
     /// attached to the position when an entry fills.
     pub async fn place(
         &self,
+        _book: &BookGuard<'_>,
         approved: RiskApproved<OrderRequest>,
         brackets: Option<Brackets>,
     ) -> Result<Placement, OmsError> {
-        let _guard = self.lock.lock().await;
         self.place_locked(approved, brackets).await
     }
 
@@ -320,28 +356,7 @@ impl Oms {
                 to: filled.name(),
             });
         }
-        let req = &order.request;
-        let prev = self.store.position(&req.key, req.product).await?;
-        let Applied {
-            mut position,
-            realized,
-            ..
-        } = apply_fill(
-            prev.as_ref(),
-            &req.key,
-            req.product,
-            req.side,
-            quantity,
-            price,
-            at,
-        );
-        if let Some(b) = brackets
-            && req.is_entry()
-            && position.quantity.signum() == req.side.sign()
-        {
-            position.stop = Some(b.stop);
-            position.target = Some(b.target);
-        }
+        let req = order.request.clone();
         let fill = Fill {
             order_id: order.id,
             key: req.key.clone(),
@@ -350,13 +365,45 @@ impl Oms {
             price,
             ts: at,
         };
-        if !self
+        // The position is read and moved inside the fill's locked transaction.
+        let mut overflow = None;
+        let recorded = self
             .store
-            .record_fill(&order.state, &filled, &fill, realized, &position)
-            .await?
-        {
-            return Err(OmsError::Conflict { id: order.id });
-        }
+            .record_fill(&order.state, &filled, &fill, req.product, |prev| {
+                let applied =
+                    apply_fill(prev, &req.key, req.product, req.side, quantity, price, at);
+                let Applied {
+                    mut position,
+                    realized,
+                    ..
+                } = match applied {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let msg = e.to_string();
+                        overflow = Some(e);
+                        return Err(StoreError::Overflow(msg));
+                    }
+                };
+                if let Some(b) = brackets
+                    && req.is_entry()
+                    && position.quantity.signum() == req.side.sign()
+                {
+                    position.stop = Some(b.stop);
+                    position.target = Some(b.target);
+                }
+                Ok((position, realized))
+            })
+            .await;
+        let (position, realized) = match recorded {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(OmsError::Conflict { id: order.id }),
+            Err(e) => {
+                return Err(match overflow {
+                    Some(o) => OmsError::Overflow(o),
+                    None => e.into(),
+                });
+            }
+        };
         order.state = filled;
         order.updated_at = at;
         Ok(Placement::Filled {
@@ -370,8 +417,7 @@ impl Oms {
     /// Start-up reconciliation of orders a crash left Submitting: each is resolved with what
     /// the broker says about its tag; one the broker never got is marked Rejected rather than
     /// sent late at a stale price. Returns how many were resolved.
-    pub async fn reconcile(&self) -> Result<u32, OmsError> {
-        let _guard = self.lock.lock().await;
+    pub async fn reconcile(&self, _book: &BookGuard<'_>) -> Result<u32, OmsError> {
         let mut resolved = 0;
         for order in self.store.open_orders().await? {
             if order.state != OrderState::Submitting {
@@ -416,9 +462,11 @@ impl Oms {
         format!("mft-{kind}{}", base36(h.finish()))
     }
 
+    /// An exit of `quantity` (> 0, at most the position) closing `pos`.
     fn exit_request(
         &self,
         pos: &Position,
+        quantity: i64,
         reason: &str,
         kind: char,
         reference: Paise,
@@ -430,7 +478,7 @@ impl Oms {
             } else {
                 crate::domain::Side::Buy
             },
-            quantity: pos.quantity.abs(),
+            quantity,
             order_type: OrderType::Market,
             product: pos.product,
             tag: self.exit_tag(kind),
@@ -463,32 +511,61 @@ impl Oms {
     /// Paper bracket exits: closes each position whose stop or target was crossed by a stored
     /// candle of `[trading] interval` that opened at or after the position (its low/high; the
     /// fill is at the stop/target, or at the open when the candle gapped through it). Stop is
-    /// checked before target when one candle crosses both (the conservative assumption). In
-    /// live mode brackets are broker-side orders, so nothing is done here.
-    pub async fn check_exits(&self) -> Result<Vec<ExitFill>, OmsError> {
+    /// checked before target when one candle crosses both (the conservative assumption). A
+    /// candle that moved more than `[risk] max_bar_move_pct` from the one before it (a bad
+    /// tick, an absurd import) never triggers an exit by itself: the next candle, a fresh
+    /// price, decides. In live mode brackets are broker-side orders, so nothing is done here.
+    /// One position's failure (e.g. an overflow on an absurd fill) does not stop the others:
+    /// it is reported in [`FlattenReport::errors`] for the caller to alert.
+    pub async fn check_exits(&self, _book: &BookGuard<'_>) -> Result<FlattenReport, OmsError> {
+        let mut report = FlattenReport::default();
         if self.broker.mode() != Mode::Paper {
-            return Ok(Vec::new());
+            return Ok(report);
         }
-        let _guard = self.lock.lock().await;
-        let mut out = Vec::new();
+        let interval = self.settings.trading.interval;
+        let max_move = self.settings.risk.max_bar_move_pct;
         for pos in self.store.open_positions().await? {
             if pos.stop.is_none() && pos.target.is_none() {
                 continue;
             }
+            // One candle before the position opened is the reference for the first move.
             let candles = self
                 .store
                 .candles(
                     &pos.key,
-                    self.settings.trading.interval,
-                    Some(pos.opened_at),
+                    interval,
+                    Some(pos.opened_at - interval.duration()),
                     None,
                 )
                 .await?;
-            let Some((price, reason)) = candles.iter().find_map(|c| bracket_hit(&pos, c)) else {
+            let mut reference = pos.avg_price;
+            let mut hit = None;
+            for c in &candles {
+                let usable = bar_move_pct(reference, c).is_some_and(|m| m <= max_move);
+                if c.ts >= pos.opened_at {
+                    if usable {
+                        hit = bracket_hit(&pos, c);
+                    } else {
+                        tracing::warn!(key = %pos.key, ts = %c.ts, max_move, "candle moved too far from the previous one to trigger an exit; waiting for a fresh price");
+                    }
+                    if hit.is_some() {
+                        break;
+                    }
+                }
+                if let Some(close) = Paise::try_from_rupees_f64(c.close).filter(|p| p.0 > 0) {
+                    reference = close;
+                }
+            }
+            let Some((price, reason)) = hit else {
                 continue;
             };
+            let quantity = self.exit_size(&pos).await?;
+            if quantity == 0 {
+                continue;
+            }
             let req = self.exit_request(
                 &pos,
+                quantity,
                 reason,
                 if reason == "stop" { 's' } else { 't' },
                 price,
@@ -501,10 +578,19 @@ impl Oms {
                 quantity: req.quantity,
                 at: self.clock.now(),
             };
-            if let Placement::Filled { fill, realized, .. } =
-                self.apply_ack(order, ack, None).await?
-            {
-                out.push(ExitFill {
+            let placed = match self.apply_ack(order, ack, None).await {
+                Ok(p) => p,
+                Err(e) => {
+                    report.errors.push(format!(
+                        "{reason} exit of {} {}: {e}",
+                        pos.key,
+                        pos.product.as_str()
+                    ));
+                    continue;
+                }
+            };
+            if let Placement::Filled { fill, realized, .. } = placed {
+                report.closed.push(ExitFill {
                     key: pos.key.clone(),
                     product: pos.product,
                     quantity: fill.quantity,
@@ -515,43 +601,116 @@ impl Oms {
                 });
             }
         }
-        Ok(out)
+        Ok(report)
+    }
+
+    /// How much of `pos` an exit may close now: the position as read under the book lock,
+    /// minus exits already in flight for it. Never more than the position.
+    async fn exit_size(&self, pos: &Position) -> Result<i64, OmsError> {
+        let pending = self
+            .store
+            .pending_exit_quantity(&pos.key, pos.product)
+            .await?;
+        Ok((pos.quantity.abs() - pending).clamp(0, pos.quantity.abs()))
     }
 
     /// Cancels every open order and squares off every position at the last price (/kill).
-    pub async fn flatten(&self, reason: &str) -> Result<FlattenReport, OmsError> {
-        let _guard = self.lock.lock().await;
+    pub async fn flatten(
+        &self,
+        _book: &BookGuard<'_>,
+        reason: &str,
+    ) -> Result<FlattenReport, OmsError> {
         let mut report = FlattenReport::default();
         self.cancel_open_locked(&mut report).await?;
-        self.close_locked(|_| true, reason, 'k', &mut report)
+        self.close_locked(|_| true, reason, 'k', false, &mut report)
             .await?;
         Ok(report)
     }
 
     /// Squares off the positions of one product (the 15:15 MIS square-off).
-    pub async fn square_off(&self, product: Product) -> Result<FlattenReport, OmsError> {
-        let _guard = self.lock.lock().await;
+    pub async fn square_off(
+        &self,
+        _book: &BookGuard<'_>,
+        product: Product,
+    ) -> Result<FlattenReport, OmsError> {
         let mut report = FlattenReport::default();
-        self.close_locked(|p| p.product == product, "square-off", 'q', &mut report)
-            .await?;
+        self.close_locked(
+            |p| p.product == product,
+            "square-off",
+            'q',
+            false,
+            &mut report,
+        )
+        .await?;
         Ok(report)
     }
 
-    /// Closes every position in `key` (an exit signal from a scan).
+    /// Closes every position in `key` (an exit signal from a scan). A signal formed on a
+    /// candle that jumped more than `[risk] max_bar_move_pct` waits for a fresh price.
     pub async fn close_instrument(
         &self,
+        _book: &BookGuard<'_>,
         key: &InstrumentKey,
         reason: &str,
     ) -> Result<FlattenReport, OmsError> {
-        let _guard = self.lock.lock().await;
         let mut report = FlattenReport::default();
-        self.close_locked(|p| &p.key == key, reason, 'e', &mut report)
+        self.close_locked(|p| &p.key == key, reason, 'e', true, &mut report)
             .await?;
         Ok(report)
     }
 
+    /// Whether the latest stored candle of `key` moved more than `[risk] max_bar_move_pct`
+    /// from the one before it.
+    async fn last_bar_jumped(&self, key: &InstrumentKey) -> Result<bool, OmsError> {
+        let last = self
+            .store
+            .last_candles(key, self.settings.trading.interval, 2)
+            .await?;
+        let [prev, c] = last.as_slice() else {
+            return Ok(false);
+        };
+        let Some(reference) = Paise::try_from_rupees_f64(prev.close).filter(|p| p.0 > 0) else {
+            return Ok(true);
+        };
+        Ok(bar_move_pct(reference, c).is_none_or(|m| m > self.settings.risk.max_bar_move_pct))
+    }
+
+    /// Cancels orders working at the broker. An order still Submitting was left by a crash
+    /// (under the book lock nobody else is placing): the broker is asked about its tag first,
+    /// as start-up reconciliation does, instead of cancelling a record the broker may hold.
     async fn cancel_open_locked(&self, report: &mut FlattenReport) -> Result<(), OmsError> {
         for order in self.store.open_orders().await? {
+            let tag = order.request.tag.clone();
+            let order = if order.state == OrderState::Submitting {
+                match self.broker.find_by_tag(&tag).await {
+                    Ok(Some(ack)) => match self.apply_ack(order, ack, None).await {
+                        Ok(Placement::Working { order }) => order,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            report.errors.push(format!("settling order {tag}: {e}"));
+                            continue;
+                        }
+                    },
+                    Ok(None) => {
+                        let rejected = OrderState::Rejected {
+                            reason: "interrupted before it reached the broker; not sent late"
+                                .into(),
+                        };
+                        if let Err(e) = self.transition(order, rejected).await {
+                            report.errors.push(format!("settling order {tag}: {e}"));
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        report.errors.push(format!(
+                            "order {tag} is in flight and the broker could not say whether it has it: {e}"
+                        ));
+                        continue;
+                    }
+                }
+            } else {
+                order
+            };
             let broker_order_id = match &order.state {
                 OrderState::Open { broker_order_id } => Some(broker_order_id.clone()),
                 _ => None,
@@ -559,12 +718,9 @@ impl Oms {
             if let Some(id) = &broker_order_id
                 && let Err(e) = self.broker.cancel(id).await
             {
-                report
-                    .errors
-                    .push(format!("cancelling order {}: {e}", order.request.tag));
+                report.errors.push(format!("cancelling order {tag}: {e}"));
                 continue;
             }
-            let tag = order.request.tag.clone();
             match self
                 .transition(order, OrderState::Cancelled { broker_order_id })
                 .await
@@ -581,10 +737,25 @@ impl Oms {
         which: impl Fn(&Position) -> bool,
         reason: &str,
         kind: char,
+        needs_fresh_price: bool,
         report: &mut FlattenReport,
     ) -> Result<(), OmsError> {
         for pos in self.store.open_positions().await? {
             if !which(&pos) {
+                continue;
+            }
+            let label = format!("{} {}", pos.key, pos.product.as_str());
+            if needs_fresh_price && self.last_bar_jumped(&pos.key).await? {
+                report.errors.push(format!(
+                    "closing {label}: the last candle moved more than {}% from the one before; \
+                     waiting for a fresh price before acting on this exit signal",
+                    self.settings.risk.max_bar_move_pct
+                ));
+                continue;
+            }
+            let quantity = self.exit_size(&pos).await?;
+            if quantity == 0 {
+                tracing::info!(position = %label, "an exit for the whole position is already in flight");
                 continue;
             }
             let last = self
@@ -592,7 +763,7 @@ impl Oms {
                 .last_price(&pos.key, self.settings.trading.interval)
                 .await?
                 .unwrap_or(pos.avg_price);
-            let req = self.exit_request(&pos, reason, kind, last);
+            let req = self.exit_request(&pos, quantity, reason, kind, last);
             let approved = self.approve_exit(req)?;
             match self.place_locked(approved, None).await {
                 Ok(Placement::Filled { fill, realized, .. }) => report.closed.push(ExitFill {
@@ -604,33 +775,40 @@ impl Oms {
                     reason: reason.to_string(),
                     order_id: fill.order_id,
                 }),
-                Ok(Placement::Rejected { reason, .. }) => report.errors.push(format!(
-                    "closing {} {}: {reason}",
-                    pos.key,
-                    pos.product.as_str()
-                )),
+                Ok(Placement::Rejected { reason, .. }) => {
+                    report.errors.push(format!("closing {label}: {reason}"))
+                }
                 Ok(other) => report.errors.push(format!(
-                    "closing {} {}: the order is {} at the broker",
-                    pos.key,
-                    pos.product.as_str(),
+                    "closing {label}: the order is {} at the broker, not confirmed filled",
                     other.order().state.name()
                 )),
-                Err(e) => {
-                    report
-                        .errors
-                        .push(format!("closing {} {}: {e}", pos.key, pos.product.as_str()))
-                }
+                Err(e) => report.errors.push(format!("closing {label}: {e}")),
             }
         }
         Ok(())
     }
 }
 
+/// How far (percent) a candle's open, high and low reach from `reference` (the previous close);
+/// None when a price is not a usable positive amount.
+fn bar_move_pct(reference: Paise, c: &Candle) -> Option<f64> {
+    if reference.0 <= 0 {
+        return None;
+    }
+    let mut worst: f64 = 0.0;
+    for p in [c.open, c.high, c.low, c.close] {
+        let p = Paise::try_from_rupees_f64(p).filter(|p| p.0 > 0)?;
+        let moved = (p.0 as f64 - reference.0 as f64).abs() / reference.0 as f64 * 100.0;
+        worst = worst.max(moved);
+    }
+    Some(worst)
+}
+
 /// Where a candle crossed the position's stop or target: (fill price, "stop" | "target").
 fn bracket_hit(pos: &Position, c: &Candle) -> Option<(Paise, &'static str)> {
-    let open = Paise::from_rupees_f64(c.open);
-    let high = Paise::from_rupees_f64(c.high);
-    let low = Paise::from_rupees_f64(c.low);
+    let open = Paise::try_from_rupees_f64(c.open)?;
+    let high = Paise::try_from_rupees_f64(c.high)?;
+    let low = Paise::try_from_rupees_f64(c.low)?;
     if pos.quantity > 0 {
         if let Some(stop) = pos.stop
             && low <= stop

@@ -14,10 +14,23 @@ pub struct Applied {
     pub closed: bool,
 }
 
+/// The fill's money arithmetic did not fit in i64 paise (an absurd price or quantity).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "money arithmetic overflowed applying {side} {quantity} at {price} to {key}: the price or quantity is absurd"
+)]
+pub struct FillOverflow {
+    pub key: InstrumentKey,
+    pub side: Side,
+    pub quantity: i64,
+    pub price: Paise,
+}
+
 /// Applies a fill of `quantity` (> 0) at `price` on `side` to `prev` (None or flat: a new
 /// position). Additions average the price (rounded to the nearest paisa); reductions realize
 /// (price - avg) x closed quantity in the position's direction; a flip realizes the whole old
-/// position and opens the rest at the fill price.
+/// position and opens the rest at the fill price. Every sum is checked: an overflow is an
+/// error, never a wrapped or saturated amount.
 pub fn apply_fill(
     prev: Option<&Position>,
     key: &InstrumentKey,
@@ -26,8 +39,14 @@ pub fn apply_fill(
     quantity: i64,
     price: Paise,
     at: DateTime<Utc>,
-) -> Applied {
-    let signed = side.sign() * quantity;
+) -> Result<Applied, FillOverflow> {
+    let overflow = || FillOverflow {
+        key: key.clone(),
+        side,
+        quantity,
+        price,
+    };
+    let signed = side.sign().checked_mul(quantity).ok_or_else(overflow)?;
     let carried_realized = prev.map_or(Paise::ZERO, |p| p.realized_pnl);
     let fresh = |qty: i64, realized_total: Paise| Position {
         key: key.clone(),
@@ -41,11 +60,11 @@ pub fn apply_fill(
         updated_at: at,
     };
     let Some(p) = prev.filter(|p| p.quantity != 0) else {
-        return Applied {
+        return Ok(Applied {
             position: fresh(signed, carried_realized),
             realized: Paise::ZERO,
             closed: false,
-        };
+        });
     };
     if p.quantity.signum() == signed.signum() {
         let old = p.quantity.abs() as i128;
@@ -55,38 +74,42 @@ pub fn apply_fill(
             old + add,
         );
         let mut position = p.clone();
-        position.quantity += signed;
-        position.avg_price = Paise(avg as i64);
+        position.quantity = p.quantity.checked_add(signed).ok_or_else(overflow)?;
+        position.avg_price = Paise(i64::try_from(avg).map_err(|_| overflow())?);
         position.updated_at = at;
-        return Applied {
+        return Ok(Applied {
             position,
             realized: Paise::ZERO,
             closed: false,
-        };
+        });
     }
     let closing = p.quantity.abs().min(quantity);
-    let realized = (price - p.avg_price) * (closing * p.quantity.signum());
-    let remaining = p.quantity + signed;
+    let realized = price
+        .checked_sub(p.avg_price)
+        .and_then(|d| d.checked_mul(closing * p.quantity.signum()))
+        .ok_or_else(overflow)?;
+    let remaining = p.quantity.checked_add(signed).ok_or_else(overflow)?;
+    let realized_total = p.realized_pnl.checked_add(realized).ok_or_else(overflow)?;
     if remaining == 0 || remaining.signum() == p.quantity.signum() {
         let mut position = p.clone();
         position.quantity = remaining;
-        position.realized_pnl += realized;
+        position.realized_pnl = realized_total;
         position.updated_at = at;
         if remaining == 0 {
             position.stop = None;
             position.target = None;
         }
-        return Applied {
+        return Ok(Applied {
             position,
             realized,
             closed: remaining == 0,
-        };
+        });
     }
-    Applied {
-        position: fresh(remaining, p.realized_pnl + realized),
+    Ok(Applied {
+        position: fresh(remaining, realized_total),
         realized,
         closed: true,
-    }
+    })
 }
 
 /// Integer division rounded half away from zero (den > 0).
@@ -123,6 +146,33 @@ mod tests {
             Paise::from_rupees(rupees),
             t(min),
         )
+        .expect("no overflow")
+    }
+
+    #[test]
+    fn an_absurd_price_is_an_overflow_error_not_a_wrapped_pnl() {
+        let long = fill(None, Side::Buy, 188, 70, 0).position;
+        let err = apply_fill(
+            Some(&long),
+            &key(),
+            Product::Mis,
+            Side::Sell,
+            188,
+            Paise(i64::MAX / 100),
+            t(1),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("overflowed"), "{err}");
+        let add = apply_fill(
+            Some(&long),
+            &key(),
+            Product::Mis,
+            Side::Buy,
+            i64::MAX,
+            Paise(1),
+            t(1),
+        );
+        assert!(add.is_err());
     }
 
     #[test]
@@ -136,7 +186,7 @@ mod tests {
         assert_eq!(b.position.avg_price, Paise::from_rupees(101));
         assert_eq!(b.position.opened_at, t(0));
         // 1 @ 100.00 + 2 @ 100.01 -> 100.00666.. -> 100.01
-        let c = apply_fill(None, &key(), Product::Mis, Side::Buy, 1, Paise(10000), t(0));
+        let c = apply_fill(None, &key(), Product::Mis, Side::Buy, 1, Paise(10000), t(0)).unwrap();
         let d = apply_fill(
             Some(&c.position),
             &key(),
@@ -145,7 +195,8 @@ mod tests {
             2,
             Paise(10001),
             t(1),
-        );
+        )
+        .unwrap();
         assert_eq!(d.position.avg_price, Paise(10001));
     }
 

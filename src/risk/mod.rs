@@ -73,6 +73,8 @@ pub struct RiskRefused<T> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RiskContext {
     pub halted: bool,
+    /// /pause is on: entries are refused with PAUSED.
+    pub paused: bool,
     /// Last price of the order's instrument; `None` when nothing is stored for it.
     pub last_price: Option<Paise>,
     /// Open positions with their last prices (`None`: unknown, the average price is used).
@@ -167,6 +169,9 @@ impl RiskEngine {
     fn check_trading_state(&self, ctx: &RiskContext) -> Result<(), DenyReason> {
         if ctx.halted {
             return Err(DenyReason::Halted);
+        }
+        if ctx.paused {
+            return Err(DenyReason::Paused);
         }
         Ok(())
     }

@@ -311,6 +311,7 @@ fn insufficient_capital_counts_capital_in_use_and_leverage() {
 fn exits_pass_every_check() {
     let worst = RiskContext {
         halted: true,
+        paused: true,
         last_price: Some(Paise::from_rupees(3000)),
         positions: (0..5)
             .map(|i| {
@@ -329,4 +330,15 @@ fn exits_pass_every_check() {
     let mut req = exit(1000);
     req.key = InstrumentKey::new("NSE", "NOT_LISTED");
     assert_eq!(code(late.check(req, &worst)), "APPROVED");
+}
+
+#[test]
+fn pause_refuses_entries_with_paused() {
+    let c = RiskContext {
+        paused: true,
+        ..ctx()
+    };
+    let e = engine();
+    let refused = e.check(entry(10, 1500), &c).unwrap_err();
+    assert_eq!(refused.reason.code(), "PAUSED");
 }

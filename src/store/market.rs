@@ -93,7 +93,8 @@ fn upper_bound() -> DateTime<Utc> {
 }
 
 /// Rejects candles that no database would store faithfully (NaN/infinite prices, times finer
-/// than a second).
+/// than a second) and absurd prices (zero, negative, above the sanity bound
+/// [`crate::domain::MAX_PRICE_RUPEES`]), whoever writes them: CSV import, Kite fetch, tests.
 fn validate(key: &InstrumentKey, interval: Interval, candles: &[Candle]) -> Result<(), StoreError> {
     for c in candles {
         if c.ts.timestamp_subsec_nanos() != 0 {
@@ -106,12 +107,12 @@ fn validate(key: &InstrumentKey, interval: Interval, candles: &[Candle]) -> Resu
             });
         }
         let prices = [c.open, c.high, c.low, c.close];
-        if let Some(p) = prices.iter().find(|p| !p.is_finite()) {
+        if let Some(reason) = prices.iter().find_map(|p| crate::domain::price_problem(*p)) {
             return Err(StoreError::InvalidCandle {
                 key: key.clone(),
                 interval,
                 ts: c.ts,
-                reason: format!("price {p} is not a finite number"),
+                reason,
             });
         }
     }

@@ -40,6 +40,12 @@ pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
         postgres: include_str!("../../migrations/postgres/0003_orders.sql"),
     },
     EmbeddedMigration {
+        version: 4,
+        name: "service_instance",
+        sqlite: include_str!("../../migrations/sqlite/0004_service_instance.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_service_instance.sql"),
+    },
+    EmbeddedMigration {
         version: 6,
         name: "analysis",
         sqlite: include_str!("../../migrations/sqlite/0006_analysis.sql"),

@@ -71,14 +71,18 @@
 mod analysis;
 pub mod dashboard;
 mod day;
+pub mod lock;
 mod market;
 pub(crate) mod migrations;
 mod proposals;
+pub mod service;
 mod sqlite_raw;
 pub mod trading;
 pub use dashboard::{ActionEntry, AlertEntry, DashboardMarks, ScanRun, WebSession};
 pub use day::FillsSummary;
-pub use trading::{RecordedOrder, SystemState, TradeLogEntry};
+pub use lock::BookLock;
+pub use service::{ServiceInstance, ServiceLock};
+pub use trading::{BookDiscrepancy, RecordedOrder, SystemState, TradeLogEntry};
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -192,6 +196,24 @@ pub enum StoreError {
         "the database holds a value this mft cannot read ({0}); was it written by another program?"
     )]
     Corrupt(String),
+    #[error("cannot open the lock file {path}: {source}; check the data folder's permissions")]
+    LockFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "another mft process kept the order book locked ({detail}); retry, and check that no command is stuck"
+    )]
+    BookLockBusy { detail: String },
+    #[error(
+        "money arithmetic overflowed while {0}; nothing was written: check the prices involved"
+    )]
+    Overflow(String),
+    #[error(
+        "another mft run is using this database (pid {pid}, since {since}); stop it first, or use `mft kill` to reach it"
+    )]
+    ServiceRunning { pid: i64, since: String },
 }
 
 /// Adds "what was being done" to sqlx errors: `query.execute(pool).await.ctx("storing candles")?`.
@@ -247,6 +269,9 @@ pub(crate) use on_pool;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// The SQLite database file (None for PostgreSQL and in-memory SQLite): lock files sit
+    /// beside it.
+    sqlite_path: Option<PathBuf>,
 }
 
 /// How long a SQLite writer waits for another writer's lock before failing.
@@ -286,6 +311,7 @@ impl Store {
             .row_buffer_size(1024);
         let lower = database_url.to_ascii_lowercase();
         let in_memory = lower.contains(":memory:") || lower.contains("mode=memory");
+        let sqlite_path = (!in_memory).then(|| options.get_filename().to_path_buf());
         let pool_options = if in_memory {
             // Every connection to `:memory:` is its own database: keep exactly one, forever.
             SqlitePoolOptions::new()
@@ -323,6 +349,7 @@ impl Store {
                 })?;
         Ok(Store {
             pool: Pool::Sqlite(pool),
+            sqlite_path,
         })
     }
 
@@ -338,6 +365,7 @@ impl Store {
             })?;
         Ok(Store {
             pool: Pool::Postgres(pool),
+            sqlite_path: None,
         })
     }
 
@@ -357,6 +385,11 @@ impl Store {
     /// Closes all connections; waits for running queries to finish.
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
+    }
+
+    /// The SQLite database file, when the store is a SQLite file.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite_path.as_deref()
     }
 
     /// The pool, for sibling modules' queries (see [`on_pool!`]).

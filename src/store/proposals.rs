@@ -243,6 +243,23 @@ impl Store {
         })
     }
 
+    /// Corrects a finished scan's counts after its cards were posted: `unposted` proposals
+    /// whose card could not be posted move from the proposals to the errors.
+    pub async fn count_unposted_cards(&self, id: i64, unposted: u32) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE scan_runs SET proposals = CASE WHEN proposals >= $1 THEN proposals - $1 \
+                 ELSE 0 END, errors = errors + $1 WHERE id = $2",
+            )
+            .bind(i64::from(unposted))
+            .bind(id)
+            .execute(pool)
+            .await
+            .ctx("counting unposted cards in a scan")?;
+            Ok(())
+        })
+    }
+
     /// Records the rendered chart file of a proposal.
     pub async fn set_proposal_chart(&self, id: i64, path: &str) -> Result<(), StoreError> {
         on_pool!(self, pool => {

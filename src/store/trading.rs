@@ -27,6 +27,49 @@ pub enum RecordedOrder {
     Existing(Order),
 }
 
+/// An instrument whose positions do not add up to its fills (see
+/// [`Store::book_discrepancies`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookDiscrepancy {
+    pub instrument: String,
+    /// Sum of `positions.quantity` over its products.
+    pub positions: i64,
+    /// Net of its fills (buys minus sells).
+    pub fills: i64,
+}
+
+/// Begins a transaction that holds the fill lock: SQLite `BEGIN IMMEDIATE` (the write lock
+/// from the start, so a read-then-write never fails to upgrade), PostgreSQL a transaction
+/// advisory lock.
+pub(crate) trait BeginLocked {
+    type Db: sqlx::Database;
+    fn begin_locked(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
+}
+
+impl BeginLocked for sqlx::SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_locked(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginLocked for sqlx::PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_locked(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(super::lock::FILL_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
+
 /// One row of the trade log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TradeLogEntry {
@@ -359,30 +402,31 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// In one transaction: moves the order `from` -> `to` (Filled), stores the fill with the P&L
-    /// it realized, writes the resulting position and logs it. Returns false (and changes
-    /// nothing) when the order was no longer in `from`.
+    /// In one transaction that holds the fill lock (SQLite `BEGIN IMMEDIATE`, PostgreSQL
+    /// `pg_advisory_xact_lock`): moves the order `from` -> `to` (Filled), reads the position
+    /// as it is now, asks `apply` for the position after the fill and the P&L it realized,
+    /// stores the fill, moves the position by the fill's delta and logs it. Returns None (and
+    /// changes nothing) when the order was no longer in `from`. Because the position is read
+    /// and written inside the locked transaction, two processes filling at once cannot lose
+    /// an update: `positions.quantity` stays the net of `fills`.
     pub async fn record_fill(
         &self,
         from: &OrderState,
         to: &OrderState,
         fill: &Fill,
-        realized: Paise,
-        position: &Position,
-    ) -> Result<bool, StoreError> {
+        product: Product,
+        apply: impl FnOnce(Option<&Position>) -> Result<(Position, Paise), StoreError> + Send,
+    ) -> Result<Option<(Position, Paise)>, StoreError> {
         let (broker_order_id, avg_price, filled_at, reason) = state_columns(to);
         let instrument = fill.key.to_string();
-        let detail = serde_json::json!({
-            "side": fill.side.as_str(),
-            "quantity": fill.quantity,
-            "price": fill.price.0,
-            "realized_pnl": realized.0,
-            "position_quantity": position.quantity,
-            "position_avg_price": position.avg_price.0,
-        })
-        .to_string();
+        let delta = fill.side.sign().checked_mul(fill.quantity).ok_or_else(|| {
+            StoreError::Overflow(format!("the quantity of a fill on {instrument}"))
+        })?;
+        let read_sql = format!(
+            "SELECT {POSITION_COLUMNS} FROM positions WHERE instrument = $1 AND product = $2"
+        );
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await.ctx("starting to record a fill")?;
+            let mut tx = pool.begin_locked().await.ctx("starting to record a fill")?;
             let changed = sqlx::query(UPDATE_ORDER_STATE)
                 .bind(to.name())
                 .bind(broker_order_id)
@@ -398,8 +442,31 @@ impl Store {
                 .rows_affected();
             if changed != 1 {
                 tx.rollback().await.ctx("rolling back a stale fill")?;
-                return Ok(false);
+                return Ok(None);
             }
+            let prev = sqlx::query_as::<_, PositionRow>(sqlx::AssertSqlSafe(read_sql))
+                .bind(instrument.as_str())
+                .bind(product.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .ctx("reading a position under the fill lock")?
+                .map(position_from_row)
+                .transpose()?;
+            let (position, realized) = apply(prev.as_ref())?;
+            let expected_realized = prev
+                .as_ref()
+                .map_or(Paise::ZERO, |p| p.realized_pnl)
+                .checked_add(realized)
+                .ok_or_else(|| StoreError::Overflow(format!("the realized P&L of {instrument}")))?;
+            let detail = serde_json::json!({
+                "side": fill.side.as_str(),
+                "quantity": fill.quantity,
+                "price": fill.price.0,
+                "realized_pnl": realized.0,
+                "position_quantity": position.quantity,
+                "position_avg_price": position.avg_price.0,
+            })
+            .to_string();
             sqlx::query(
                 "INSERT INTO fills (order_id, instrument, side, quantity, price, realized_pnl, ts) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -414,26 +481,41 @@ impl Store {
             .execute(&mut *tx)
             .await
             .ctx("storing a fill")?;
-            sqlx::query(
+            // Quantity and realized P&L move by the fill's delta; the row read above under the
+            // same lock gave the average price and brackets.
+            let (quantity, realized_total) = sqlx::query_as::<_, (i64, i64)>(
                 "INSERT INTO positions (instrument, product, quantity, avg_price, realized_pnl, \
                  stop, target, opened_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (instrument, product) DO UPDATE SET quantity = excluded.quantity, \
-                 avg_price = excluded.avg_price, realized_pnl = excluded.realized_pnl, \
+                 ON CONFLICT (instrument, product) DO UPDATE SET \
+                 quantity = positions.quantity + $10, avg_price = excluded.avg_price, \
+                 realized_pnl = positions.realized_pnl + $11, \
                  stop = excluded.stop, target = excluded.target, opened_at = excluded.opened_at, \
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at RETURNING quantity, realized_pnl",
             )
             .bind(instrument.as_str())
-            .bind(position.product.as_str())
-            .bind(position.quantity)
+            .bind(product.as_str())
+            .bind(delta)
             .bind(position.avg_price.0)
-            .bind(position.realized_pnl.0)
+            .bind(expected_realized.0)
             .bind(position.stop.map(|p| p.0))
             .bind(position.target.map(|p| p.0))
             .bind(position.opened_at)
             .bind(position.updated_at)
-            .execute(&mut *tx)
+            .bind(delta)
+            .bind(realized.0)
+            .fetch_one(&mut *tx)
             .await
-            .ctx("writing a position")?;
+            .ctx("moving a position by a fill")?;
+            if quantity != position.quantity || realized_total != expected_realized.0 {
+                tx.rollback().await.ctx("rolling back an inconsistent fill")?;
+                return Err(StoreError::Corrupt(format!(
+                    "position {instrument} {} would be {quantity} (P&L {realized_total}) after the fill, \
+                     expected {} (P&L {}); nothing was written",
+                    product.as_str(),
+                    position.quantity,
+                    expected_realized.0
+                )));
+            }
             sqlx::query(
                 "INSERT INTO trade_log (ts, kind, order_id, instrument, detail) \
                  VALUES ($1, 'order_filled', $2, $3, $4)",
@@ -446,7 +528,58 @@ impl Store {
             .await
             .ctx("logging a fill")?;
             tx.commit().await.ctx("committing a fill")?;
-            Ok(true)
+            Ok(Some((position, realized)))
+        })
+    }
+
+    /// Instruments whose `positions.quantity` (summed over products) differs from the net of
+    /// their `fills` (buys minus sells). Empty when the book is consistent; checked by the
+    /// tests after every trading test and by start-up recovery.
+    pub async fn book_discrepancies(&self) -> Result<Vec<BookDiscrepancy>, StoreError> {
+        let rows = on_pool!(self, pool => {
+            sqlx::query_as::<_, (String, i64, i64)>(
+                "SELECT k.instrument, \
+                 CAST(COALESCE((SELECT SUM(p.quantity) FROM positions p \
+                   WHERE p.instrument = k.instrument), 0) AS BIGINT), \
+                 CAST(COALESCE((SELECT SUM(CASE WHEN f.side = 'BUY' THEN f.quantity \
+                   ELSE -f.quantity END) FROM fills f WHERE f.instrument = k.instrument), 0) AS BIGINT) \
+                 FROM (SELECT instrument FROM positions UNION SELECT instrument FROM fills) k \
+                 ORDER BY k.instrument",
+            )
+            .fetch_all(pool)
+            .await
+            .ctx("comparing positions with fills")?
+        });
+        Ok(rows
+            .into_iter()
+            .filter(|(_, p, f)| p != f)
+            .map(|(instrument, positions, fills)| BookDiscrepancy {
+                instrument,
+                positions,
+                fills,
+            })
+            .collect())
+    }
+
+    /// Quantity of the not-yet-final exit orders (submitting or open) of one instrument and
+    /// product: already on its way out, so a new exit must not sell it again.
+    pub async fn pending_exit_quantity(
+        &self,
+        key: &InstrumentKey,
+        product: Product,
+    ) -> Result<i64, StoreError> {
+        let instrument = key.to_string();
+        on_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM orders \
+                 WHERE instrument = $1 AND product = $2 AND purpose = 'exit' \
+                 AND state IN ('submitting', 'open')",
+            )
+            .bind(instrument.as_str())
+            .bind(product.as_str())
+            .fetch_one(pool)
+            .await
+            .ctx("summing in-flight exits")
         })
     }
 

@@ -79,11 +79,15 @@ impl Access {
     }
 }
 
-/// Compares without an early exit on the first differing byte, so the time taken does not
-/// reveal how much of a guess was right.
+/// Compares two secrets in constant time: both are hashed to SHA-256 digests first, so neither
+/// the position of the first differing byte nor a length mismatch changes the time taken, and
+/// the digests are compared with `subtle`'s constant-time equality.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
     use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.ct_eq(b))
+    let da = Sha256::digest(a);
+    let db = Sha256::digest(b);
+    da.as_slice().ct_eq(db.as_slice()).into()
 }
 
 /// The bearer token of the request, if any.
@@ -228,6 +232,9 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+        // A length mismatch goes through the same digest comparison (no early return).
+        assert!(!constant_time_eq(b"s3cret", b"s3cret-and-more"));
+        assert!(constant_time_eq(b"", b""));
     }
 
     #[test]

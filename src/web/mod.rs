@@ -6,8 +6,13 @@
 //! same exactly-once decision as a Telegram tap); it reads the store for its lists. Access: see
 //! [`auth`]. No secret is ever written into a page. Everything it serves (CSS, JS, charts) comes
 //! from the binary or the store; no framework, no CDN.
+//!
+//! `POST /kill` with a bearer token and no session cookie is the local kill endpoint `mft kill`
+//! uses while the service runs (see [`kill`]): STATUS_TOKEN or the 0600 token file's secret,
+//! answered as JSON. From the page, Kill is a form with a confirmation and a CSRF token.
 
 pub mod auth;
+mod kill;
 pub mod live;
 pub mod metrics;
 pub mod pages;
@@ -63,6 +68,8 @@ pub struct Dashboard {
     pub capital: Paise,
     pub hub: LiveHub,
     pub traces: Option<Arc<dyn TraceLinks>>,
+    /// The secret of the kill token file `mft run` writes (for `mft kill`), if any.
+    pub kill_token: Option<Secret>,
 }
 
 impl Dashboard {
@@ -81,6 +88,7 @@ impl Dashboard {
             capital,
             hub: LiveHub::new(),
             traces: None,
+            kill_token: None,
         }
     }
 }
@@ -93,6 +101,7 @@ struct Inner {
     capital: Paise,
     hub: LiveHub,
     traces: Option<Arc<dyn TraceLinks>>,
+    kill_token: Option<Secret>,
     limiter: LoginLimiter,
     /// (number of fills, PNG) of the last rendered equity chart.
     equity: Mutex<Option<(usize, Arc<Vec<u8>>)>>,
@@ -119,6 +128,7 @@ pub fn router(d: Dashboard) -> Router {
         capital: d.capital,
         hub: d.hub,
         traces: d.traces,
+        kill_token: d.kill_token.filter(|t| !t.expose().is_empty()),
         limiter: LoginLimiter::default(),
         equity: Mutex::new(None),
     }));
@@ -946,6 +956,10 @@ async fn kill(
     peer: Peer,
     body: Bytes,
 ) -> Response {
+    // `mft kill` (and scripts): a bearer token and no session cookie, answered as JSON.
+    if auth::bearer(&headers).is_some() && auth::cookie(&headers, auth::SESSION_COOKIE).is_none() {
+        return kill::kill(State(state), headers).await;
+    }
     act(&state, &headers, peer, &body, Command::Kill).await
 }
 

@@ -63,6 +63,8 @@ struct FakeState {
     too_many: usize,
     /// Failures served to the next requests in order (any endpoint).
     queued: VecDeque<Failure>,
+    /// When set, every historical answer is these candle rows (absurd-data tests).
+    historical_rows: Option<Vec<Value>>,
 }
 
 /// The running fake. Dropping it stops the server.
@@ -123,6 +125,11 @@ impl KiteFake {
 
     pub fn clear_requests(&self) {
         self.lock().requests.clear();
+    }
+
+    /// Serves `rows` (Kite candle arrays) as every historical answer from now on.
+    pub fn set_historical_rows(&self, rows: Vec<Value>) {
+        self.lock().historical_rows = Some(rows);
     }
 
     pub fn set_instruments_csv(&self, csv: &str) {
@@ -362,7 +369,12 @@ async fn historical(
         return input_error(&format!("interval exceeds max limit: {max_days} days"));
     }
     let oi = query.get("oi").map(String::as_str) == Some("1");
-    let candles = generate_candles(token, &interval, from, to, oi);
+    let scripted = state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .historical_rows
+        .clone();
+    let candles = scripted.unwrap_or_else(|| generate_candles(token, &interval, from, to, oi));
     Json(json!({"status": "success", "data": {"candles": candles}})).into_response()
 }
 

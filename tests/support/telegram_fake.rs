@@ -115,6 +115,8 @@ struct Inner {
     updates: HashMap<i64, Value>,
     queue: Vec<Queued>,
     answers: HashMap<String, CallbackAnswer>,
+    /// Method -> how many of its next calls are refused with 400 (usize::MAX: all).
+    refuse: HashMap<String, usize>,
 }
 
 #[derive(Clone)]
@@ -339,6 +341,20 @@ async fn respond(
     params: Value,
     file: Option<Vec<u8>>,
 ) -> Json<Value> {
+    {
+        let mut inner = shared.lock();
+        if let Some(n) = inner.refuse.get_mut(method)
+            && *n > 0
+        {
+            if *n != usize::MAX {
+                *n -= 1;
+            }
+            return err(
+                400,
+                "Bad Request: refused by the test (IMAGE_PROCESS_FAILED)",
+            );
+        }
+    }
     match method {
         "getMe" => ok(json!({
             "id": BOT_USER_ID,
@@ -538,6 +554,12 @@ impl TelegramFake {
             shared,
             server,
         }
+    }
+
+    /// Refuses the next `n` calls of `method` (e.g. "sendPhoto") with a 400; `usize::MAX`
+    /// refuses every call from now on. Refused calls are still recorded.
+    pub fn refuse(&self, method: &str, n: usize) {
+        self.shared.lock().refuse.insert(method.to_string(), n);
     }
 
     /// The base URL to give teloxide (`Bot::set_api_url`) / TELEGRAM_API_URL.

@@ -1,0 +1,182 @@
+//! `mft kill` from the command line. While `mft run` holds the database (the service lock),
+//! the kill is sent to that service's local endpoint (POST /kill on the status server, bearer
+//! STATUS_TOKEN or the secret of the 0600 token file the service wrote), so it runs inside the
+//! service exactly like /kill in Telegram, alert included. With no service running it acts
+//! directly, under the database's book lock ([`super::handler::kill_directly`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Mode, Settings};
+use crate::ports::KillReport;
+use crate::store::{ServiceInstance, Store};
+
+use super::handler::{HandlerError, kill_directly};
+
+/// How long `mft kill` waits for the holder of the service lock to show an endpoint (another
+/// `mft kill` probing, or a service still starting) before giving up.
+const FIND_SERVICE_FOR: Duration = Duration::from_secs(15);
+
+/// How `mft kill` ran.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KillRoute {
+    /// Sent to the running service (pid) at its status address.
+    Service { pid: i64, addr: String },
+    /// No service ran: done by this process.
+    Direct,
+}
+
+/// `mft kill`: through the running service if there is one, else directly. MODE=live is
+/// refused before anything is touched.
+pub async fn kill_from_cli(settings: Arc<Settings>) -> Result<KillReport, HandlerError> {
+    kill_from_cli_routed(settings).await.map(|(r, _)| r)
+}
+
+/// [`kill_from_cli`], also saying which way it went.
+pub async fn kill_from_cli_routed(
+    settings: Arc<Settings>,
+) -> Result<(KillReport, KillRoute), HandlerError> {
+    if settings.mode == Mode::Live {
+        return Err(HandlerError::LiveBrokerUnavailable);
+    }
+    let store = Store::connect(&settings.database_url).await?;
+    let result = route(&settings, &store).await;
+    store.close().await;
+    result
+}
+
+async fn route(
+    settings: &Arc<Settings>,
+    store: &Store,
+) -> Result<(KillReport, KillRoute), HandlerError> {
+    let deadline = tokio::time::Instant::now() + FIND_SERVICE_FOR;
+    loop {
+        // Probe: if the lock is free no service runs; give it back at once (the kill itself
+        // is serialized by the book lock, and a service may start meanwhile).
+        if let Some(lock) = store.try_lock_service().await? {
+            lock.release().await;
+            let report = kill_directly(settings.clone(), store.clone()).await?;
+            return Ok((report, KillRoute::Direct));
+        }
+        if let Some(instance) = store.service_instance().await?
+            && let (Some(addr), Some(_)) = (&instance.status_addr, &instance.token_path)
+        {
+            let report = via_service(settings, &instance, addr).await?;
+            return Ok((
+                report,
+                KillRoute::Service {
+                    pid: instance.pid,
+                    addr: addr.clone(),
+                },
+            ));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(HandlerError::ServiceKill(
+                "the database is held by another mft process that shows no kill endpoint; \
+                 retry in a moment, or use /kill in Telegram"
+                    .into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The address to connect to for a bound status address (0.0.0.0 / [::] mean this host).
+fn connect_addr(addr: &str) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(sa) if sa.ip().is_unspecified() => {
+            let ip: std::net::IpAddr = if sa.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            std::net::SocketAddr::new(ip, sa.port()).to_string()
+        }
+        _ => addr.to_string(),
+    }
+}
+
+async fn via_service(
+    settings: &Settings,
+    instance: &ServiceInstance,
+    addr: &str,
+) -> Result<KillReport, HandlerError> {
+    let fail = |what: String| {
+        HandlerError::ServiceKill(format!(
+            "the running service (pid {}, status address {addr}) {what}; use /kill in Telegram",
+            instance.pid
+        ))
+    };
+    // STATUS_TOKEN first when this shell has it, then the token file (the service may run
+    // with another STATUS_TOKEN, or none).
+    let mut tokens: Vec<String> = settings
+        .status
+        .token
+        .as_ref()
+        .filter(|t| !t.expose().is_empty())
+        .map(|t| t.expose().to_string())
+        .into_iter()
+        .collect();
+    let path = instance.token_path.clone().unwrap_or_default();
+    let file_error = match std::fs::read_to_string(&path) {
+        Ok(t) => {
+            tokens.push(t.trim().to_string());
+            None
+        }
+        Err(e) => Some(e),
+    };
+    if tokens.is_empty() {
+        let e = file_error.map(|e| e.to_string()).unwrap_or_default();
+        return Err(fail(format!(
+            "could not be reached: its token file {path} is unreadable ({e}); run mft kill as the user running mft run, or set STATUS_TOKEN"
+        )));
+    }
+    let url = format!("http://{}/kill", connect_addr(addr));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| fail(format!("could not be reached: {e}")))?;
+    let mut resp = None;
+    for token in &tokens {
+        let r = client
+            .post(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| fail(format!("could not be reached at {url}: {e}")))?;
+        let unauthorized = r.status() == reqwest::StatusCode::UNAUTHORIZED;
+        resp = Some(r);
+        if !unauthorized {
+            break;
+        }
+    }
+    let Some(resp) = resp else {
+        return Err(fail("could not be reached: no token to send".into()));
+    };
+    let status = resp.status();
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| fail(format!("answered {status} with an unreadable body: {e}")))?;
+    if let Some(report) = body.get("report") {
+        return serde_json::from_value(report.clone())
+            .map_err(|e| fail(format!("sent a kill report this mft cannot read: {e}")));
+    }
+    let error = body
+        .get("error")
+        .and_then(|e| e.as_str())
+        .unwrap_or("no reason given");
+    Err(fail(format!("refused the kill ({status}): {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_addresses_connect_to_localhost() {
+        assert_eq!(connect_addr("0.0.0.0:8501"), "127.0.0.1:8501");
+        assert_eq!(connect_addr("[::]:8501"), "[::1]:8501");
+        assert_eq!(connect_addr("127.0.0.1:9"), "127.0.0.1:9");
+    }
+}
