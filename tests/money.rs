@@ -1162,10 +1162,11 @@ async fn the_kill_endpoint_needs_the_token_and_alerts_like_kill_in_telegram() {
                 .iter()
                 .any(|a| matches!(a, Alert::KillDone(_)))
         );
-        // STATUS_TOKEN works too (nothing left to close).
+        // STATUS_TOKEN works too, as the dashboard's confirmed Kill (nothing left to close).
         let r = client
             .post(&url)
             .bearer_auth("status-token")
+            .form(&[("confirm", "yes")])
             .send()
             .await
             .expect("post");

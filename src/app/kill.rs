@@ -107,16 +107,9 @@ async fn via_service(
             instance.pid
         ))
     };
-    // STATUS_TOKEN first when this shell has it, then the token file (the service may run
-    // with another STATUS_TOKEN, or none).
-    let mut tokens: Vec<String> = settings
-        .status
-        .token
-        .as_ref()
-        .filter(|t| !t.expose().is_empty())
-        .map(|t| t.expose().to_string())
-        .into_iter()
-        .collect();
+    // The token file first (the CLI's own credential: the kill is recorded as `cli`), then
+    // STATUS_TOKEN when this shell has it (sent as the dashboard's confirmed Kill form).
+    let mut tokens: Vec<String> = Vec::new();
     let path = instance.token_path.clone().unwrap_or_default();
     let file_error = match std::fs::read_to_string(&path) {
         Ok(t) => {
@@ -125,6 +118,14 @@ async fn via_service(
         }
         Err(e) => Some(e),
     };
+    if let Some(t) = settings
+        .status
+        .token
+        .as_ref()
+        .filter(|t| !t.expose().is_empty())
+    {
+        tokens.push(t.expose().to_string());
+    }
     if tokens.is_empty() {
         let e = file_error.map(|e| e.to_string()).unwrap_or_default();
         return Err(fail(format!(
@@ -141,10 +142,14 @@ async fn via_service(
         let r = client
             .post(&url)
             .bearer_auth(token)
+            .form(&[("confirm", "yes")])
             .send()
             .await
             .map_err(|e| fail(format!("could not be reached at {url}: {e}")))?;
-        let unauthorized = r.status() == reqwest::StatusCode::UNAUTHORIZED;
+        let unauthorized = matches!(
+            r.status(),
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
+        );
         resp = Some(r);
         if !unauthorized {
             break;
@@ -158,12 +163,15 @@ async fn via_service(
         .json()
         .await
         .map_err(|e| fail(format!("answered {status} with an unreadable body: {e}")))?;
-    if let Some(report) = body.get("report") {
+    // The kill endpoint answers {"report": ..}; the dashboard's Kill (STATUS_TOKEN) answers
+    // {"ok", "message", "reply": {"Killed": ..}}.
+    if let Some(report) = body.get("report").or_else(|| body.pointer("/reply/Killed")) {
         return serde_json::from_value(report.clone())
             .map_err(|e| fail(format!("sent a kill report this mft cannot read: {e}")));
     }
     let error = body
         .get("error")
+        .or_else(|| body.get("message"))
         .and_then(|e| e.as_str())
         .unwrap_or("no reason given");
     Err(fail(format!("refused the kill ({status}): {error}")))

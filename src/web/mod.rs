@@ -956,8 +956,14 @@ async fn kill(
     peer: Peer,
     body: Bytes,
 ) -> Response {
-    // `mft kill` (and scripts): a bearer token and no session cookie, answered as JSON.
-    if auth::bearer(&headers).is_some() && auth::cookie(&headers, auth::SESSION_COOKIE).is_none() {
+    // `mft kill` with the secret of the token file `mft run` wrote: the local kill endpoint
+    // (recorded as `cli`, answered {"report": ..}). Everything else is the dashboard's Kill, which
+    // needs confirm=yes (and, from a browser session, the CSRF token).
+    let file_token = matches!(
+        (&state.kill_token, auth::bearer(&headers)),
+        (Some(k), Some(b)) if auth::constant_time_eq(k.expose().as_bytes(), b.as_bytes())
+    );
+    if file_token || (auth::bearer(&headers).is_some() && state.token.is_none()) {
         return kill::kill(State(state), headers).await;
     }
     act(&state, &headers, peer, &body, Command::Kill).await
