@@ -122,6 +122,23 @@ enum DataCmd {
     },
     /// One row per instrument and interval: symbol, interval, first, last, rows.
     List,
+    /// NSE trading holidays (scans, the trading window and the login link skip them).
+    Holidays {
+        #[command(subcommand)]
+        command: HolidaysCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HolidaysCmd {
+    /// Import holidays from a CSV file with the header `date,description` (dates YYYY-MM-DD);
+    /// a bad line is reported with its number and nothing is written.
+    Import {
+        /// CSV file
+        file: PathBuf,
+    },
+    /// List the stored holidays.
+    List,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -405,6 +422,21 @@ async fn data_inner(settings: &Settings, store: &Store, command: DataCmd) -> Res
             }
             if let Some(day) = r.open_day {
                 println!("{day}'s session is not over: re-run later to complete it");
+            }
+        }
+        DataCmd::Holidays {
+            command: HolidaysCmd::Import { file },
+        } => {
+            market::calendar::seed_holidays(store).await?;
+            let n = market::import_holidays(store, &file).await?;
+            println!("{}: {n} holiday(s) inserted or changed", file.display());
+        }
+        DataCmd::Holidays {
+            command: HolidaysCmd::List,
+        } => {
+            market::calendar::seed_holidays(store).await?;
+            for (day, description) in store.holidays().await? {
+                println!("{day} {:<3} {description}", day.format("%a"));
             }
         }
         DataCmd::List => {

@@ -7,12 +7,14 @@
 //!   per-interval span, each chunk committed with its bookkeeping so an interrupted run resumes.
 //! - [`parse_candles_csv`] / [`import_csv`]: a validated OHLCV CSV into the store, all or nothing.
 
+pub mod calendar;
 mod csv_import;
 mod history;
 mod instruments;
 mod kite;
 mod rate;
 
+pub use calendar::{HolidayError, MarketCalendar, import_holidays, parse_holidays_csv};
 pub use csv_import::{CsvImportError, ImportReport, RowError, import_csv, parse_candles_csv};
 pub use history::{
     FetchProgress, FetchReport, NoProgress, TerminalProgress, fetch_history,

@@ -39,6 +39,12 @@ pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_orders.sql"),
         postgres: include_str!("../../migrations/postgres/0003_orders.sql"),
     },
+    EmbeddedMigration {
+        version: 5,
+        name: "market_session",
+        sqlite: include_str!("../../migrations/sqlite/0005_market_session.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_market_session.sql"),
+    },
 ];
 
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";

@@ -71,9 +71,11 @@
 mod market;
 pub(crate) mod migrations;
 mod proposals;
+pub mod session;
 mod sqlite_raw;
 pub mod trading;
 pub use trading::{RecordedOrder, SystemState, TradeLogEntry};
+pub use session::{StateCheck, StoredSession};
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};
