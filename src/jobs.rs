@@ -17,12 +17,20 @@ pub enum Job {
     Scan,
     ExpirySweep,
     SquareOff,
-    /// The daily Kite login link; needs Kite login support, which is not wired yet.
+    /// The daily Kite login link (skipped on NSE holidays and weekends).
     LoginLink,
+    /// The daily download of Kite's instruments dump.
+    InstrumentsRefresh,
 }
 
 impl Job {
-    pub const ALL: [Job; 4] = [Job::Scan, Job::ExpirySweep, Job::SquareOff, Job::LoginLink];
+    pub const ALL: [Job; 5] = [
+        Job::Scan,
+        Job::ExpirySweep,
+        Job::SquareOff,
+        Job::LoginLink,
+        Job::InstrumentsRefresh,
+    ];
 
     /// The key in `[schedules]`.
     pub fn name(self) -> &'static str {
@@ -31,6 +39,7 @@ impl Job {
             Job::ExpirySweep => "expiry_sweep",
             Job::SquareOff => "square_off",
             Job::LoginLink => "login_link",
+            Job::InstrumentsRefresh => "instruments_refresh",
         }
     }
 
@@ -40,7 +49,8 @@ impl Job {
             Job::Scan => Some(Command::Scan { only: None }),
             Job::ExpirySweep => Some(Command::ExpirySweep),
             Job::SquareOff => Some(Command::SquareOff),
-            Job::LoginLink => None,
+            Job::LoginLink => Some(Command::Login { input: None }),
+            Job::InstrumentsRefresh => Some(Command::RefreshInstruments),
         }
     }
 
@@ -50,6 +60,7 @@ impl Job {
             Job::ExpirySweep => &s.expiry_sweep,
             Job::SquareOff => &s.square_off,
             Job::LoginLink => &s.login_link,
+            Job::InstrumentsRefresh => &s.instruments_refresh,
         }
     }
 }
@@ -138,7 +149,7 @@ impl Scheduler {
             let Some(command) = job.command() else {
                 tracing::info!(
                     job = job.name(),
-                    "schedule ignored: Kite login links are not supported by this build yet"
+                    "schedule ignored: not supported by this build"
                 );
                 continue;
             };

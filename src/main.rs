@@ -79,6 +79,12 @@ enum Cmd {
         #[arg(long)]
         yes: bool,
     },
+    /// Log in to Kite without a reachable callback: prints the login URL, then reads the address
+    /// Kite redirected to (or the bare request_token) from standard input and stores the session.
+    Login,
+    /// The pre-flight checklist: one line per check (ok / warning / failed with the fix); exits 1
+    /// when anything failed.
+    Preflight,
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,6 +314,24 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 .with_context(|| format!("could not write {}", out.display()))?;
             println!("wrote {} ({drawn} candles)", out.display());
         }
+        Cmd::Login => return login(settings).await,
+        Cmd::Preflight => {
+            let (handler, store) = mft::app::cli_handler(std::sync::Arc::new(settings)).await?;
+            let reply = handler
+                .handle(mft::domain::Request {
+                    command: mft::domain::Command::Preflight,
+                    actor: mft::domain::Actor::Cli,
+                })
+                .await;
+            store.close().await;
+            let mft::ports::Reply::Preflight(report) = reply? else {
+                bail!("unexpected answer to the pre-flight checklist");
+            };
+            println!("{}", mft::texts::preflight(&report));
+            if report.failed() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Cmd::Kill { yes } => {
             if !yes && !confirm_kill()? {
                 println!("not confirmed: nothing done");
@@ -337,6 +361,54 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `mft login`: the URL, then the pasted redirect (or request_token) from standard input.
+async fn login(settings: Settings) -> Result<ExitCode> {
+    use mft::domain::{Actor, Command, Request};
+    use mft::ports::Reply;
+    let (handler, store) = mft::app::cli_handler(std::sync::Arc::new(settings)).await?;
+    let run = |command| {
+        let handler = handler.clone();
+        async move {
+            handler
+                .handle(Request {
+                    command,
+                    actor: Actor::Cli,
+                })
+                .await
+        }
+    };
+    let result = async {
+        let Reply::LoginLink { url } = run(Command::Login { input: None }).await? else {
+            bail!("unexpected answer while making the login link");
+        };
+        println!("Open this URL, log in to Kite, then paste the address you were sent to (or its request_token):");
+        println!("{url}");
+        eprint!("> ");
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("could not read standard input")?;
+        match run(Command::Login {
+            input: Some(line.trim().to_string()),
+        })
+        .await?
+        {
+            Reply::LoggedIn { user_id, until, .. } => {
+                println!("{}", mft::texts::session_active(&user_id, &until));
+                Ok(ExitCode::SUCCESS)
+            }
+            Reply::LoginRefused { reason } => {
+                eprintln!("error: {reason}");
+                Ok(ExitCode::FAILURE)
+            }
+            other => bail!("unexpected answer to the login: {other:?}"),
+        }
+    }
+    .await;
+    store.close().await;
+    result
 }
 
 fn config_check() -> ExitCode {

@@ -72,6 +72,7 @@ fn settings(
         expiry_sweep: String::new(),
         square_off: String::new(),
         login_link: String::new(),
+        instruments_refresh: String::new(),
     };
     s.risk.trading_window = "00:00-23:59".into();
     s.risk.trading_days = "Mon-Sun".into();

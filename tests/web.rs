@@ -45,6 +45,7 @@ impl CommandHandler for FakeHandler {
                 },
                 last_price: Some(Paise(150_050)),
                 unrealized: Paise(500),
+                price_age_seconds: Some(42),
             }],
             pending: vec![Proposal {
                 id: 9,

@@ -9,6 +9,9 @@
 //! `mft kill` on the command line calls [`kill_from_cli`]: a handler with the paper broker and
 //! a [`LogNotifier`], sending [`Command::Kill`] against the same database.
 
+mod market;
+mod preflight;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -84,6 +87,9 @@ pub enum HandlerError {
     Oms(#[from] OmsError),
     #[error("the scan failed: {0}")]
     Scan(String),
+    /// A Kite call or the session failed; the text says what to do ("Kite session expired: tap Log in").
+    #[error("{0}")]
+    Market(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -99,6 +105,7 @@ pub struct Handler {
     oms: Oms,
     book: tokio::sync::Mutex<()>,
     next_scan: Option<NextScan>,
+    market: Option<Arc<crate::market::MarketLink>>,
 }
 
 impl Handler {
@@ -128,6 +135,7 @@ impl Handler {
             oms,
             book: tokio::sync::Mutex::new(()),
             next_scan: None,
+            market: None,
         }
     }
 
@@ -232,7 +240,14 @@ impl Handler {
             Command::Approve { proposal_id } => self.approve(proposal_id, by).await,
             Command::Reject { proposal_id } => self.reject(proposal_id, by).await,
             Command::ExpirySweep => self.expiry_sweep().await,
-            Command::Scan { only } => self.scan(only.as_ref()).await,
+            Command::Scan { only } => {
+                if req.actor == Actor::Scheduler
+                    && let Some(reason) = self.closed_today()
+                {
+                    return Ok(Reply::Skipped { reason });
+                }
+                self.scan(only.as_ref()).await
+            }
             Command::SquareOff => {
                 let report = {
                     let _book = self.book.lock().await;
@@ -266,6 +281,16 @@ impl Handler {
             Command::Positions => Ok(Reply::Positions(self.position_views().await?)),
             Command::Proposals => Ok(Reply::Proposals(self.store.recent_proposals(20).await?)),
             Command::Risk => Ok(Reply::Risk(self.settings.risk.clone())),
+            Command::Login { input } => self.login(input, req.actor).await,
+            Command::KiteCallback {
+                request_token,
+                state,
+                status,
+                action: _,
+            } => self.kite_callback(request_token, state, status).await,
+            Command::RefreshInstruments => self.refresh_instruments(req.actor).await,
+            Command::Preflight => Ok(Reply::Preflight(self.preflight().await?)),
+            Command::KillTest => self.kill_test(req.actor).await,
         }
     }
 
@@ -297,10 +322,21 @@ impl Handler {
             .store
             .last_prices(&keys, self.settings.trading.interval)
             .await?;
-        let positions: Vec<_> = open.into_iter().zip(lasts).collect();
-        let last_price = match key {
-            Some(k) => self.last_price(k).await?,
-            None => None,
+        let mut positions: Vec<_> = open.into_iter().zip(lasts).collect();
+        if let Some(link) = &self.market {
+            for (p, last) in positions.iter_mut() {
+                if let Some(lp) = link.prices.get(&p.key) {
+                    *last = Some(lp.price);
+                }
+            }
+        }
+        let (last_price, price_at) = match key {
+            Some(k) if self.market.is_some() => match self.price_point(k).await? {
+                Some(pp) => (Some(pp.price), pp.at),
+                None => (None, None),
+            },
+            Some(k) => (self.last_price(k).await?, None),
+            None => (None, None),
         };
         let since = self.day_start();
         Ok(RiskContext {
@@ -310,6 +346,8 @@ impl Handler {
             orders_today: self.store.count_orders_since(since).await?,
             realized_today: self.store.realized_since(since).await?,
             expires_at,
+            price_at,
+            max_price_age_seconds: self.freshness_required(),
         })
     }
 
@@ -612,7 +650,29 @@ impl Handler {
             .into_iter()
             .map(|p| p.key)
             .collect();
-        let result = match self.scanner.scan(only, &open).await {
+        let keys: Vec<InstrumentKey> = match only {
+            Some(k) => vec![k.clone()],
+            None => {
+                let mut seen = std::collections::HashSet::new();
+                self.settings
+                    .trading
+                    .watchlist
+                    .iter()
+                    .filter(|k| seen.insert((*k).clone()))
+                    .cloned()
+                    .collect()
+            }
+        };
+        let (fresh, stale) = self.prepare_scan(keys).await;
+        let scanned = if stale.is_empty() {
+            self.scanner.scan(only, &open).await
+        } else {
+            self.scanner.scan_keys(&fresh, &open).await
+        };
+        let result = match scanned.map(|mut r| {
+            r.summary.stale = stale;
+            r
+        }) {
             Ok(r) => r,
             Err(e) => {
                 let error = e.to_string();
@@ -717,12 +777,23 @@ impl Handler {
             .last_prices(&keys, self.settings.trading.interval)
             .await?;
         let mut out = Vec::with_capacity(open.len());
-        for (position, last_price) in open.into_iter().zip(lasts) {
+        let now = self.clock.now();
+        for (position, stored) in open.into_iter().zip(lasts) {
+            let point = if self.market.is_some() {
+                self.price_point(&position.key).await?
+            } else {
+                None
+            };
+            let last_price = point.map(|p| p.price).or(stored);
+            let price_age_seconds = point
+                .and_then(|p| p.at)
+                .map(|at| (now - at).num_seconds().max(0));
             let unrealized = last_price.map_or(Paise::ZERO, |l| position.unrealized(l));
             out.push(PositionView {
                 position,
                 last_price,
                 unrealized,
+                price_age_seconds,
             });
         }
         Ok(out)

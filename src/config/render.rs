@@ -63,6 +63,8 @@ impl Settings {
             ("POSTGRES_DB", opt(&self.postgres.db)),
             ("STATUS_ADDR", quoted(&self.status.addr)),
             ("STATUS_TOKEN", secret(&self.status.token)),
+            ("MFT_SECRET_KEY", secret(&self.zerodha.secret_key)),
+            ("ZERODHA_TICKER_URL", quoted(&self.zerodha.ticker_url)),
         ];
         for (k, v) in rows {
             let _ = writeln!(out, "{k} = {v}");

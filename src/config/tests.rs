@@ -343,7 +343,7 @@ fn secrets_never_appear_in_text_output() {
         .filter(|k| k.secret)
         .map(|k| k.name)
         .collect();
-    assert_eq!(secret_keys.len(), 8);
+    assert_eq!(secret_keys.len(), 9);
 
     // Valid secrets: Debug and render_effective must mask them.
     let mut pairs: Vec<(String, String)> = secret_keys
@@ -351,6 +351,9 @@ fn secrets_never_appear_in_text_output() {
         .map(|k| (k.to_string(), format!("{FAKE}-{k}")))
         .collect();
     pairs.push(("TELEGRAM_BOT_TOKEN".into(), format!("123:{FAKE}")));
+    // MFT_SECRET_KEY must be 32 bytes; its hex must not leak either.
+    let key_hex = "5e".repeat(32);
+    pairs.push(("MFT_SECRET_KEY".into(), key_hex.clone()));
     pairs.push((
         "DATABASE_URL".into(),
         format!("postgres://mft:{FAKE}@localhost/mft"),
@@ -368,6 +371,7 @@ fn secrets_never_appear_in_text_output() {
         format!("{}", s.zerodha.api_key.clone().unwrap()),
     ] {
         assert!(!text.contains(FAKE), "secret leaked:\n{text}");
+        assert!(!text.contains(&key_hex), "MFT_SECRET_KEY leaked:\n{text}");
     }
     assert!(rendered.contains("ZERODHA_API_KEY = ***"), "{rendered}");
     assert!(
@@ -435,7 +439,16 @@ fn typed_helpers_parse_and_fall_back() {
     let mut sch = ScheduleSettings::default();
     let jobs = sch.jobs();
     let names: Vec<&str> = jobs.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["scan", "expiry_sweep", "square_off", "login_link"]);
+    assert_eq!(
+        names,
+        [
+            "scan",
+            "expiry_sweep",
+            "square_off",
+            "login_link",
+            "instruments_refresh"
+        ]
+    );
     assert!(jobs.iter().all(|(_, s)| s.is_some()));
     sch.scan = "bad".into();
     sch.login_link = String::new();

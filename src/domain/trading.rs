@@ -354,6 +354,13 @@ pub enum DenyReason {
         needed: Paise,
         available: Paise,
     },
+    /// During market hours the price the order is checked against is older than
+    /// `[risk] max_price_age_seconds` (or there is no live price at all).
+    StalePrice {
+        /// Age of the freshest price in seconds; None when there is none.
+        age_seconds: Option<i64>,
+        max_seconds: u64,
+    },
 }
 
 impl DenyReason {
@@ -370,6 +377,7 @@ impl DenyReason {
             DenyReason::MaxOrdersPerDay { .. } => "MAX_ORDERS_PER_DAY",
             DenyReason::MaxDailyLoss { .. } => "MAX_DAILY_LOSS",
             DenyReason::InsufficientCapital { .. } => "INSUFFICIENT_CAPITAL",
+            DenyReason::StalePrice { .. } => "STALE_PRICE",
         }
     }
 
@@ -409,6 +417,18 @@ impl DenyReason {
             DenyReason::InsufficientCapital { needed, available } => {
                 format!("needs {needed}, only {available} available")
             }
+            DenyReason::StalePrice {
+                age_seconds: Some(age),
+                max_seconds,
+            } => format!(
+                "the last price is {age}s old (max {max_seconds}s): live prices are not arriving; check the Kite session and the ticker"
+            ),
+            DenyReason::StalePrice {
+                age_seconds: None,
+                max_seconds,
+            } => format!(
+                "no live price yet (max age {max_seconds}s): wait for ticks or check the Kite session"
+            ),
         }
     }
 }

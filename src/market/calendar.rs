@@ -254,8 +254,10 @@ mod tests {
 
     #[test]
     fn bad_lines_are_numbered() {
-        let err = parse_holidays_csv("date,description\n2026-01-26,Republic Day\n2026-13-01,Bad\n\n2026-02-30,X\nfoo\n")
-            .unwrap_err();
+        let err = parse_holidays_csv(
+            "date,description\n2026-01-26,Republic Day\n2026-13-01,Bad\n\n2026-02-30,X\nfoo\n",
+        )
+        .unwrap_err();
         assert_eq!(err.len(), 3, "{err:?}");
         assert!(err[0].starts_with("line 3: \"2026-13-01\""), "{err:?}");
         assert!(err[1].starts_with("line 5:"), "{err:?}");
@@ -263,7 +265,10 @@ mod tests {
         let err = parse_holidays_csv("day,name\n").unwrap_err();
         assert!(err[0].contains("header"), "{err:?}");
         let err = parse_holidays_csv("date,description\n2026-01-26,A\n2026-01-26,B\n").unwrap_err();
-        assert!(err[0].contains("line 3") && err[0].contains("twice"), "{err:?}");
+        assert!(
+            err[0].contains("line 3") && err[0].contains("twice"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -274,7 +279,11 @@ mod tests {
         assert!(!c.is_trading_day(d(11, 24)), "Guru Nanak Jayanti");
         assert!(!c.is_trading_day(d(11, 28)), "Saturday");
         assert_eq!(c.previous_trading_day(d(11, 25)), d(11, 23));
-        assert!(c.closed_reason(d(11, 24)).unwrap().contains("Prakash Gurpurb"));
+        assert!(
+            c.closed_reason(d(11, 24))
+                .unwrap()
+                .contains("Prakash Gurpurb")
+        );
         assert!(c.is_market_open(ist(2026, 11, 25, 9, 15)));
         assert!(!c.is_market_open(ist(2026, 11, 25, 15, 30)));
         assert!(!c.is_market_open(ist(2026, 11, 24, 11, 0)));
@@ -285,17 +294,44 @@ mod tests {
         let c = cal();
         let m15 = Interval::Minute15;
         // 10:31: the 10:15 candle closed at 10:30.
-        assert_eq!(c.expected_last_candle(ist(2026, 11, 25, 10, 31), m15), ist(2026, 11, 25, 10, 15));
-        assert_eq!(c.expected_last_candle(ist(2026, 11, 25, 10, 30), m15), ist(2026, 11, 25, 10, 15));
-        assert_eq!(c.expected_last_candle(ist(2026, 11, 25, 10, 29), m15), ist(2026, 11, 25, 10, 0));
+        assert_eq!(
+            c.expected_last_candle(ist(2026, 11, 25, 10, 31), m15),
+            ist(2026, 11, 25, 10, 15)
+        );
+        assert_eq!(
+            c.expected_last_candle(ist(2026, 11, 25, 10, 30), m15),
+            ist(2026, 11, 25, 10, 15)
+        );
+        assert_eq!(
+            c.expected_last_candle(ist(2026, 11, 25, 10, 29), m15),
+            ist(2026, 11, 25, 10, 0)
+        );
         // Before the first candle closes: the previous trading day's last (Monday, skipping the holiday).
-        assert_eq!(c.expected_last_candle(ist(2026, 11, 25, 9, 20), m15), ist(2026, 11, 23, 15, 15));
+        assert_eq!(
+            c.expected_last_candle(ist(2026, 11, 25, 9, 20), m15),
+            ist(2026, 11, 23, 15, 15)
+        );
         // Evening and holidays.
-        assert_eq!(c.expected_last_candle(ist(2026, 11, 25, 20, 0), m15), ist(2026, 11, 25, 15, 15));
-        assert_eq!(c.expected_last_candle(ist(2026, 11, 24, 12, 0), m15), ist(2026, 11, 23, 15, 15));
+        assert_eq!(
+            c.expected_last_candle(ist(2026, 11, 25, 20, 0), m15),
+            ist(2026, 11, 25, 15, 15)
+        );
+        assert_eq!(
+            c.expected_last_candle(ist(2026, 11, 24, 12, 0), m15),
+            ist(2026, 11, 23, 15, 15)
+        );
         // 60minute: the last candle of the day starts at 15:15 and is cut at 15:30.
-        assert_eq!(c.expected_last_candle(ist(2026, 11, 25, 16, 0), Interval::Minute60), ist(2026, 11, 25, 15, 15));
-        assert_eq!(c.expected_last_candle(ist(2026, 11, 25, 16, 0), Interval::Day), ist(2026, 11, 25, 0, 0));
-        assert_eq!(c.expected_last_candle(ist(2026, 11, 25, 12, 0), Interval::Day), ist(2026, 11, 23, 0, 0));
+        assert_eq!(
+            c.expected_last_candle(ist(2026, 11, 25, 16, 0), Interval::Minute60),
+            ist(2026, 11, 25, 15, 15)
+        );
+        assert_eq!(
+            c.expected_last_candle(ist(2026, 11, 25, 16, 0), Interval::Day),
+            ist(2026, 11, 25, 0, 0)
+        );
+        assert_eq!(
+            c.expected_last_candle(ist(2026, 11, 25, 12, 0), Interval::Day),
+            ist(2026, 11, 23, 0, 0)
+        );
     }
 }

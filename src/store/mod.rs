@@ -74,8 +74,8 @@ mod proposals;
 pub mod session;
 mod sqlite_raw;
 pub mod trading;
-pub use trading::{RecordedOrder, SystemState, TradeLogEntry};
 pub use session::{StateCheck, StoredSession};
+pub use trading::{RecordedOrder, SystemState, TradeLogEntry};
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};

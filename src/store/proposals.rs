@@ -317,6 +317,7 @@ impl Store {
                 instruments: count(instruments),
                 proposals: count(proposals),
                 errors: count(errors),
+                stale: Vec::new(),
             }))
         })
     }

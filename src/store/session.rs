@@ -170,7 +170,16 @@ impl Store {
             .ctx("reading the Kite session")?
         });
         Ok(row.map(
-            |(id, user_id, user_name, token, created_at, expires_at, expired_at, expired_reason)| {
+            |(
+                id,
+                user_id,
+                user_name,
+                token,
+                created_at,
+                expires_at,
+                expired_at,
+                expired_reason,
+            )| {
                 StoredSession {
                     id,
                     user_id,

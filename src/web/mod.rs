@@ -44,6 +44,7 @@ pub fn router(handler: Arc<dyn CommandHandler>, token: Option<Secret>) -> Router
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
+        .route("/kite/callback", get(kite_callback))
         .with_state(state)
 }
 
@@ -81,6 +82,62 @@ pub async fn serve_on(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(|e| WebError::Serve(e.to_string()))
+}
+
+fn plain(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+/// Kite's login redirect (`request_token`, `action=login`, `status=success`, `state`). Kite
+/// calls it from the operator's browser, so it takes no STATUS_TOKEN: the single-use state is
+/// the proof. A bad, used or expired state is HTTP 400 with a plain message; nothing is stored
+/// and Kite is not called.
+async fn kite_callback(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let get = |k: &str| query.get(k).cloned();
+    let req = Request {
+        command: Command::KiteCallback {
+            request_token: get("request_token"),
+            state: get("state"),
+            status: get("status"),
+            action: get("action"),
+        },
+        actor: Actor::Cli,
+    };
+    match state.handler.handle(req).await {
+        Ok(Reply::LoggedIn { user_id, .. }) => html(
+            StatusCode::OK,
+            page(
+                "Logged in to Kite",
+                &format!("<p>{}</p>", esc(&crate::texts::logged_in_page(&user_id))),
+            ),
+        ),
+        Ok(Reply::LoginRefused { reason }) => plain(StatusCode::BAD_REQUEST, format!("{reason}\n")),
+        Ok(other) => {
+            tracing::error!(reply = ?other, "the handler answered a Kite callback with another reply");
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unexpected answer from the service\n".into(),
+            )
+        }
+        Err(e) => plain(
+            StatusCode::BAD_GATEWAY,
+            format!("Kite login failed: {}\n", e.0),
+        ),
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -290,7 +347,10 @@ fn positions_table(list: &[PositionView]) -> String {
             p.product.as_str(),
             p.quantity,
             p.avg_price,
-            opt(v.last_price),
+            match (v.last_price, v.price_age_seconds) {
+                (Some(l), Some(a)) => format!("{l} ({} old)", crate::texts::age(a)),
+                (l, _) => opt(l),
+            },
             signed(v.unrealized),
             opt(p.stop),
             opt(p.target)
