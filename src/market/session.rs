@@ -518,7 +518,12 @@ pub fn login_url(api_key: &str, nonce: &str) -> String {
 pub fn describe(e: &kiteconnect::Error) -> String {
     match e {
         kiteconnect::Error::Api(api) => {
-            format!("HTTP {} {}: {}", api.status, api.kind, api.message)
+            format!(
+                "HTTP {} {}: {}",
+                api.status,
+                api.kind,
+                api.message.trim_end_matches('.')
+            )
         }
         other => kiteconnect::error::sanitize_error(&other.to_string()),
     }
