@@ -610,3 +610,273 @@ async fn the_fixture_packets_reach_the_price_cache() {
     let p = cache.get(&key("NSE:INFY")).expect("price");
     assert_eq!((p.price.0, p.at), (157_370, later));
 }
+
+/// A scanner that only counts calls (holiday tests: it must not be called).
+#[derive(Default)]
+struct CountingScanner(std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl mft::ports::Scanner for CountingScanner {
+    async fn scan(
+        &self,
+        _only: Option<&InstrumentKey>,
+        _open: &[InstrumentKey],
+    ) -> Result<mft::ports::ScanResult, mft::ports::ScanError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err("counted".into())
+    }
+}
+
+/// The handler as `mft run` wires it, with a recording notifier, at `at`.
+async fn handler_at(
+    db: &TestDb,
+    s: Settings,
+    at: DateTime<Utc>,
+) -> (
+    mft::app::handler::Handler,
+    Arc<support::notifier::RecordingNotifier>,
+    Arc<CountingScanner>,
+    ManualClock,
+) {
+    let clock = ManualClock::new(at);
+    let dyn_clock: Arc<dyn mft::clock::Clock> = Arc::new(clock.clone());
+    let s = Arc::new(s);
+    let link = mft::app::market_link(&db.store, &s, &dyn_clock)
+        .await
+        .expect("market link");
+    let notifier = Arc::new(support::notifier::RecordingNotifier::default());
+    let scanner = Arc::new(CountingScanner::default());
+    let broker = Arc::new(mft::oms::PaperBroker::new(
+        db.store.clone(),
+        s.clone(),
+        dyn_clock.clone(),
+    ));
+    let h = mft::app::handler::Handler::new(
+        db.store.clone(),
+        s,
+        dyn_clock,
+        broker,
+        notifier.clone(),
+        scanner.clone(),
+    )
+    .with_market(link);
+    (h, notifier, scanner, clock)
+}
+
+fn req(command: mft::domain::Command, actor: mft::domain::Actor) -> mft::domain::Request {
+    mft::domain::Request { command, actor }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holidays_skip_scheduled_scans_and_the_login_link() {
+    use mft::domain::{Actor, Command};
+    use mft::ports::{Alert, Reply};
+    for db in test_stores().await {
+        let tg = TelegramFake::start(TOKEN).await;
+        let kite = KiteFake::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(&tg, &kite, &db.url, dir.path());
+        // Tuesday 24 Nov 2026, 10:00 IST: Guru Nanak Jayanti (from the shipped calendar).
+        let holiday = IST
+            .with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc);
+        let (h, notifier, scanner, clock) = handler_at(&db, s, holiday).await;
+        let r = h
+            .handle(req(Command::Scan { only: None }, Actor::Scheduler))
+            .await
+            .unwrap();
+        let Reply::Skipped { reason } = r else {
+            panic!("{}: {r:?}", db.name)
+        };
+        assert!(reason.contains("Prakash Gurpurb"), "{}: {reason}", db.name);
+        let r = h
+            .handle(req(Command::Login { input: None }, Actor::Scheduler))
+            .await
+            .unwrap();
+        assert!(matches!(r, Reply::Skipped { .. }), "{}: {r:?}", db.name);
+        assert_eq!(scanner.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(notifier.alerts().is_empty(), "{}", db.name);
+
+        // A bad holidays file is refused whole, with its line; a good one counts at once.
+        let bad = dir.path().join("bad.csv");
+        std::fs::write(
+            &bad,
+            "date,description\n2026-11-26,Extra\n2026-11-31,Nope\n",
+        )
+        .unwrap();
+        let before = db.store.holidays().await.unwrap();
+        let err = mft::market::import_holidays(&db.store, &bad)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 3") && err.contains("nothing was imported"),
+            "{err}"
+        );
+        assert_eq!(db.store.holidays().await.unwrap(), before, "{}", db.name);
+        let good = dir.path().join("good.csv");
+        std::fs::write(&good, "date,description\n2026-11-26,Exchange closed\n").unwrap();
+        mft::market::import_holidays(&db.store, &good)
+            .await
+            .unwrap();
+        clock.set(holiday + chrono::Duration::days(2));
+        let r = h
+            .handle(req(Command::Scan { only: None }, Actor::Scheduler))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&r, Reply::Skipped { reason } if reason.contains("Exchange closed")),
+            "{r:?}"
+        );
+
+        // A trading day: the job posts the link with its button.
+        clock.set(holiday + chrono::Duration::days(1));
+        let r = h
+            .handle(req(Command::Login { input: None }, Actor::Scheduler))
+            .await
+            .unwrap();
+        let Reply::LoginLink { url } = r else {
+            panic!("{r:?}")
+        };
+        assert!(matches!(notifier.alerts().last(), Some(Alert::LoginLink { url: u }) if *u == url));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_on_a_good_and_a_bad_setup() {
+    use mft::domain::{Actor, Command, Paise};
+    use mft::ports::{CheckLevel, Reply};
+    for db in test_stores().await {
+        let tg = TelegramFake::start(TOKEN).await;
+        let kite = KiteFake::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        store_instruments(&db.store).await;
+        for k in ["NSE:INFY", "NSE:RELIANCE"] {
+            db.store
+                .upsert_candles(
+                    &key(k),
+                    Interval::Minute15,
+                    &series::rising_cross(closed_by(), 0.0),
+                )
+                .await
+                .unwrap();
+        }
+        let mut s = settings(&tg, &kite, &db.url, dir.path());
+        s.trading.capital = Paise::from_rupees(50_000);
+        s.risk.max_daily_loss = Paise::from_rupees(1_000);
+        s.risk.max_position_value = Paise::from_rupees(10_000);
+        let at = closed_by() + chrono::Duration::minutes(1);
+        let (h, _, _, _) = handler_at(&db, s, at).await;
+        let r = h
+            .handle(req(
+                Command::Login {
+                    input: Some(kite_fake::REQUEST_TOKEN.into()),
+                },
+                Actor::Cli,
+            ))
+            .await
+            .unwrap();
+        assert!(matches!(r, Reply::LoggedIn { .. }), "{r:?}");
+        let r = h.handle(req(Command::KillTest, Actor::Cli)).await.unwrap();
+        assert!(matches!(r, Reply::KillTest(_)), "{r:?}");
+        let Reply::Preflight(good) = h.handle(req(Command::Preflight, Actor::Cli)).await.unwrap()
+        else {
+            panic!()
+        };
+        let text = mft::texts::preflight(&good);
+        assert!(!good.failed(), "{}: {text}", db.name);
+        for want in [
+            "ok      Kite session: API reachable, logged in as AB1234 (token expires 06:00 IST tomorrow)",
+            "ok      Margin: available equity margin ₹99,725.05 covers [trading] capital ₹50,000.00",
+            "ok      Daily loss limit",
+            "ok      Position limit",
+            "ok      Leverage",
+            "warning Paper trading: 0 trading day(s) with paper activity (fewer than 5)",
+            "ok      Open orders",
+            "ok      Data freshness: 2 of 2 watchlist series up to date",
+            "ok      Kill switch: last exercised",
+        ] {
+            assert!(text.contains(want), "{}: {want:?} not in\n{text}", db.name);
+        }
+
+        // Bad: no Kite keys, loose limits, a stuck order, stale data, no kill drill.
+        let db2 = match db.name {
+            "sqlite" => support::db::sqlite_store().await,
+            _ => support::db::postgres_store(&std::env::var("TEST_DATABASE_URL").unwrap()).await,
+        };
+        let mut bad = Settings {
+            database_url: db2.url.clone(),
+            ..Settings::default()
+        };
+        bad.trading.leverage = 3.0;
+        bad.risk.max_daily_loss = Paise::from_rupees(10_000);
+        let order = mft::domain::OrderRequest {
+            key: key("NSE:INFY"),
+            side: mft::domain::Side::Buy,
+            quantity: 1,
+            order_type: mft::domain::OrderType::Market,
+            product: mft::domain::Product::Mis,
+            tag: "mft-stuck".into(),
+            purpose: mft::domain::OrderPurpose::Entry { proposal_id: 1 },
+            reference_price: Paise::from_rupees(100),
+        };
+        db2.store
+            .record_order(&order, at - chrono::Duration::minutes(20))
+            .await
+            .unwrap();
+        let (h2, _, _, _) = handler_at(&db2, bad, at).await;
+        let Reply::Preflight(report) = h2
+            .handle(req(Command::Preflight, Actor::Cli))
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let text = mft::texts::preflight(&report);
+        assert!(report.failed(), "{text}");
+        for want in [
+            "failed  Kite session: ZERODHA_API_KEY is not set -> set ZERODHA_API_KEY",
+            "warning Daily loss limit: ₹10,000.00 is 10.0% of capital (above 2%)",
+            "warning Leverage: 3 (above 1)",
+            "failed  Open orders: 1 stuck longer than 15 minutes: mft-stuck NSE:INFY",
+            "warning Data freshness: stale data for NSE:INFY (last candle none, expected 12:45)",
+            "warning Kill switch: never exercised -> send /kill test",
+        ] {
+            assert!(text.contains(want), "{}: {want:?} not in\n{text}", db.name);
+        }
+        let levels: Vec<CheckLevel> = report.lines.iter().map(|l| l.level).collect();
+        assert!(levels.contains(&CheckLevel::Failed));
+    }
+}
+
+#[test]
+fn mft_preflight_exits_1_on_a_broken_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mft"))
+        .arg("preflight")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("m.db").display()),
+        )
+        .current_dir(dir.path())
+        .output()
+        .expect("run mft preflight");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("failed  Kite session: ZERODHA_API_KEY is not set"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning Kill switch: never exercised"),
+        "{stdout}"
+    );
+}

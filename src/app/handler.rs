@@ -242,7 +242,7 @@ impl Handler {
             Command::ExpirySweep => self.expiry_sweep().await,
             Command::Scan { only } => {
                 if req.actor == Actor::Scheduler
-                    && let Some(reason) = self.closed_today()
+                    && let Some(reason) = self.closed_today().await
                 {
                     return Ok(Reply::Skipped { reason });
                 }

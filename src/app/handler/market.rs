@@ -38,9 +38,13 @@ impl Handler {
         })
     }
 
-    /// Why a scheduled job should not run today (weekend or NSE holiday), if so.
-    pub(super) fn closed_today(&self) -> Option<String> {
+    /// Why a scheduled job should not run today (weekend or NSE holiday), if so. Re-reads the
+    /// holidays first, so an import (`mft data holidays import`) counts without a restart.
+    pub(super) async fn closed_today(&self) -> Option<String> {
         let link = self.market.as_ref()?;
+        if let Err(e) = link.calendar.reload(&self.store).await {
+            tracing::warn!(error = %e, "could not re-read the holidays; using the loaded ones");
+        }
         let today = self.clock.today_ist();
         link.calendar
             .closed_reason(today)
@@ -57,7 +61,7 @@ impl Handler {
         match input.filter(|i| !i.trim().is_empty()) {
             None => {
                 if actor == Actor::Scheduler
-                    && let Some(reason) = self.closed_today()
+                    && let Some(reason) = self.closed_today().await
                 {
                     return Ok(Reply::Skipped { reason });
                 }
@@ -188,7 +192,7 @@ impl Handler {
     /// The daily instruments refresh (the exchanges of the watchlist).
     pub(super) async fn refresh_instruments(&self, actor: Actor) -> Result<Reply, HandlerError> {
         if actor == Actor::Scheduler
-            && let Some(reason) = self.closed_today()
+            && let Some(reason) = self.closed_today().await
         {
             return Ok(Reply::Skipped { reason });
         }
