@@ -156,6 +156,10 @@ pub struct StatusReport {
     pub loss_limit: Paise,
     pub orders_today: u32,
     pub orders_limit: u32,
+    /// The Kite session as the operator reads it ("active until 06:00 IST tomorrow (user
+    /// AB1234)", "expired: tap Log in"); None when Kite is not configured.
+    #[serde(default)]
+    pub kite: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -210,6 +210,9 @@ pub fn status(s: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "<b>MFT-1 status</b>");
     let _ = writeln!(out, "Mode: {}", esc(&s.mode));
+    if let Some(k) = &s.kite {
+        let _ = writeln!(out, "Kite: {}", esc(k));
+    }
     if s.halted {
         let _ = writeln!(out, "HALTED: new entries are blocked until /resume");
     } else if s.paused {
@@ -850,6 +853,7 @@ mod tests {
             loss_limit: Paise(200_000),
             orders_today: 3,
             orders_limit: 20,
+            kite: None,
         };
         let t = status(&s);
         assert!(t.contains("Mode: paper"));

@@ -65,6 +65,7 @@ fn status_report() -> StatusReport {
         loss_limit: Paise::from_rupees(2_000),
         orders_today: 1,
         orders_limit: 20,
+        kite: None,
     }
 }
 
@@ -232,6 +233,8 @@ async fn help_lists_every_command_and_commands_are_registered() {
         "resume",
         "risk",
         "kill",
+        "login",
+        "preflight",
     ];
     assert_eq!(names, all);
 

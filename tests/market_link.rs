@@ -585,6 +585,25 @@ async fn live_ticks_pass_an_approval_and_stopped_ticks_veto_stale_price() {
             db.name,
             status.body()
         );
+        assert!(
+            status
+                .body()
+                .contains("Kite: session active until 06:00 IST tomorrow (user AB1234)"),
+            "{}: {}",
+            db.name,
+            status.body()
+        );
+        let page = reqwest::get(format!("http://{}/", svc.settings.status.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("session active until 06:00 IST tomorrow"),
+            "{page}"
+        );
+        assert!(page.contains("old)"), "{page}");
         svc.stop().await;
     }
 }

@@ -817,6 +817,7 @@ impl Handler {
             loss_limit: self.settings.risk.max_daily_loss,
             orders_today: ctx.orders_today,
             orders_limit: self.settings.risk.max_orders_per_day,
+            kite: self.kite_line(),
         })
     }
 }

@@ -182,7 +182,9 @@ pub async fn run_ticker(
         if shutdown.is_cancelled() {
             return;
         }
-        let ready = link.calendar.is_market_open(clock.now()) && link.session.current().is_ok();
+        let ready = link.session.configured()
+            && link.calendar.is_market_open(clock.now())
+            && link.session.current().is_ok();
         if !ready {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -277,6 +277,9 @@ fn status_body(s: &StatusReport) -> String {
         if s.paused { "yes" } else { "no" },
         state
     );
+    if let Some(k) = &s.kite {
+        let _ = write!(out, "<tr><th>Kite</th><td id=\"kite\">{}</td></tr>", esc(k));
+    }
     let last = match &s.last_scan {
         Some(l) => format!(
             "{}: {} instruments, {} proposals, {} errors{}",

@@ -38,6 +38,25 @@ impl Handler {
         })
     }
 
+    /// The Kite session for /status and the status page.
+    pub(super) fn kite_line(&self) -> Option<String> {
+        let link = self.market.as_ref()?;
+        if !link.session.configured() {
+            return None;
+        }
+        Some(match link.session.current() {
+            Ok(s) => match s.expires_at {
+                Some(at) => format!(
+                    "session active until {} (user {})",
+                    texts::session_until(at, self.clock.now()),
+                    s.user_id
+                ),
+                None => "session from ZERODHA_ACCESS_TOKEN".into(),
+            },
+            Err(e) => e.to_string(),
+        })
+    }
+
     /// Why a scheduled job should not run today (weekend or NSE holiday), if so. Re-reads the
     /// holidays first, so an import (`mft data holidays import`) counts without a restart.
     pub(super) async fn closed_today(&self) -> Option<String> {

@@ -254,7 +254,7 @@ impl Handler {
                     .await?
                     .last()
                     .map(|c| c.ts);
-                if !last.is_some_and(|t| t >= expected) {
+                if last.is_none_or(|t| t < expected) {
                     stale.push(texts::stale_data(&k.to_string(), last, expected));
                 }
             }
