@@ -899,3 +899,51 @@ fn mft_preflight_exits_1_on_a_broken_setup() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_session_ends_at_six_ist_with_one_alert() {
+    for db in test_stores().await {
+        let svc = Service::start(&db, closed_by()).await;
+        svc.login().await;
+        let before = svc.sent();
+        // 06:00:01 IST the next morning.
+        svc.clock.set(
+            IST.with_ymd_and_hms(2026, 11, 26, 6, 0, 1)
+                .unwrap()
+                .with_timezone(&Utc),
+        );
+        let alert = svc
+            .wait_message(before, |m| {
+                m.body().starts_with("Kite session expired: tap Log in")
+            })
+            .await;
+        assert!(
+            alert.body().contains("06:00 IST"),
+            "{}: {}",
+            db.name,
+            alert.body()
+        );
+        assert_eq!(
+            alert.reply_markup.as_ref().unwrap()["inline_keyboard"][0][0]["text"],
+            "Log in to Kite"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let alerts = sends(&svc.tg.all_calls())
+            .iter()
+            .filter(|c| {
+                c.str("text")
+                    .is_some_and(|t| t.starts_with("Kite session expired"))
+            })
+            .count();
+        assert_eq!(alerts, 1, "{}", db.name);
+        let status = svc.say("/status", |t| t.contains("MFT-1 status")).await;
+        assert!(
+            status
+                .body()
+                .contains("Kite: Kite session expired: tap Log in"),
+            "{}",
+            status.body()
+        );
+        svc.stop().await;
+    }
+}

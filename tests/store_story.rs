@@ -431,10 +431,13 @@ async fn sqlite_creates_file_and_folders_in_wal_mode() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    // Later modules add their own migrations; the foundation's comes first and none is skipped.
+    // Later modules add their own migrations; the foundation's comes first. Versions are
+    // reserved per branch (0004 money, 0005 market, ...), so one may be absent until its branch
+    // is merged: they only have to increase.
     assert_eq!(applied.first(), Some(&(1, "market_data".to_string())));
     let versions: Vec<i64> = applied.iter().map(|(v, _)| *v).collect();
-    assert_eq!(versions, (1..=applied.len() as i64).collect::<Vec<_>>());
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    assert!(versions.starts_with(&[1, 2, 3]), "{versions:?}");
 }
 
 #[tokio::test]
