@@ -947,3 +947,80 @@ async fn the_session_ends_at_six_ist_with_one_alert() {
         svc.stop().await;
     }
 }
+
+/// `mft login` without a reachable callback: prints the URL, reads the redirected address from
+/// standard input, stores the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mft_login_reads_the_redirected_address_from_stdin() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let kite = KiteFake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mft"))
+        .arg("login")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db_url)
+        .env("ZERODHA_API_KEY", kite_fake::API_KEY)
+        .env("ZERODHA_API_SECRET", kite_fake::API_SECRET)
+        .env("ZERODHA_API_URL", &kite.url)
+        .env("MFT_SECRET_KEY", "ab".repeat(32))
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mft login");
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut url = String::new();
+    while let Some(line) = tokio::time::timeout(WAIT, out.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        if line.starts_with("https://kite.zerodha.com/connect/login?") {
+            url = line;
+            break;
+        }
+    }
+    let state = url
+        .split("state%3D")
+        .nth(1)
+        .expect("state in the URL")
+        .to_string();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(
+            format!(
+                "https://my.host/kite/callback?request_token={}&action=login&status=success&state={state}\n",
+                kite_fake::REQUEST_TOKEN
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    drop(stdin);
+    let rest = tokio::time::timeout(WAIT, async {
+        let mut all = String::new();
+        while let Ok(Some(l)) = out.next_line().await {
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    })
+    .await
+    .unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(
+        rest.contains("Kite session active until 06:00 IST"),
+        "{rest}"
+    );
+    assert!(rest.contains("(user AB1234)"), "{rest}");
+    let store = Store::connect(&db_url).await.unwrap();
+    assert_eq!(
+        store.current_session().await.unwrap().unwrap().user_id,
+        "AB1234"
+    );
+}
