@@ -30,6 +30,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/mft.db";
 /// Default of ZERODHA_API_URL.
 pub const DEFAULT_ZERODHA_API_URL: &str = "https://api.kite.trade";
+/// Default of ZERODHA_TICKER_URL.
+pub const DEFAULT_ZERODHA_TICKER_URL: &str = "wss://ws.kite.trade";
 /// Default of TELEGRAM_API_URL.
 pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
 /// Default of STATUS_ADDR.
@@ -122,6 +124,10 @@ pub struct ZerodhaSettings {
     pub access_token: Option<Secret>,
     /// ZERODHA_API_URL, default https://api.kite.trade
     pub api_url: String,
+    /// MFT_SECRET_KEY: 32 bytes (hex or base64) that encrypt the stored Kite session.
+    pub secret_key: Option<Secret>,
+    /// ZERODHA_TICKER_URL, default wss://ws.kite.trade
+    pub ticker_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +225,8 @@ pub struct RiskSettings {
     /// A candle moving more than this percent from the previous one does not trigger an exit
     /// by itself (bad ticks, absurd imports): the next candle decides.
     pub max_bar_move_pct: f64,
+    /// During market hours, an entry is refused (STALE_PRICE) when its price is older than this.
+    pub max_price_age_seconds: u64,
 }
 
 impl Default for RiskSettings {
@@ -233,6 +241,7 @@ impl Default for RiskSettings {
             max_daily_loss: Paise::from_rupees(2_000),
             allowed_instruments: Vec::new(),
             max_bar_move_pct: 20.0,
+            max_price_age_seconds: 60,
         }
     }
 }
@@ -282,6 +291,8 @@ pub struct ScheduleSettings {
     pub login_link: String,
     /// Paper bracket exits (stop/target) against the freshest price, between scans.
     pub exit_check: String,
+    /// Daily download of Kite's instruments dump.
+    pub instruments_refresh: String,
 }
 
 impl Default for ScheduleSettings {
@@ -290,8 +301,9 @@ impl Default for ScheduleSettings {
             scan: "0 */15 9-15 * * Mon-Fri".into(),
             expiry_sweep: "0 * * * * *".into(),
             square_off: "0 15 15 * * Mon-Fri".into(),
-            login_link: "0 0 8 * * Mon-Fri".into(),
+            login_link: "0 30 8 * * Mon-Fri".into(),
             exit_check: "30 * 9-15 * * Mon-Fri".into(),
+            instruments_refresh: "0 0 8 * * Mon-Fri".into(),
         }
     }
 }
@@ -356,6 +368,8 @@ impl Default for ZerodhaSettings {
             api_secret: None,
             access_token: None,
             api_url: DEFAULT_ZERODHA_API_URL.into(),
+            secret_key: None,
+            ticker_url: DEFAULT_ZERODHA_TICKER_URL.into(),
         }
     }
 }
@@ -503,13 +517,14 @@ impl ScheduleSettings {
     }
 
     /// `(name, cron string)` of every job, in a fixed order.
-    pub fn entries(&self) -> [(&'static str, &str); 5] {
+    pub fn entries(&self) -> [(&'static str, &str); 6] {
         [
             ("scan", self.scan.as_str()),
             ("expiry_sweep", self.expiry_sweep.as_str()),
             ("square_off", self.square_off.as_str()),
             ("login_link", self.login_link.as_str()),
             ("exit_check", self.exit_check.as_str()),
+            ("instruments_refresh", self.instruments_refresh.as_str()),
         ]
     }
 }
@@ -641,4 +656,22 @@ impl Settings {
             _ => AnalystMode::Rules,
         }
     }
+}
+
+/// MFT_SECRET_KEY's 32 bytes, from 64 hex digits or base64 (standard or URL-safe, padded or not).
+pub fn parse_secret_key(s: &str) -> Option<[u8; 32]> {
+    use base64::Engine as _;
+    let s = s.trim();
+    let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(s).ok()?
+    } else {
+        let engines = [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+            base64::engine::general_purpose::URL_SAFE,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ];
+        engines.iter().find_map(|e| e.decode(s).ok())?
+    };
+    bytes.try_into().ok()
 }

@@ -17,19 +17,22 @@ pub enum Job {
     Scan,
     ExpirySweep,
     SquareOff,
-    /// The daily Kite login link; needs Kite login support, which is not wired yet.
+    /// The daily Kite login link (skipped on NSE holidays and weekends).
     LoginLink,
     /// Paper bracket exits between scans.
     ExitCheck,
+    /// The daily download of Kite's instruments dump.
+    InstrumentsRefresh,
 }
 
 impl Job {
-    pub const ALL: [Job; 5] = [
+    pub const ALL: [Job; 6] = [
         Job::Scan,
         Job::ExpirySweep,
         Job::SquareOff,
         Job::LoginLink,
         Job::ExitCheck,
+        Job::InstrumentsRefresh,
     ];
 
     /// The key in `[schedules]`.
@@ -40,6 +43,7 @@ impl Job {
             Job::SquareOff => "square_off",
             Job::LoginLink => "login_link",
             Job::ExitCheck => "exit_check",
+            Job::InstrumentsRefresh => "instruments_refresh",
         }
     }
 
@@ -49,8 +53,9 @@ impl Job {
             Job::Scan => Some(Command::Scan { only: None }),
             Job::ExpirySweep => Some(Command::ExpirySweep),
             Job::SquareOff => Some(Command::SquareOff),
-            Job::LoginLink => None,
+            Job::LoginLink => Some(Command::Login { input: None }),
             Job::ExitCheck => Some(Command::CheckExits),
+            Job::InstrumentsRefresh => Some(Command::RefreshInstruments),
         }
     }
 
@@ -61,6 +66,7 @@ impl Job {
             Job::SquareOff => &s.square_off,
             Job::LoginLink => &s.login_link,
             Job::ExitCheck => &s.exit_check,
+            Job::InstrumentsRefresh => &s.instruments_refresh,
         }
     }
 }
@@ -149,7 +155,7 @@ impl Scheduler {
             let Some(command) = job.command() else {
                 tracing::info!(
                     job = job.name(),
-                    "schedule ignored: Kite login links are not supported by this build yet"
+                    "schedule ignored: not supported by this build"
                 );
                 continue;
             };

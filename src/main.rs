@@ -91,6 +91,12 @@ enum Cmd {
         /// Proposal number
         id: i64,
     },
+    /// Log in to Kite without a reachable callback: prints the login URL, then reads the address
+    /// Kite redirected to (or the bare request_token) from standard input and stores the session.
+    Login,
+    /// The pre-flight checklist: one line per check (ok / warning / failed with the fix); exits 1
+    /// when anything failed.
+    Preflight,
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +154,23 @@ enum DataCmd {
         to: chrono::NaiveDate,
     },
     /// One row per instrument and interval: symbol, interval, first, last, rows.
+    List,
+    /// NSE trading holidays (scans, the trading window and the login link skip them).
+    Holidays {
+        #[command(subcommand)]
+        command: HolidaysCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HolidaysCmd {
+    /// Import holidays from a CSV file with the header `date,description` (dates YYYY-MM-DD);
+    /// a bad line is reported with its number and nothing is written.
+    Import {
+        /// CSV file
+        file: PathBuf,
+    },
+    /// List the stored holidays.
     List,
 }
 
@@ -332,6 +355,24 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Cmd::Login => return login(settings).await,
+        Cmd::Preflight => {
+            let (handler, store) = mft::app::cli_handler(std::sync::Arc::new(settings)).await?;
+            let reply = handler
+                .handle(mft::domain::Request {
+                    command: mft::domain::Command::Preflight,
+                    actor: mft::domain::Actor::Cli,
+                })
+                .await;
+            store.close().await;
+            let mft::ports::Reply::Preflight(report) = reply? else {
+                bail!("unexpected answer to the pre-flight checklist");
+            };
+            println!("{}", mft::texts::preflight(&report));
+            if report.failed() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Cmd::Kill { yes } => {
             if !yes && !confirm_kill()? {
                 println!("not confirmed: nothing done");
@@ -433,6 +474,54 @@ async fn mcp(settings: Settings, command: McpCmd) -> Result<ExitCode> {
     result
 }
 
+/// `mft login`: the URL, then the pasted redirect (or request_token) from standard input.
+async fn login(settings: Settings) -> Result<ExitCode> {
+    use mft::domain::{Actor, Command, Request};
+    use mft::ports::Reply;
+    let (handler, store) = mft::app::cli_handler(std::sync::Arc::new(settings)).await?;
+    let run = |command| {
+        let handler = handler.clone();
+        async move {
+            handler
+                .handle(Request {
+                    command,
+                    actor: Actor::Cli,
+                })
+                .await
+        }
+    };
+    let result = async {
+        let Reply::LoginLink { url } = run(Command::Login { input: None }).await? else {
+            bail!("unexpected answer while making the login link");
+        };
+        println!("Open this URL, log in to Kite, then paste the address you were sent to (or its request_token):");
+        println!("{url}");
+        eprint!("> ");
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("could not read standard input")?;
+        match run(Command::Login {
+            input: Some(line.trim().to_string()),
+        })
+        .await?
+        {
+            Reply::LoggedIn { user_id, until, .. } => {
+                println!("{}", mft::texts::session_active(&user_id, &until));
+                Ok(ExitCode::SUCCESS)
+            }
+            Reply::LoginRefused { reason } => {
+                eprintln!("error: {reason}");
+                Ok(ExitCode::FAILURE)
+            }
+            other => bail!("unexpected answer to the login: {other:?}"),
+        }
+    }
+    .await;
+    store.close().await;
+    result
+}
+
 /// A `data list` time in IST; a time before 1990 (absurd data stored by an older mft) in UTC,
 /// since the IST zone's rules before 1906 give a local-mean-time offset like +05:53.
 fn list_time(ts: chrono::DateTime<chrono::Utc>) -> String {
@@ -528,6 +617,21 @@ async fn data_inner(settings: &Settings, store: &Store, command: DataCmd) -> Res
             }
             if let Some(day) = r.open_day {
                 println!("{day}'s session is not over: re-run later to complete it");
+            }
+        }
+        DataCmd::Holidays {
+            command: HolidaysCmd::Import { file },
+        } => {
+            market::calendar::seed_holidays(store).await?;
+            let n = market::import_holidays(store, &file).await?;
+            println!("{}: {n} holiday(s) inserted or changed", file.display());
+        }
+        DataCmd::Holidays {
+            command: HolidaysCmd::List,
+        } => {
+            market::calendar::seed_holidays(store).await?;
+            for (day, description) in store.holidays().await? {
+                println!("{day} {:<3} {description}", day.format("%a"));
             }
         }
         DataCmd::List => {

@@ -74,6 +74,22 @@ pub enum Alert {
         detail: String,
         fallback: String,
     },
+    /// The daily Kite login link (the message carries a "Log in to Kite" URL button).
+    LoginLink {
+        url: String,
+    },
+    /// A Kite login completed.
+    SessionActive {
+        user_id: String,
+        expires_at: DateTime<Utc>,
+        /// The session's expiry as the operator reads it ("06:00 IST tomorrow").
+        until: String,
+    },
+    /// The Kite session ended (06:00 IST or TokenException); `login_url` is a fresh login link.
+    SessionExpired {
+        reason: String,
+        login_url: Option<String>,
+    },
 }
 
 /// What the Telegram side needs to post a proposal card.
@@ -128,6 +144,10 @@ pub struct PositionView {
     pub position: Position,
     pub last_price: Option<Paise>,
     pub unrealized: Paise,
+    /// Age of `last_price` in seconds (a live tick, or the stored candle's close) when the
+    /// report was made; None when unknown.
+    #[serde(default)]
+    pub price_age_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +170,10 @@ pub struct StatusReport {
     pub loss_limit: Paise,
     pub orders_today: u32,
     pub orders_limit: u32,
+    /// The Kite session as the operator reads it ("active until 06:00 IST tomorrow (user
+    /// AB1234)", "expired: tap Log in"); None when Kite is not configured.
+    #[serde(default)]
+    pub kite: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +184,10 @@ pub struct ScanSummary {
     pub instruments: u32,
     pub proposals: u32,
     pub errors: u32,
+    /// Instruments not analysed because their latest closed candle is missing, as
+    /// "stale data for NSE:X (last candle 10:15, expected 10:30)".
+    #[serde(default)]
+    pub stale: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,6 +231,77 @@ pub enum Reply {
         proposal: Option<Box<Proposal>>,
         trace: Option<Box<crate::domain::AnalysisTrace>>,
     },
+    /// A fresh Kite login link (shown with a "Log in to Kite" URL button).
+    LoginLink {
+        url: String,
+    },
+    /// A Kite login completed and the session is stored.
+    LoggedIn {
+        user_id: String,
+        user_name: String,
+        expires_at: DateTime<Utc>,
+        until: String,
+    },
+    /// A login redirect or pasted token that was refused before any call to Kite (bad, used or
+    /// expired state; status not success; malformed token). Nothing was stored.
+    LoginRefused {
+        reason: String,
+    },
+    /// Nothing done, and why (e.g. a scheduled job on an NSE holiday).
+    Skipped {
+        reason: String,
+    },
+    Preflight(PreflightReport),
+    KillTest(KillTestReport),
+}
+
+/// One pre-flight check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckLevel {
+    Ok,
+    Warning,
+    Failed,
+}
+
+impl CheckLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckLevel::Ok => "ok",
+            CheckLevel::Warning => "warning",
+            CheckLevel::Failed => "failed",
+        }
+    }
+}
+
+/// One line of the pre-flight checklist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreflightLine {
+    pub level: CheckLevel,
+    pub check: String,
+    pub detail: String,
+    /// What to do, for warnings and failures.
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreflightReport {
+    pub lines: Vec<PreflightLine>,
+}
+
+impl PreflightReport {
+    pub fn failed(&self) -> bool {
+        self.lines.iter().any(|l| l.level == CheckLevel::Failed)
+    }
+}
+
+/// What `/kill test` found: what a real kill would cancel and close. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KillTestReport {
+    /// Open orders (tag, instrument) that would be cancelled.
+    pub would_cancel: Vec<String>,
+    /// Positions that would be squared off at their last price.
+    pub would_close: Vec<ClosedPosition>,
+    pub at: DateTime<Utc>,
 }
 
 /// The one command handler, as the bot, the status page and the scheduler see it. The app
@@ -241,4 +340,34 @@ pub trait Scanner: Send + Sync {
         only: Option<&InstrumentKey>,
         open_positions: &[InstrumentKey],
     ) -> Result<ScanResult, ScanError>;
+
+    /// Scans exactly `keys` (the handler leaves out instruments with stale data). The default
+    /// scans them one by one and merges the results; the meta-agent does it in one run.
+    async fn scan_keys(
+        &self,
+        keys: &[InstrumentKey],
+        open_positions: &[InstrumentKey],
+    ) -> Result<ScanResult, ScanError> {
+        let mut merged: Option<ScanResult> = None;
+        for k in keys {
+            let r = self.scan(Some(k), open_positions).await?;
+            merged = Some(match merged {
+                None => r,
+                Some(mut m) => {
+                    m.summary.instruments += r.summary.instruments;
+                    m.summary.proposals += r.summary.proposals;
+                    m.summary.errors += r.summary.errors;
+                    m.summary.finished_at = r.summary.finished_at;
+                    m.proposals.extend(r.proposals);
+                    m.exits.extend(r.exits);
+                    m.errors.extend(r.errors);
+                    m
+                }
+            });
+        }
+        match merged {
+            Some(m) => Ok(m),
+            None => Err("nothing to scan: every instrument's data is stale".into()),
+        }
+    }
 }

@@ -155,10 +155,11 @@ fn list_more(out: &mut String, shown: usize, total: usize) {
 fn position_line(v: &PositionView) -> String {
     let p = &v.position;
     let dir = if p.quantity >= 0 { "long" } else { "short" };
-    let last = v
-        .last_price
-        .map(|l| format!(", last {l}"))
-        .unwrap_or_default();
+    let last = match (v.last_price, v.price_age_seconds) {
+        (Some(l), Some(a)) => format!(", last {l} ({} old)", age(a)),
+        (Some(l), None) => format!(", last {l}"),
+        _ => String::new(),
+    };
     format!(
         "• {} {} {} ({}) @ {}{}, unrealized {}",
         esc(&p.key.to_string()),
@@ -209,6 +210,9 @@ pub fn status(s: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "<b>MFT-1 status</b>");
     let _ = writeln!(out, "Mode: {}", esc(&s.mode));
+    if let Some(k) = &s.kite {
+        let _ = writeln!(out, "Kite: {}", esc(k));
+    }
     if s.halted {
         let _ = writeln!(out, "HALTED: new entries are blocked until /resume");
     } else if s.paused {
@@ -314,7 +318,137 @@ pub fn risk(r: &RiskSettings) -> String {
 }
 
 pub fn scan(s: &ScanSummary) -> String {
-    format!("Scan done: {}", scan_line(s))
+    let mut out = format!("Scan done: {}", scan_line(s));
+    for line in &s.stale {
+        out.push('\n');
+        out.push_str(&esc(line));
+    }
+    out
+}
+
+/// The label of the inline URL button that opens Kite's login page.
+pub const LOG_IN_TO_KITE: &str = "Log in to Kite";
+
+/// The page the browser shows after Kite's redirect: "Logged in to Kite as AB1234. You can close this tab."
+pub fn logged_in_page(user_id: &str) -> String {
+    format!("Logged in to Kite as {user_id}. You can close this tab.")
+}
+
+/// The message above the login button.
+pub fn login_link() -> String {
+    "Log in to Kite for today's session: tap the button (the link works once, for 15 minutes)."
+        .into()
+}
+
+/// "Kite session active until 06:00 IST tomorrow (user AB1234)".
+pub fn session_active(user_id: &str, until: &str) -> String {
+    format!(
+        "Kite session active until {} (user {})",
+        esc(until),
+        esc(user_id)
+    )
+}
+
+/// The session expired: whatever needs Kite says this until the next login.
+pub fn session_expired(reason: &str) -> String {
+    format!(
+        "Kite session expired: tap Log in\n({}; paper trading on stored data continues)",
+        esc(reason)
+    )
+}
+
+/// How the expiry reads: "06:00 IST tomorrow" / "06:00 IST today" / a date.
+pub fn session_until(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let e = expires_at.with_timezone(&IST);
+    let today = now.with_timezone(&IST).date_naive();
+    let day = if e.date_naive() == today {
+        "today".to_string()
+    } else if Some(e.date_naive()) == today.succ_opt() {
+        "tomorrow".to_string()
+    } else {
+        e.format("%a %d %b").to_string()
+    };
+    format!("{} IST {day}", e.format("%H:%M"))
+}
+
+/// "stale data for NSE:X (last candle 10:15, expected 10:30)".
+pub fn stale_data(key: &str, last: Option<DateTime<Utc>>, expected: DateTime<Utc>) -> String {
+    let hm = |t: DateTime<Utc>| {
+        let l = t.with_timezone(&IST);
+        let e = expected.with_timezone(&IST);
+        if l.date_naive() == e.date_naive() {
+            l.format("%H:%M").to_string()
+        } else {
+            l.format("%Y-%m-%d %H:%M").to_string()
+        }
+    };
+    format!(
+        "stale data for {key} (last candle {}, expected {})",
+        last.map(hm).unwrap_or_else(|| "none".into()),
+        hm(expected)
+    )
+}
+
+/// A price's age as the operator reads it: "12s", "5m", "3h", "2d".
+pub fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// The checklist, one line per check: `ok      Kite session: ...` / `failed  ...  -> fix`.
+/// Plain text (the CLI prints it; the bot escapes it).
+pub fn preflight(p: &crate::ports::PreflightReport) -> String {
+    let mut out = String::from("Pre-flight checklist\n");
+    for l in &p.lines {
+        let _ = write!(out, "{:<8}{}: {}", l.level.as_str(), l.check, l.detail);
+        if let Some(fix) = &l.fix {
+            let _ = write!(out, " -> {fix}");
+        }
+        out.push('\n');
+    }
+    let failed = p
+        .lines
+        .iter()
+        .filter(|l| l.level == crate::ports::CheckLevel::Failed)
+        .count();
+    let warned = p
+        .lines
+        .iter()
+        .filter(|l| l.level == crate::ports::CheckLevel::Warning)
+        .count();
+    let _ = write!(
+        out,
+        "{failed} failed, {warned} warning(s), {} ok",
+        p.lines.len() - failed - warned
+    );
+    out
+}
+
+/// `/kill test`: what a kill would do, changing nothing.
+pub fn kill_test(k: &crate::ports::KillTestReport) -> String {
+    let mut out = String::from("Kill test (dry run, nothing changed):\n");
+    let _ = writeln!(out, "would cancel {} open order(s)", k.would_cancel.len());
+    for o in k.would_cancel.iter().take(MAX_LIST) {
+        let _ = writeln!(out, "  {}", esc(o));
+    }
+    let _ = writeln!(out, "would close {} position(s)", k.would_close.len());
+    for c in k.would_close.iter().take(MAX_LIST) {
+        let _ = writeln!(
+            out,
+            "  {} x{} at {} (P&amp;L {})",
+            esc(&c.key.to_string()),
+            c.quantity,
+            c.price,
+            signed(c.pnl)
+        );
+    }
+    out.push_str("and halt trading until /resume. Recorded as the last kill drill.");
+    out
 }
 
 pub fn kill_report(k: &KillReport) -> String {
@@ -523,12 +657,21 @@ pub fn reply(r: &Reply) -> String {
             proposal,
             trace,
         } => why(*proposal_id, proposal.as_deref(), trace.as_deref(), true),
+        Reply::LoginLink { .. } => login_link(),
+        Reply::LoggedIn { user_id, until, .. } => session_active(user_id, until),
+        Reply::LoginRefused { reason } => format!("Login refused: {}", esc(reason)),
+        Reply::Skipped { reason } => format!("Skipped: {}", esc(reason)),
+        Reply::Preflight(p) => esc(&preflight(p)),
+        Reply::KillTest(k) => kill_test(k),
     };
     truncate_chars(&s, MESSAGE_LIMIT)
 }
 
 pub fn alert(a: &Alert) -> String {
     let s = match a {
+        Alert::LoginLink { .. } => login_link(),
+        Alert::SessionActive { user_id, until, .. } => session_active(user_id, until),
+        Alert::SessionExpired { reason, .. } => session_expired(reason),
         Alert::Started {
             mode,
             watchlist,
@@ -845,6 +988,7 @@ mod tests {
             loss_limit: Paise(200_000),
             orders_today: 3,
             orders_limit: 20,
+            kite: None,
         };
         let t = status(&s);
         assert!(t.contains("Mode: paper"));

@@ -36,7 +36,7 @@ impl Workdir {
         let toml = format!(
             "[trading]\nwatchlist = [\"NSE:INFY\"]\ninterval = \"15minute\"\n\n\
              [risk]\ntrading_window = \"00:00-23:59\"\ntrading_days = \"Mon-Sun\"\n\n\
-             [schedules]\nscan = \"\"\nexpiry_sweep = \"\"\nsquare_off = \"\"\nlogin_link = \"\"\n\n{}",
+             [schedules]\nscan = \"\"\nexpiry_sweep = \"\"\nsquare_off = \"\"\nlogin_link = \"\"\ninstruments_refresh = \"\"\n\n{}",
             series::STRATEGY_TOML
         );
         std::fs::write(dir.path().join("mft.toml"), toml).expect("write mft.toml");

@@ -54,6 +54,7 @@ fn status_report() -> StatusReport {
             instruments: 2,
             proposals: 1,
             errors: 0,
+            stale: Vec::new(),
         }),
         next_scan: Some(Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap()),
         realized_today: Paise(12_345),
@@ -65,6 +66,7 @@ fn status_report() -> StatusReport {
         loss_limit: Paise::from_rupees(2_000),
         orders_today: 1,
         orders_limit: 20,
+        kite: None,
     }
 }
 
@@ -118,6 +120,7 @@ impl CommandHandler for FakeHandler {
                 instruments: 1,
                 proposals: 0,
                 errors: 0,
+                stale: Vec::new(),
             }),
             _ => Reply::Done { changed: 0 },
         })

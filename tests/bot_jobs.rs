@@ -44,6 +44,7 @@ async fn jobs_fire_on_the_clock_and_stop_on_shutdown() {
         square_off: "0 0 15 * * Mon-Fri".into(),
         login_link: String::new(),
         exit_check: String::new(),
+        instruments_refresh: String::new(),
     };
     let scheduler = Arc::new(Scheduler::from_settings(&settings, Arc::new(clock.clone())).unwrap());
     assert_eq!(scheduler.next_fire(Job::Scan), None);

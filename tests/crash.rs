@@ -104,6 +104,7 @@ impl Scanner for NoScan {
                 instruments: 0,
                 proposals: 0,
                 errors: 0,
+                stale: Vec::new(),
             },
             proposals: Vec::new(),
             exits: Vec::new(),

@@ -399,6 +399,7 @@ mod card_race {
                     instruments: 1,
                     proposals: 1,
                     errors: 0,
+                    stale: Vec::new(),
                 },
                 proposals: vec![ProposalCard {
                     proposal: p,

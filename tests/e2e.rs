@@ -73,6 +73,7 @@ fn settings(
         square_off: String::new(),
         login_link: String::new(),
         exit_check: String::new(),
+        instruments_refresh: String::new(),
     };
     s.risk.trading_window = "00:00-23:59".parse().expect("valid");
     s.risk.trading_days = "Mon-Sun".parse().expect("valid");
@@ -840,7 +841,7 @@ async fn status_help_unknown_start_and_stop() {
             "Daily loss used: ₹12.50 of ₹2,000.00",
             "Orders today: 1 of 20",
             "Open positions: 1",
-            "NSE:INFY long 250 (MIS) @ ₹93.55, last ₹93.50, unrealized -₹12.50",
+            "NSE:INFY long 250 (MIS) @ ₹93.55, last ₹93.50 (1m old), unrealized -₹12.50",
             "Pending proposals: 1",
             "BUY 250 NSE:TCS @ ₹93.50",
         ] {

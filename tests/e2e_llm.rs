@@ -90,6 +90,7 @@ async fn scan_with_the_llm_posts_a_card_with_its_rationale_and_why_shows_the_tra
             square_off: String::new(),
             login_link: String::new(),
             exit_check: String::new(),
+            instruments_refresh: String::new(),
         };
         s.risk.trading_window = "00:00-23:59".parse().expect("valid");
         s.risk.trading_days = "Mon-Sun".parse().expect("valid");

@@ -62,6 +62,7 @@ impl Scanner for NoopScanner {
                 instruments: 0,
                 proposals: 0,
                 errors: 0,
+                stale: Vec::new(),
             },
             proposals: Vec::new(),
             exits: Vec::new(),
@@ -927,6 +928,7 @@ async fn a_scan_posts_cards_runs_exit_signals_and_alerts_failures() {
                 instruments: 3,
                 proposals: 1,
                 errors: 1,
+                stale: Vec::new(),
             },
             proposals: vec![mft::ports::ProposalCard {
                 proposal: fresh.clone(),

@@ -69,6 +69,7 @@ impl Scanner for NoopScanner {
                 instruments: 0,
                 proposals: 0,
                 errors: 0,
+                stale: Vec::new(),
             },
             proposals: Vec::new(),
             exits: Vec::new(),
@@ -865,6 +866,7 @@ async fn card_scan(
             instruments: 3,
             proposals: 1,
             errors: 0,
+            stale: Vec::new(),
         },
         proposals: vec![mft::ports::ProposalCard {
             proposal: p.clone(),

@@ -75,12 +75,14 @@ fn status() -> StatusReport {
             },
             last_price: Some(Paise(150_050)),
             unrealized: Paise(500),
+            price_age_seconds: Some(42),
         }],
         pending: vec![pending_proposal()],
         loss_used: Paise(12_345),
         loss_limit: Paise(200_000),
         orders_today: 2,
         orders_limit: 20,
+        kite: Some("active until 06:00 IST tomorrow (user AB1234)".into()),
     }
 }
 

@@ -97,7 +97,13 @@ impl MetaAgent {
         only: Option<&InstrumentKey>,
         open_positions: &[InstrumentKey],
     ) -> Result<ScanOutcome, AgentError> {
-        let list: Vec<InstrumentKey> = match only {
+        let list = self.scan_list(only);
+        self.scan_exactly(list, open_positions).await
+    }
+
+    /// The instruments a scan of `only` (or the whole watchlist) covers, without duplicates.
+    pub fn scan_list(&self, only: Option<&InstrumentKey>) -> Vec<InstrumentKey> {
+        match only {
             Some(k) => vec![k.clone()],
             None => {
                 let mut seen = HashSet::new();
@@ -109,7 +115,15 @@ impl MetaAgent {
                     .cloned()
                     .collect()
             }
-        };
+        }
+    }
+
+    /// [`MetaAgent::scan`] over exactly `list` (one scan run).
+    pub async fn scan_exactly(
+        &self,
+        list: Vec<InstrumentKey>,
+        open_positions: &[InstrumentKey],
+    ) -> Result<ScanOutcome, AgentError> {
         let started = self.clock.now();
         let count = u32::try_from(list.len()).unwrap_or(u32::MAX);
         let run_id = self.store.start_scan_run(started, count).await?;
@@ -144,6 +158,7 @@ impl MetaAgent {
                 instruments: count,
                 proposals: 0,
                 errors: 0,
+                stale: Vec::new(),
             },
             proposals: Vec::new(),
             exits: Vec::new(),
@@ -463,15 +478,30 @@ impl Scanner for MetaAgent {
         open_positions: &[InstrumentKey],
     ) -> Result<ScanResult, ScanError> {
         let outcome = MetaAgent::scan(self, only, open_positions).await?;
+        Ok(into_result(outcome))
+    }
+
+    async fn scan_keys(
+        &self,
+        keys: &[InstrumentKey],
+        open_positions: &[InstrumentKey],
+    ) -> Result<ScanResult, ScanError> {
+        let outcome = self.scan_exactly(keys.to_vec(), open_positions).await?;
+        Ok(into_result(outcome))
+    }
+}
+
+fn into_result(outcome: ScanOutcome) -> ScanResult {
+    {
         for (key, reason) in &outcome.skipped {
             tracing::debug!(%key, "scan skipped: {reason}");
         }
-        Ok(ScanResult {
+        ScanResult {
             summary: outcome.summary,
             proposals: outcome.proposals,
             exits: outcome.exits,
             errors: outcome.errors,
-        })
+        }
     }
 }
 

@@ -11,6 +11,9 @@
 //! (`app::kill`); otherwise it calls [`kill_directly`]: a handler with the configured broker and
 //! a [`LogNotifier`], sending [`Command::Kill`] against the same database under its book lock.
 
+mod market;
+mod preflight;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -86,6 +89,9 @@ pub enum HandlerError {
     Oms(#[from] OmsError),
     #[error("the scan failed: {0}")]
     Scan(String),
+    /// A Kite call or the session failed; the text says what to do ("Kite session expired: tap Log in").
+    #[error("{0}")]
+    Market(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("{}", crate::texts::KILL_LIVE_UNAVAILABLE)]
@@ -108,6 +114,7 @@ pub struct Handler {
     /// the scan edits the card as soon as it has its message id. The lock also orders "no
     /// message id yet" against "message id stored", so no outcome is lost between them.
     unposted: tokio::sync::Mutex<std::collections::HashMap<i64, Outcome>>,
+    market: Option<Arc<crate::market::MarketLink>>,
 }
 
 impl Handler {
@@ -137,6 +144,7 @@ impl Handler {
             oms,
             next_scan: None,
             unposted: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+            market: None,
         }
     }
 
@@ -291,7 +299,14 @@ impl Handler {
             Command::Approve { proposal_id } => self.approve(proposal_id, by).await,
             Command::Reject { proposal_id } => self.reject(proposal_id, by).await,
             Command::ExpirySweep => self.expiry_sweep().await,
-            Command::Scan { only } => self.scan(only.as_ref()).await,
+            Command::Scan { only } => {
+                if req.actor == Actor::Scheduler
+                    && let Some(reason) = self.closed_today().await
+                {
+                    return Ok(Reply::Skipped { reason });
+                }
+                self.scan(only.as_ref()).await
+            }
             Command::SquareOff => {
                 let report = {
                     let book = self.oms.lock_book().await?;
@@ -336,6 +351,16 @@ impl Handler {
                     .await?
                     .map(Box::new),
             }),
+            Command::Login { input } => self.login(input, req.actor).await,
+            Command::KiteCallback {
+                request_token,
+                state,
+                status,
+                action: _,
+            } => self.kite_callback(request_token, state, status).await,
+            Command::RefreshInstruments => self.refresh_instruments(req.actor).await,
+            Command::Preflight => Ok(Reply::Preflight(self.preflight().await?)),
+            Command::KillTest => self.kill_test(req.actor).await,
         }
     }
 
@@ -368,10 +393,21 @@ impl Handler {
             .last_prices(&keys, self.settings.trading.interval)
             .await?;
         let earned_before_today = self.earned_before_today(&open).await?;
-        let positions: Vec<_> = open.into_iter().zip(lasts).collect();
-        let last_price = match key {
-            Some(k) => self.last_price(k).await?,
-            None => None,
+        let mut positions: Vec<_> = open.into_iter().zip(lasts).collect();
+        if let Some(link) = &self.market {
+            for (p, last) in positions.iter_mut() {
+                if let Some(lp) = link.prices.get(&p.key) {
+                    *last = Some(lp.price);
+                }
+            }
+        }
+        let (last_price, price_at) = match key {
+            Some(k) if self.market.is_some() => match self.price_point(k).await? {
+                Some(pp) => (Some(pp.price), pp.at),
+                None => (None, None),
+            },
+            Some(k) => (self.last_price(k).await?, None),
+            None => (None, None),
         };
         let since = self.day_start();
         Ok(RiskContext {
@@ -383,6 +419,8 @@ impl Handler {
             realized_today: self.store.realized_since(since).await?,
             earned_before_today,
             expires_at,
+            price_at,
+            max_price_age_seconds: self.freshness_required(),
         })
     }
 
@@ -740,7 +778,29 @@ impl Handler {
             .into_iter()
             .map(|p| p.key)
             .collect();
-        let result = match self.scanner.scan(only, &open).await {
+        let keys: Vec<InstrumentKey> = match only {
+            Some(k) => vec![k.clone()],
+            None => {
+                let mut seen = std::collections::HashSet::new();
+                self.settings
+                    .trading
+                    .watchlist
+                    .iter()
+                    .filter(|k| seen.insert((*k).clone()))
+                    .cloned()
+                    .collect()
+            }
+        };
+        let (fresh, stale) = self.prepare_scan(keys).await;
+        let scanned = if stale.is_empty() {
+            self.scanner.scan(only, &open).await
+        } else {
+            self.scanner.scan_keys(&fresh, &open).await
+        };
+        let result = match scanned.map(|mut r| {
+            r.summary.stale = stale;
+            r
+        }) {
             Ok(r) => r,
             Err(e) => {
                 let error = e.to_string();
@@ -946,12 +1006,23 @@ impl Handler {
             .last_prices(&keys, self.settings.trading.interval)
             .await?;
         let mut out = Vec::with_capacity(open.len());
-        for (position, last_price) in open.into_iter().zip(lasts) {
+        let now = self.clock.now();
+        for (position, stored) in open.into_iter().zip(lasts) {
+            let point = if self.market.is_some() {
+                self.price_point(&position.key).await?
+            } else {
+                None
+            };
+            let last_price = point.map(|p| p.price).or(stored);
+            let price_age_seconds = point
+                .and_then(|p| p.at)
+                .map(|at| (now - at).num_seconds().max(0));
             let unrealized = last_price.map_or(Paise::ZERO, |l| position.unrealized(l));
             out.push(PositionView {
                 position,
                 last_price,
                 unrealized,
+                price_age_seconds,
             });
         }
         Ok(out)
@@ -976,6 +1047,7 @@ impl Handler {
             loss_limit: self.settings.risk.max_daily_loss,
             orders_today: ctx.orders_today,
             orders_limit: self.settings.risk.max_orders_per_day,
+            kite: self.kite_line(),
         })
     }
 }

@@ -46,6 +46,10 @@ pub enum AppError {
         "cannot write the kill token file {path}: {error}; check the data folder's permissions"
     )]
     KillToken { path: String, error: String },
+    #[error(transparent)]
+    Session(#[from] crate::market::SessionError),
+    #[error(transparent)]
+    Holidays(#[from] crate::market::HolidayError),
 }
 
 /// Where the dashboard's generated STATUS_TOKEN is kept (`generated_secrets`).
@@ -73,6 +77,47 @@ fn browsable(addr: &str) -> String {
         }
         _ => addr.to_string(),
     }
+}
+
+/// Connects to the market: the NSE calendar (seeded on first use), the Kite session provider
+/// and an empty live-price cache.
+pub async fn market_link(
+    store: &Store,
+    settings: &Arc<Settings>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Arc<crate::market::MarketLink>, AppError> {
+    let calendar = Arc::new(crate::market::MarketCalendar::load(store).await?);
+    let session = Arc::new(
+        crate::market::SessionProvider::load(store.clone(), settings.clone(), clock.clone())
+            .await?,
+    );
+    Ok(Arc::new(crate::market::MarketLink {
+        calendar,
+        session,
+        prices: Arc::new(crate::market::PriceCache::new()),
+    }))
+}
+
+/// A handler for one-shot CLI commands (`mft login`, `mft preflight`): paper broker, alerts
+/// only logged, connected to the market without the ticker.
+pub async fn cli_handler(settings: Arc<Settings>) -> Result<(Arc<Handler>, Store), AppError> {
+    let store = Store::connect(&settings.database_url).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let link = market_link(&store, &settings, &clock).await?;
+    let broker = Arc::new(
+        PaperBroker::new(store.clone(), settings.clone(), clock.clone())
+            .with_live_prices(link.prices.clone()),
+    );
+    let handler = Handler::new(
+        store.clone(),
+        settings,
+        clock,
+        broker,
+        Arc::new(handler::LogNotifier),
+        Arc::new(handler::NoScanner),
+    )
+    .with_market(link);
+    Ok((Arc::new(handler), store))
 }
 
 /// `mft run`: runs the service until SIGINT or SIGTERM.
@@ -192,6 +237,7 @@ pub async fn run_with(
             return Err(e.into());
         }
     };
+    let link = market_link(&store, &settings, &clock).await?;
 
     let hub = crate::web::live::LiveHub::new();
     let chat: Arc<dyn Notifier> = match &bot_config {
@@ -211,11 +257,10 @@ pub async fn run_with(
         settings.clone(),
         clock.clone(),
     ));
-    let broker = Arc::new(PaperBroker::new(
-        store.clone(),
-        settings.clone(),
-        clock.clone(),
-    ));
+    let broker = Arc::new(
+        PaperBroker::new(store.clone(), settings.clone(), clock.clone())
+            .with_live_prices(link.prices.clone()),
+    );
     let next_scan = scheduler.clone();
     let handler = Arc::new(
         Handler::new(
@@ -226,7 +271,8 @@ pub async fn run_with(
             notifier.clone(),
             scanner,
         )
-        .with_next_scan(Arc::new(move || next_scan.next_fire(Job::Scan))),
+        .with_next_scan(Arc::new(move || next_scan.next_fire(Job::Scan)))
+        .with_market(link.clone()),
     );
     let settled = handler.recover().await?;
     if settled > 0 {
@@ -315,6 +361,37 @@ pub async fn run_with(
         shutdown.clone(),
     ));
     let jobs = tokio::spawn(scheduler.run(sink.clone(), shutdown.clone()));
+    // Live prices while a session exists and the market is open; a refused token ends the
+    // session (one alert with a login button).
+    let on_rejected: crate::market::prices::OnRejected = {
+        let handler = handler.clone();
+        Arc::new(move |reason: String| {
+            let handler = handler.clone();
+            tokio::spawn(async move { handler.session_expired(&reason).await });
+        })
+    };
+    let ticker = tokio::spawn(crate::market::prices::run_ticker(
+        link.clone(),
+        store.clone(),
+        settings.clone(),
+        clock.clone(),
+        on_rejected,
+        shutdown.clone(),
+    ));
+    // The 06:00 IST expiry, checked every few seconds against the (injected) clock.
+    let expiry = {
+        let handler = handler.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                handler.check_session_expiry().await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                }
+            }
+        })
+    };
     let bot_result = match bot_config {
         Some(c) => crate::bot::run_bot(c, sink, shutdown.clone()).await,
         None => {
@@ -325,6 +402,8 @@ pub async fn run_with(
     // Whatever ended the bot ends the service.
     shutdown.cancel();
     let _ = jobs.await;
+    let _ = ticker.await;
+    let _ = expiry.await;
     let web_result = web.await;
     let _ = notifier
         .alert(&Alert::Stopping)

@@ -25,8 +25,12 @@ pub enum BotCommand {
     Resume,
     /// Show the risk limits.
     Risk,
-    /// Cancel open orders, square off every position and halt (asks to confirm).
-    Kill,
+    /// Cancel open orders, square off every position and halt (asks to confirm); /kill test is a dry run that changes nothing.
+    Kill(String),
+    /// Kite login button for today's session; /login <redirected URL or request_token> completes a login by hand.
+    Login(String),
+    /// Pre-flight checklist: Kite session, margin, risk limits, paper days, stuck orders, data, kill drill.
+    Preflight,
     /// How proposal N came about: the analysis trace (e.g. /why 12).
     Why(String),
 }
@@ -48,7 +52,11 @@ mod tests {
             ("/pause", BotCommand::Pause),
             ("/resume", BotCommand::Resume),
             ("/risk", BotCommand::Risk),
-            ("/kill", BotCommand::Kill),
+            ("/kill", BotCommand::Kill(String::new())),
+            ("/kill test", BotCommand::Kill("test".into())),
+            ("/login", BotCommand::Login(String::new())),
+            ("/login abc123", BotCommand::Login("abc123".into())),
+            ("/preflight", BotCommand::Preflight),
             ("/status@mft_bot", BotCommand::Status),
         ];
         for (text, want) in cases {
@@ -77,6 +85,8 @@ mod tests {
             "resume",
             "risk",
             "kill",
+            "login",
+            "preflight",
         ] {
             assert!(
                 names.iter().any(|n| n.trim_start_matches('/') == want),

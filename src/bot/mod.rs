@@ -237,7 +237,20 @@ async fn on_message(bot: Bot, msg: Message, me: Me, state: Arc<BotState>) -> Han
             )
             .await;
         }
-        BotCommand::Kill => {
+        BotCommand::Kill(arg) if arg.trim().eq_ignore_ascii_case("test") => Command::KillTest,
+        BotCommand::Kill(arg) if !arg.trim().is_empty() => {
+            return send_html(
+                &bot,
+                chat,
+                texts::bad_argument("kill", "use /kill, or /kill test for a dry run"),
+            )
+            .await;
+        }
+        BotCommand::Login(arg) => Command::Login {
+            input: Some(arg.trim().to_string()).filter(|a| !a.is_empty()),
+        },
+        BotCommand::Preflight => Command::Preflight,
+        BotCommand::Kill(_) => {
             let nonce = state.new_confirm(Confirm::Kill);
             bot.send_message(chat, texts::kill_confirm())
                 .parse_mode(ParseMode::Html)
@@ -306,10 +319,23 @@ async fn on_message(bot: Bot, msg: Message, me: Me, state: Arc<BotState>) -> Han
             .unwrap_or("")
     );
     let out = match state.run(user_id, command).await {
+        Ok(Reply::LoginLink { url }) => {
+            return send_login_button(&bot, chat, &url).await;
+        }
         Ok(reply) => texts::reply(&reply),
         Err(e) => texts::command_failed(&what, &e.0),
     };
     send_html(&bot, chat, out).await
+}
+
+/// The login message with its inline URL button "Log in to Kite".
+async fn send_login_button(bot: &Bot, chat: ChatId, url: &str) -> HandlerResult {
+    let markup = notifier::login_keyboard(url)?;
+    bot.send_message(chat, texts::login_link())
+        .parse_mode(ParseMode::Html)
+        .reply_markup(markup)
+        .await?;
+    Ok(())
 }
 
 /// Replaces a confirmation message's text and removes its buttons. Best effort: the callback

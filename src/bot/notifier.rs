@@ -38,6 +38,15 @@ pub fn proposal_keyboard(proposal_id: i64) -> InlineKeyboardMarkup {
     ]])
 }
 
+/// One URL button, "Log in to Kite", opening Kite's login page.
+pub fn login_keyboard(url: &str) -> Result<InlineKeyboardMarkup, url::ParseError> {
+    let u = url::Url::parse(url)?;
+    Ok(InlineKeyboardMarkup::new([[InlineKeyboardButton::url(
+        texts::LOG_IN_TO_KITE,
+        u,
+    )]]))
+}
+
 /// An explicitly empty keyboard: removes the buttons on edit, with no room for doubt.
 fn no_buttons() -> InlineKeyboardMarkup {
     InlineKeyboardMarkup::new(Vec::<Vec<InlineKeyboardButton>>::new())
@@ -221,6 +230,25 @@ impl Notifier for TelegramNotifier {
     }
 
     async fn alert(&self, alert: &Alert) -> Result<(), NotifyError> {
+        let url = match alert {
+            Alert::LoginLink { url } => Some(url.as_str()),
+            Alert::SessionExpired {
+                login_url: Some(url),
+                ..
+            } => Some(url.as_str()),
+            _ => None,
+        };
+        if let Some(url) = url {
+            let markup = login_keyboard(url).map_err(|e| notify_err("bad login URL", e))?;
+            return self
+                .bot
+                .send_message(self.chat, texts::alert(alert))
+                .parse_mode(ParseMode::Html)
+                .reply_markup(markup)
+                .await
+                .map(|_| ())
+                .map_err(|e| notify_err("sending an alert failed", e));
+        }
         self.send_text(texts::alert(alert))
             .await
             .map(|_| ())

@@ -127,6 +127,8 @@ pub const ENV_KEYS: &[EnvKey] = &[
     key("STATUS_ADDR"),
     secret("STATUS_TOKEN"),
     secret("MCP_TOKEN"),
+    secret("MFT_SECRET_KEY"),
+    key("ZERODHA_TICKER_URL"),
 ];
 
 /// Prefix of the environment overrides of mft.toml keys: `MFT__RISK__MAX_DAILY_LOSS=1500`.
@@ -686,4 +688,9 @@ fn apply_env(s: &mut Settings, env: &HashMap<String, String>, errors: &mut Vec<C
     }
     s.status.token = secret("STATUS_TOKEN");
     s.mcp.token = secret("MCP_TOKEN");
+
+    s.zerodha.secret_key = secret("MFT_SECRET_KEY");
+    if let Some(v) = text("ZERODHA_TICKER_URL") {
+        s.zerodha.ticker_url = v;
+    }
 }

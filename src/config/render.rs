@@ -64,6 +64,8 @@ impl Settings {
             ("STATUS_ADDR", quoted(&self.status.addr)),
             ("STATUS_TOKEN", secret(&self.status.token)),
             ("MCP_TOKEN", secret(&self.mcp.token)),
+            ("MFT_SECRET_KEY", secret(&self.zerodha.secret_key)),
+            ("ZERODHA_TICKER_URL", quoted(&self.zerodha.ticker_url)),
         ];
         for (k, v) in rows {
             let _ = writeln!(out, "{k} = {v}");

@@ -351,6 +351,9 @@ fn secrets_never_appear_in_text_output() {
         .map(|k| (k.to_string(), format!("{FAKE}-{k}")))
         .collect();
     pairs.push(("TELEGRAM_BOT_TOKEN".into(), format!("123:{FAKE}")));
+    // MFT_SECRET_KEY must be 32 bytes; its hex must not leak either.
+    let key_hex = "5e".repeat(32);
+    pairs.push(("MFT_SECRET_KEY".into(), key_hex.clone()));
     pairs.push((
         "DATABASE_URL".into(),
         format!("postgres://mft:{FAKE}@localhost/mft"),
@@ -368,6 +371,7 @@ fn secrets_never_appear_in_text_output() {
         format!("{}", s.zerodha.api_key.clone().unwrap()),
     ] {
         assert!(!text.contains(FAKE), "secret leaked:\n{text}");
+        assert!(!text.contains(&key_hex), "MFT_SECRET_KEY leaked:\n{text}");
     }
     assert!(rendered.contains("ZERODHA_API_KEY = ***"), "{rendered}");
     assert!(
@@ -440,7 +444,8 @@ fn typed_helpers_read_the_values_parsed_at_load() {
             "expiry_sweep",
             "square_off",
             "login_link",
-            "exit_check"
+            "exit_check",
+            "instruments_refresh"
         ]
     );
     assert!(jobs.iter().all(|(_, s)| s.is_some()));

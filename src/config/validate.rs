@@ -217,6 +217,33 @@ impl Settings {
 
         v.url("ZERODHA_API_URL", Some(&self.zerodha.api_url));
         v.url("TELEGRAM_API_URL", Some(&self.telegram.api_url));
+        match url::Url::parse(self.zerodha.ticker_url.trim()) {
+            Ok(u) if matches!(u.scheme(), "ws" | "wss") && u.has_host() && u.query().is_none() => {}
+            _ => v.err(
+                "ZERODHA_TICKER_URL",
+                format!(
+                    "expected a ws(s) URL without a query, e.g. wss://ws.kite.trade, got {:?}",
+                    self.zerodha.ticker_url
+                ),
+            ),
+        }
+        if let Some(k) = &self.zerodha.secret_key
+            && crate::config::parse_secret_key(k.expose()).is_none()
+        {
+            v.err(
+                "MFT_SECRET_KEY",
+                "must be 32 bytes as 64 hex digits or base64 (e.g. `openssl rand -hex 32`; value not shown)",
+            );
+        }
+        if !(1..=3600).contains(&self.risk.max_price_age_seconds) {
+            v.err(
+                label("risk", "max_price_age_seconds"),
+                format!(
+                    "must be 1-3600 seconds, got {}",
+                    self.risk.max_price_age_seconds
+                ),
+            );
+        }
         v.url("OPENAI_BASE_URL", self.openai.base_url.as_deref());
         v.url("NEWS_API_URL", self.news.api_url.as_deref());
 
@@ -282,7 +309,7 @@ impl Settings {
     }
 
     /// Every secret with its environment name.
-    pub(super) fn secrets(&self) -> [(&'static str, &Option<Secret>); 9] {
+    pub(super) fn secrets(&self) -> [(&'static str, &Option<Secret>); 10] {
         let all = [
             ("ZERODHA_API_KEY", &self.zerodha.api_key),
             ("ZERODHA_API_SECRET", &self.zerodha.api_secret),
@@ -293,6 +320,7 @@ impl Settings {
             ("POSTGRES_PASSWORD", &self.postgres.password),
             ("STATUS_TOKEN", &self.status.token),
             ("MCP_TOKEN", &self.mcp.token),
+            ("MFT_SECRET_KEY", &self.zerodha.secret_key),
         ];
         debug_assert!(
             all.iter()

@@ -61,6 +61,24 @@ pub enum Command {
     Why {
         proposal_id: i64,
     },
+    /// Without input: a fresh Kite login link. With the redirected URL or a bare request_token
+    /// pasted by the operator: complete the login.
+    Login {
+        input: Option<String>,
+    },
+    /// Kite's redirect to GET /kite/callback, with its query parameters as received.
+    KiteCallback {
+        request_token: Option<String>,
+        state: Option<String>,
+        status: Option<String>,
+        action: Option<String>,
+    },
+    /// Download Kite's instruments dump into the store.
+    RefreshInstruments,
+    /// The pre-flight checklist.
+    Preflight,
+    /// A dry run of /kill: reports what it would cancel and close, changes nothing.
+    KillTest,
 }
 
 /// A command with who sent it.

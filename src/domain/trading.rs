@@ -357,6 +357,13 @@ pub enum DenyReason {
     },
     /// /pause is on: no new entries until /resume (exits still run).
     Paused,
+    /// During market hours the price the order is checked against is older than
+    /// `[risk] max_price_age_seconds` (or there is no live price at all).
+    StalePrice {
+        /// Age of the freshest price in seconds; None when there is none.
+        age_seconds: Option<i64>,
+        max_seconds: u64,
+    },
 }
 
 impl DenyReason {
@@ -374,6 +381,7 @@ impl DenyReason {
             DenyReason::MaxDailyLoss { .. } => "MAX_DAILY_LOSS",
             DenyReason::InsufficientCapital { .. } => "INSUFFICIENT_CAPITAL",
             DenyReason::Paused => "PAUSED",
+            DenyReason::StalePrice { .. } => "STALE_PRICE",
         }
     }
 
@@ -416,6 +424,18 @@ impl DenyReason {
             DenyReason::Paused => {
                 "trading is paused: no new entries until /resume (exits still run)".into()
             }
+            DenyReason::StalePrice {
+                age_seconds: Some(age),
+                max_seconds,
+            } => format!(
+                "the last price is {age}s old (max {max_seconds}s): live prices are not arriving; check the Kite session and the ticker"
+            ),
+            DenyReason::StalePrice {
+                age_seconds: None,
+                max_seconds,
+            } => format!(
+                "no live price yet (max age {max_seconds}s): wait for ticks or check the Kite session"
+            ),
         }
     }
 }

@@ -155,6 +155,49 @@ impl KiteReader {
             .collect()
     }
 
+    /// `GET /user/profile`: proves the session is valid.
+    pub async fn profile(&self) -> Result<kiteconnect::UserProfile, MarketError> {
+        self.with_retries("Kite profile", None, || self.client.profile().into_future())
+            .await
+    }
+
+    /// `GET /user/margins`: the equity segment's net available margin, in paise.
+    pub async fn equity_margin(&self) -> Result<crate::domain::Paise, MarketError> {
+        let m = self
+            .with_retries("Kite margins", None, || self.client.margins().into_future())
+            .await?;
+        Ok(crate::domain::Paise((m.equity.net * 100.0).round() as i64))
+    }
+
+    /// `GET /quote/ltp` for `EXCHANGE:SYMBOL` names: name -> last price (rupees).
+    pub async fn ltp(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, f64>, MarketError> {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let map = self
+            .with_retries("Kite last prices", None, || {
+                self.client.ltp(&refs).into_future()
+            })
+            .await?;
+        Ok(map.into_iter().map(|(k, v)| (k, v.last_price)).collect())
+    }
+
+    /// Starts kiteconnect's ticker WebSocket at `url` with this reader's token (it reconnects
+    /// with backoff by itself; an auth rejection closes it).
+    pub fn ticker(
+        &self,
+        url: &str,
+    ) -> Result<(kiteconnect::KiteTicker, kiteconnect::TickerEvents), MarketError> {
+        let u = url::Url::parse(url)
+            .map_err(|e| MarketError::Config(format!("ZERODHA_TICKER_URL {url:?}: {e}")))?;
+        self.client
+            .ticker()
+            .url(u)
+            .spawn()
+            .map_err(|e| MarketError::Config(format!("ZERODHA_TICKER_URL {url:?}: {e}")))
+    }
+
     /// Runs `op` up to `1 + max_retries` times; only 429 and network failures are retried, with
     /// a delay of `retry_backoff_ms * 2^n`.
     async fn with_retries<T, F, Fut>(

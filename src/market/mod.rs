@@ -1,4 +1,5 @@
-//! Market data: Kite instruments dump and historical candles (resumable, rate-limited), CSV import.
+//! Market data and the market connection: Kite instruments dump and historical candles
+//! (resumable, rate-limited), CSV import, the NSE calendar, the Kite session and live prices.
 //!
 //! - [`KiteReader`]: the read-only Kite client (instruments dump, historical candles) with bounded
 //!   retries for 429 and network errors and a request-start rate limiter for historical data.
@@ -7,13 +8,17 @@
 //!   per-interval span, each chunk committed with its bookkeeping so an interrupted run resumes.
 //! - [`parse_candles_csv`] / [`import_csv`]: a validated OHLCV CSV into the store, all or nothing.
 
+pub mod calendar;
 mod csv_import;
 mod history;
 mod instruments;
 mod kite;
+pub mod prices;
 mod rate;
 pub mod sanity;
+pub mod session;
 
+pub use calendar::{HolidayError, MarketCalendar, import_holidays, parse_holidays_csv};
 pub use csv_import::{
     CsvImportError, ImportReport, RowError, import_csv, import_csv_with_clock, parse_candles_csv,
 };
@@ -23,7 +28,9 @@ pub use history::{
 };
 pub use instruments::{SyncReport, parse_instruments_csv, sync_instruments};
 pub use kite::KiteReader;
+pub use prices::{LivePrice, MarketLink, PriceCache};
 pub use rate::RateLimiter;
+pub use session::{ActiveSession, SessionError, SessionProvider};
 
 use crate::domain::InstrumentKey;
 use crate::store::StoreError;

@@ -69,6 +69,8 @@ pub struct PaperBroker {
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
     placed: Mutex<HashMap<String, BrokerAck>>,
+    /// Live prices (ticker); when one is cached for the instrument it beats the stored candle.
+    live: Option<Arc<crate::market::PriceCache>>,
 }
 
 impl PaperBroker {
@@ -78,7 +80,14 @@ impl PaperBroker {
             settings,
             clock,
             placed: Mutex::new(HashMap::new()),
+            live: None,
         }
+    }
+
+    /// Fills at the live price when the ticker has one.
+    pub fn with_live_prices(mut self, prices: Arc<crate::market::PriceCache>) -> Self {
+        self.live = Some(prices);
+        self
     }
 
     fn remember(&self, tag: &str, ack: &BrokerAck) {
@@ -101,11 +110,19 @@ impl Broker for PaperBroker {
 
     async fn place(&self, order: RiskApproved<OrderRequest>) -> Result<BrokerAck, BrokerError> {
         let req = order.into_inner();
-        let last = self
-            .store
-            .last_price(&req.key, self.settings.trading.interval)
-            .await?
-            .ok_or_else(|| BrokerError::NoPrice(req.key.to_string()))?;
+        let live = self
+            .live
+            .as_ref()
+            .and_then(|c| c.get(&req.key))
+            .map(|p| p.price);
+        let last = match live {
+            Some(p) => p,
+            None => self
+                .store
+                .last_price(&req.key, self.settings.trading.interval)
+                .await?
+                .ok_or_else(|| BrokerError::NoPrice(req.key.to_string()))?,
+        };
         let tick = tick_or_default(self.store.instrument(&req.key).await?.map(|i| i.tick_size));
         let price = paper_fill_price(last, req.side, self.settings.paper.slippage_bps, tick);
         let broker_order_id = format!("paper-{}", req.tag);

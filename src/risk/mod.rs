@@ -88,6 +88,11 @@ pub struct RiskContext {
     pub earned_before_today: Paise,
     /// The proposal's expiry, for entries from a proposal.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When `last_price` was seen (a live tick, or the close of the stored candle).
+    pub price_at: Option<DateTime<Utc>>,
+    /// Set during market hours with a Kite session: `last_price` must be at most this old
+    /// (`[risk] max_price_age_seconds`), or the entry is refused with STALE_PRICE.
+    pub max_price_age_seconds: Option<u64>,
 }
 
 impl RiskContext {
@@ -205,6 +210,15 @@ impl RiskEngine {
                 expired_at,
                 expired_at_ist: format!("{} IST", expired_at.with_timezone(&IST).format("%H:%M")),
             });
+        }
+        if let Some(max) = ctx.max_price_age_seconds {
+            let age = ctx.price_at.map(|at| (now - at).num_seconds().max(0));
+            if age.is_none_or(|a| a > i64::try_from(max).unwrap_or(i64::MAX)) {
+                return Err(DenyReason::StalePrice {
+                    age_seconds: age,
+                    max_seconds: max,
+                });
+            }
         }
         // Without a stored price the deviation cannot be measured; the paper broker then
         // fails the order for want of a price, so nothing is filled blind.

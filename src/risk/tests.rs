@@ -325,6 +325,8 @@ fn exits_pass_every_check() {
         realized_today: Paise::from_rupees(-100_000),
         earned_before_today: Paise::ZERO,
         expires_at: Some(ist(0, 0)),
+        price_at: None,
+        max_price_age_seconds: Some(1),
     };
     let late = engine_with(settings(), ist(23, 0));
     let mut req = exit(1000);
@@ -341,4 +343,43 @@ fn pause_refuses_entries_with_paused() {
     let e = engine();
     let refused = e.check(entry(10, 1500), &c).unwrap_err();
     assert_eq!(refused.reason.code(), "PAUSED");
+}
+
+#[test]
+fn stale_price_only_when_freshness_is_required() {
+    let now = ist(10, 0);
+    let fresh = RiskContext {
+        price_at: Some(now - chrono::Duration::seconds(59)),
+        max_price_age_seconds: Some(60),
+        ..ctx()
+    };
+    assert_eq!(code(engine().check(entry(10, 1500), &fresh)), "APPROVED");
+    let old = RiskContext {
+        price_at: Some(now - chrono::Duration::seconds(61)),
+        ..fresh.clone()
+    };
+    let r = engine().check(entry(10, 1500), &old).unwrap_err();
+    assert_eq!(r.reason.code(), "STALE_PRICE");
+    assert!(
+        r.reason.to_string().contains("61s old (max 60s)"),
+        "{}",
+        r.reason
+    );
+    let none = RiskContext {
+        price_at: None,
+        ..fresh.clone()
+    };
+    assert_eq!(code(engine().check(entry(10, 1500), &none)), "STALE_PRICE");
+    // Outside market hours (or without a session) the stored candle serves, however old.
+    let relaxed = RiskContext {
+        max_price_age_seconds: None,
+        ..old
+    };
+    assert_eq!(code(engine().check(entry(10, 1500), &relaxed)), "APPROVED");
+    // Exits are never blocked.
+    let mut exit = entry(10, 1500);
+    exit.purpose = OrderPurpose::Exit {
+        reason: "stop".into(),
+    };
+    assert!(engine().check(exit, &none).is_ok());
 }

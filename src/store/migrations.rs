@@ -46,6 +46,12 @@ pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
         postgres: include_str!("../../migrations/postgres/0004_service_instance.sql"),
     },
     EmbeddedMigration {
+        version: 5,
+        name: "market_session",
+        sqlite: include_str!("../../migrations/sqlite/0005_market_session.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_market_session.sql"),
+    },
+    EmbeddedMigration {
         version: 6,
         name: "analysis",
         sqlite: include_str!("../../migrations/sqlite/0006_analysis.sql"),

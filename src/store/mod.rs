@@ -76,12 +76,14 @@ mod market;
 pub(crate) mod migrations;
 mod proposals;
 pub mod service;
+pub mod session;
 mod sqlite_raw;
 pub mod trading;
 pub use dashboard::{ActionEntry, AlertEntry, DashboardMarks, ScanRun, WebSession};
 pub use day::FillsSummary;
 pub use lock::BookLock;
 pub use service::{ServiceInstance, ServiceLock};
+pub use session::{StateCheck, StoredSession};
 pub use trading::{BookDiscrepancy, RecordedOrder, SystemState, TradeLogEntry};
 
 use chrono::{DateTime, Utc};

@@ -334,6 +334,7 @@ impl Store {
                 instruments: count(instruments),
                 proposals: count(proposals),
                 errors: count(errors),
+                stale: Vec::new(),
             }))
         })
     }

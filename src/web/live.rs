@@ -260,6 +260,9 @@ fn alert_kind(a: &Alert) -> &'static str {
         Alert::PositionClosed { .. } => "position_closed",
         Alert::AnalystFailing { .. } => "analyst_failing",
         Alert::LlmBudgetSpent { .. } => "llm_budget_spent",
+        Alert::LoginLink { .. } => "login_link",
+        Alert::SessionActive { .. } => "session_active",
+        Alert::SessionExpired { .. } => "session_expired",
     }
 }
 

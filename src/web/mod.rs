@@ -154,6 +154,7 @@ pub fn router(d: Dashboard) -> Router {
         .route("/healthz", get(healthz))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
+        .route("/kite/callback", get(kite_callback))
         .with_state(state)
 }
 
@@ -226,6 +227,67 @@ pub async fn serve_on(
     shutdown.cancel();
     let _ = watcher.await;
     r
+}
+
+fn plain(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+/// Kite's login redirect (`request_token`, `action=login`, `status=success`, `state`). Kite
+/// calls it from the operator's browser, so it takes no STATUS_TOKEN: the single-use state is
+/// the proof. A bad, used or expired state is HTTP 400 with a plain message; nothing is stored
+/// and Kite is not called.
+async fn kite_callback(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let get = |k: &str| query.get(k).cloned();
+    let req = Request {
+        command: Command::KiteCallback {
+            request_token: get("request_token"),
+            state: get("state"),
+            status: get("status"),
+            action: get("action"),
+        },
+        actor: Actor::Web,
+    };
+    match state.handler.handle(req).await {
+        Ok(Reply::LoggedIn { user_id, .. }) => html(
+            StatusCode::OK,
+            pages::layout(
+                "Logged in to Kite",
+                Nav::Login,
+                &Ctx::default(),
+                &format!(
+                    "<h1>Logged in to Kite</h1><p>{}</p>",
+                    texts::esc(&crate::texts::logged_in_page(&user_id))
+                ),
+            ),
+        ),
+        Ok(Reply::LoginRefused { reason }) => plain(StatusCode::BAD_REQUEST, format!("{reason}\n")),
+        Ok(other) => {
+            tracing::error!(reply = ?other, "the handler answered a Kite callback with another reply");
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unexpected answer from the service\n".into(),
+            )
+        }
+        Err(e) => plain(
+            StatusCode::BAD_GATEWAY,
+            format!("Kite login failed: {}\n", e.0),
+        ),
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -15,6 +15,52 @@ use std::time::Instant;
 
 pub const API_KEY: &str = "test_api_key";
 pub const ACCESS_TOKEN: &str = "test_access_token";
+/// The app secret the fake checks `/session/token` checksums against.
+pub const API_SECRET: &str = "test_api_secret";
+/// A request token the fake accepts once (tests may add more with `allow_request_token`).
+pub const REQUEST_TOKEN: &str = "goodRequestToken42";
+/// The user every session belongs to.
+pub const USER_ID: &str = "AB1234";
+
+/// Kite's real response samples (copied from kiteconnect-mocks).
+pub const PROFILE_JSON: &str = include_str!("../fixtures/kite/mocks/profile.json");
+pub const MARGINS_JSON: &str = include_str!("../fixtures/kite/mocks/margins.json");
+pub const GENERATE_SESSION_JSON: &str =
+    include_str!("../fixtures/kite/mocks/generate_session.json");
+/// Raw ticker packets (base64, no frame header): a 44-byte quote and a 184-byte full packet
+/// for token 408065 (NSE:INFY), last price 1573.15.
+pub const TICKER_QUOTE_PACKET: &str = include_str!("../fixtures/kite/mocks/ticker_quote.packet");
+pub const TICKER_FULL_PACKET: &str = include_str!("../fixtures/kite/mocks/ticker_full.packet");
+
+/// A ticker frame (u16 count, then u16 length + payload per packet) around raw packets.
+pub fn frame(packets: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = (packets.len() as u16).to_be_bytes().to_vec();
+    for p in packets {
+        out.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// An 8-byte LTP packet.
+pub fn ltp_packet(token: u32, price_paise: u32) -> Vec<u8> {
+    let mut p = token.to_be_bytes().to_vec();
+    p.extend_from_slice(&price_paise.to_be_bytes());
+    p
+}
+
+/// The fixture packets, decoded.
+pub fn fixture_packets() -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    [TICKER_QUOTE_PACKET, TICKER_FULL_PACKET]
+        .iter()
+        .map(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .expect("fixture packet is base64")
+        })
+        .collect()
+}
 
 /// The fixture dump served by default (tests keep their own fixtures; none come from outside the repo).
 pub const INSTRUMENTS_CSV: &str = include_str!("../fixtures/kite/instruments.csv");
@@ -65,13 +111,35 @@ struct FakeState {
     queued: VecDeque<Failure>,
     /// When set, every historical answer is these candle rows (absurd-data tests).
     historical_rows: Option<Vec<Value>>,
+    /// Access tokens the authenticated endpoints accept.
+    tokens: Vec<String>,
+    /// Request tokens `/session/token` accepts (each once).
+    request_tokens: Vec<String>,
+    /// Every access token issued by `/session/token`.
+    issued: Vec<String>,
+    /// `/session/token` answers this instead (e.g. 500).
+    session_failure: Option<Failure>,
+    /// Ticker connections: (query, subscribe/mode messages received).
+    ticker_connections: Vec<HashMap<String, String>>,
+    ticker_messages: Vec<String>,
+    /// Scripted candles per instrument token (served instead of generated ones).
+    series: HashMap<u32, Vec<Value>>,
 }
 
 /// The running fake. Dropping it stops the server.
 pub struct KiteFake {
     pub url: String,
+    /// The ticker WebSocket (ZERODHA_TICKER_URL).
+    pub ticker_url: String,
     state: Arc<Mutex<FakeState>>,
     task: tokio::task::JoinHandle<()>,
+    ticks: tokio::sync::broadcast::Sender<TickerCmd>,
+}
+
+#[derive(Debug, Clone)]
+enum TickerCmd {
+    Frame(Vec<u8>),
+    Close,
 }
 
 impl Drop for KiteFake {
@@ -84,9 +152,18 @@ impl KiteFake {
     pub async fn start() -> KiteFake {
         let state = Arc::new(Mutex::new(FakeState {
             instruments_csv: INSTRUMENTS_CSV.to_string(),
+            tokens: vec![ACCESS_TOKEN.to_string()],
+            request_tokens: vec![REQUEST_TOKEN.to_string()],
             ..FakeState::default()
         }));
+        let (ticks, _) = tokio::sync::broadcast::channel::<TickerCmd>(1024);
         let app = Router::new()
+            .route("/session/token", axum::routing::post(session_token))
+            .route("/user/profile", get(profile))
+            .route("/user/margins", get(margins))
+            .route("/quote/ltp", get(quote_ltp))
+            .route("/ws", get(ticker_ws))
+            .layer(axum::Extension(ticks.clone()))
             .route("/instruments", get(instruments_all))
             .route("/instruments/{exchange}", get(instruments_exchange))
             .route(
@@ -103,9 +180,81 @@ impl KiteFake {
         });
         KiteFake {
             url: format!("http://{addr}"),
+            ticker_url: format!("ws://{addr}/ws"),
             state,
             task,
+            ticks,
         }
+    }
+
+    /// Sends a binary frame to every connected ticker client.
+    pub fn send_frame(&self, frame: Vec<u8>) -> usize {
+        self.ticks.send(TickerCmd::Frame(frame)).unwrap_or(0)
+    }
+
+    /// Closes every ticker connection (the client reconnects).
+    pub fn drop_ticker(&self) {
+        let _ = self.ticks.send(TickerCmd::Close);
+    }
+
+    /// Ticker connections so far (their query: api_key, access_token).
+    pub fn ticker_connections(&self) -> Vec<HashMap<String, String>> {
+        self.lock().ticker_connections.clone()
+    }
+
+    /// Text messages (subscribe, mode) received from ticker clients.
+    pub fn ticker_messages(&self) -> Vec<String> {
+        self.lock().ticker_messages.clone()
+    }
+
+    /// From now on every authenticated endpoint answers 403 TokenException (the session died).
+    pub fn revoke_tokens(&self) {
+        self.lock().tokens.clear();
+    }
+
+    /// Serves these candles (ts, open, high, low, close, volume) for `token` from now on.
+    pub fn set_series(&self, token: u32, candles: &[mft::domain::Candle]) {
+        let rows = candles
+            .iter()
+            .map(|c| {
+                let ts =
+                    c.ts.with_timezone(&chrono_tz::Asia::Kolkata)
+                        .format("%Y-%m-%dT%H:%M:%S+0530")
+                        .to_string();
+                json!([ts, c.open, c.high, c.low, c.close, c.volume])
+            })
+            .collect();
+        self.lock().series.insert(token, rows);
+    }
+
+    pub fn allow_request_token(&self, t: &str) {
+        self.lock().request_tokens.push(t.to_string());
+    }
+
+    /// Access tokens issued by `/session/token`.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.lock().issued.clone()
+    }
+
+    /// `/session/token` answers this failure (until cleared with None).
+    pub fn fail_session(&self, status: u16, error_type: &str, message: &str) {
+        self.lock().session_failure = Some(Failure {
+            status,
+            error_type: error_type.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn clear_session_failure(&self) {
+        self.lock().session_failure = None;
+    }
+
+    /// Requests to `path` so far.
+    pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
@@ -343,9 +492,7 @@ async fn historical(
     ) {
         return envelope(&f);
     }
-    let expected_auth = format!("token {API_KEY}:{ACCESS_TOKEN}");
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if !version_ok(&headers) || auth != Some(expected_auth.as_str()) {
+    if !version_ok(&headers) || !authorized(&state, &headers) {
         return token_error();
     }
     let Ok(token) = token.parse::<u32>() else {
@@ -374,7 +521,24 @@ async fn historical(
         .unwrap_or_else(|e| e.into_inner())
         .historical_rows
         .clone();
-    let candles = scripted.unwrap_or_else(|| generate_candles(token, &interval, from, to, oi));
+    let series = state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .series
+        .get(&token)
+        .cloned();
+    let candles = match (scripted, series) {
+        (Some(rows), _) => rows,
+        (None, Some(rows)) => rows
+            .into_iter()
+            .filter(|r| {
+                r[0].as_str()
+                    .and_then(|s| NaiveDateTime::parse_from_str(&s[..19], "%Y-%m-%dT%H:%M:%S").ok())
+                    .is_some_and(|t| t >= from && t <= to)
+            })
+            .collect(),
+        (None, None) => generate_candles(token, &interval, from, to, oi),
+    };
     Json(json!({"status": "success", "data": {"candles": candles}})).into_response()
 }
 
@@ -436,4 +600,202 @@ pub fn generate_candles(
         }
     }
     out
+}
+
+/// Whether the request carries `token <API_KEY>:<an accepted access token>`.
+fn authorized(state: &Mutex<FakeState>, headers: &HeaderMap) -> bool {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let s = state.lock().unwrap_or_else(|e| e.into_inner());
+    s.tokens
+        .iter()
+        .any(|t| auth == format!("token {API_KEY}:{t}"))
+}
+
+fn success(data: Value) -> Response {
+    Json(json!({"status": "success", "data": data})).into_response()
+}
+
+/// POST /session/token: form api_key, request_token, checksum = sha256(api_key + request_token
+/// + api_secret). Issues a fresh access token for user AB1234.
+async fn session_token(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    use sha2::Digest as _;
+    let form = parse_query(Some(body));
+    if let Some(f) = record(&state, "/session/token".into(), form.clone(), &headers) {
+        return envelope(&f);
+    }
+    if let Some(f) = state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .session_failure
+        .clone()
+    {
+        return envelope(&f);
+    }
+    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let (api_key, request_token, checksum) =
+        (get("api_key"), get("request_token"), get("checksum"));
+    if api_key != API_KEY {
+        return token_error();
+    }
+    let want = hex::encode(sha2::Sha256::digest(
+        format!("{api_key}{request_token}{API_SECRET}").as_bytes(),
+    ));
+    if checksum != want {
+        return envelope(&Failure {
+            status: 403,
+            error_type: "TokenException".into(),
+            message: "Invalid checksum".into(),
+        });
+    }
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(i) = s.request_tokens.iter().position(|t| *t == request_token) else {
+        return envelope(&Failure {
+            status: 403,
+            error_type: "TokenException".into(),
+            message: "Token is invalid or has expired.".into(),
+        });
+    };
+    s.request_tokens.remove(i);
+    let token = format!("issued_access_token_{}", s.issued.len() + 1);
+    s.issued.push(token.clone());
+    s.tokens.push(token.clone());
+    drop(s);
+    let mut data: Value = serde_json::from_str::<Value>(GENERATE_SESSION_JSON)
+        .expect("generate_session fixture")["data"]
+        .clone();
+    data["user_id"] = json!(USER_ID);
+    data["api_key"] = json!(API_KEY);
+    data["access_token"] = json!(token);
+    success(data)
+}
+
+async fn profile(State(state): State<Arc<Mutex<FakeState>>>, headers: HeaderMap) -> Response {
+    if let Some(f) = record(&state, "/user/profile".into(), HashMap::new(), &headers) {
+        return envelope(&f);
+    }
+    if !authorized(&state, &headers) {
+        return token_error();
+    }
+    let v: Value = serde_json::from_str(PROFILE_JSON).expect("profile fixture");
+    success(v["data"].clone())
+}
+
+async fn margins(State(state): State<Arc<Mutex<FakeState>>>, headers: HeaderMap) -> Response {
+    if let Some(f) = record(&state, "/user/margins".into(), HashMap::new(), &headers) {
+        return envelope(&f);
+    }
+    if !authorized(&state, &headers) {
+        return token_error();
+    }
+    let v: Value = serde_json::from_str(MARGINS_JSON).expect("margins fixture");
+    success(v["data"].clone())
+}
+
+/// GET /quote/ltp?i=NSE:INFY&i=...: prices from the instruments fixture's tokens.
+async fn quote_ltp(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(q.clone().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    if let Some(f) = record(&state, "/quote/ltp".into(), parse_query(q), &headers) {
+        return envelope(&f);
+    }
+    if !authorized(&state, &headers) {
+        return token_error();
+    }
+    let csv = state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .instruments_csv
+        .clone();
+    let mut data = serde_json::Map::new();
+    for (_, name) in pairs.iter().filter(|(k, _)| k == "i") {
+        let Some((ex, sym)) = name.split_once(':') else {
+            continue;
+        };
+        if let Some(line) = csv.lines().find(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            c.get(2) == Some(&sym) && c.last() == Some(&ex)
+        }) {
+            let token: u32 = line
+                .split(',')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            data.insert(
+                name.clone(),
+                json!({"instrument_token": token, "last_price": 1573.15}),
+            );
+        }
+    }
+    success(Value::Object(data))
+}
+
+/// The ticker WebSocket: checks api_key/access_token in the query, records subscriptions, and
+/// forwards frames the test sends (`send_frame`); `drop_ticker` closes every connection.
+async fn ticker_ws(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    axum::Extension(ticks): axum::Extension<tokio::sync::broadcast::Sender<TickerCmd>>,
+    RawQuery(q): RawQuery,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let query = parse_query(q);
+    let ok = query.get("api_key").map(String::as_str) == Some(API_KEY)
+        && query.get("access_token").is_some_and(|t| {
+            state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .tokens
+                .contains(t)
+        });
+    if !ok {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"status":"error","message":"Authentication failed."})),
+        )
+            .into_response();
+    }
+    state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .ticker_connections
+        .push(query);
+    let mut rx = ticks.subscribe();
+    ws.on_upgrade(move |mut socket| async move {
+        use axum::extract::ws::Message;
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Ok(TickerCmd::Frame(f)) => {
+                        if socket.send(Message::Binary(f.into())).await.is_err() { return; }
+                    }
+                    Ok(TickerCmd::Close) | Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        let _ = socket.send(Message::Close(None)).await;
+                        return;
+                    }
+                    Err(_) => {}
+                },
+                msg = socket.recv() => match msg {
+                    Some(Ok(Message::Text(t))) => state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .ticker_messages
+                        .push(t.to_string()),
+                    Some(Ok(_)) => {}
+                    _ => return,
+                },
+            }
+        }
+    })
 }

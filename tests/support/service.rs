@@ -70,6 +70,7 @@ pub fn settings(
         square_off: String::new(),
         login_link: String::new(),
         exit_check: String::new(),
+        instruments_refresh: String::new(),
     };
     s.risk.trading_window = "00:00-23:59".parse().expect("valid");
     s.risk.trading_days = "Mon-Sun".parse().expect("valid");
