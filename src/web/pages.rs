@@ -202,7 +202,10 @@ pub fn positions_table(list: &[PositionView]) -> String {
             p.product.as_str(),
             p.quantity,
             p.avg_price,
-            opt(v.last_price),
+            match (v.last_price, v.price_age_seconds) {
+                (Some(l), Some(a)) => format!("{l} <small>({} old)</small>", crate::texts::age(a)),
+                (l, _) => opt(l),
+            },
             pnl_class(v.unrealized),
             signed(v.unrealized),
             opt(p.stop),
@@ -215,11 +218,16 @@ pub fn positions_table(list: &[PositionView]) -> String {
 
 /// What the overview knows about the broker session. Paper mode needs none; the Kite session
 /// store (login flow) is not part of this build, so live mode shows that plainly.
-fn kite_session_line(mode: &str) -> &'static str {
-    if mode == "paper" {
-        "not needed: paper trading fills at stored prices"
-    } else {
-        "unknown: this build has no Kite login flow"
+/// The Kite session as `/status` reports it ("session active until 06:00 IST tomorrow (user
+/// AB1234)", "expired: tap Log in"), or why there is none.
+fn kite_session_line(s: &StatusReport) -> String {
+    match &s.kite {
+        Some(k) => esc(k),
+        None if s.mode == "paper" => {
+            "not configured: paper trading uses stored prices (set ZERODHA_API_KEY for live data)"
+                .into()
+        }
+        None => "not configured: set ZERODHA_API_KEY and log in".into(),
     }
 }
 
@@ -261,7 +269,7 @@ pub fn overview(ctx: &Ctx, s: &StatusReport) -> String {
          <dt>Next scan</dt><dd>{}</dd></dl>",
         esc(&s.mode),
         state,
-        kite_session_line(&s.mode),
+        kite_session_line(s),
         esc(&last),
         esc(&next)
     );
