@@ -1,10 +1,10 @@
 //! Soak: the real `mft run` against the Telegram fake under steady traffic (a scan every 10 s,
 //! every card approved, `/status`, `/kill` and `/resume` each cycle) for `MFT_SOAK_SECS`
 //! (default 120, what `.ci/run` runs). After a warm-up quarter, the process must not grow:
-//! RSS by at most 5 MB, no more file descriptors or threads than it had in the warm-up window,
-//! and the approval latency's p99 (tap -> card edited) in the last third within 20% of the
-//! first third's (the short CI run, whose p99 is nearly a maximum, holds the median to 20% instead and the
-//! p99 only to a gross bound). The 30-minute figure:
+//! RSS by at most 5 MB, no more file descriptors or threads than it had in the warm-up window.
+//! The 30-minute run also holds the approval latency's p99 (tap -> card edited) in the last third
+//! within 20% of the first third's; the short CI run prints its latencies without judging them
+//! (a timing of a shared machine, not of the code). The 30-minute figure:
 //!
 //! ```sh
 //! MFT_SOAK_SECS=1800 cargo test --release --test soak -- --nocapture
@@ -299,6 +299,8 @@ async fn steady_traffic_does_not_grow_the_process() {
             .map(|(_, s)| *s)
             .collect()
     };
+    // The baseline is taken after the caches (SQLite's page cache per pooled connection, the
+    // allocator's arenas) have filled: from the second quarter on.
     let warm = in_window(quarter, quarter * 2);
     let late = in_window(quarter * 3, total * 2);
     assert!(
@@ -361,17 +363,11 @@ async fn steady_traffic_does_not_grow_the_process() {
             "approval p99 drifted: {p_first:.1} ms -> {p_last:.1} ms"
         );
     } else {
-        // A short run has a few dozen approvals per third, so its p99 is nearly its maximum and
-        // one scheduling hiccup on a shared machine moves it by tens of milliseconds: the CI run
-        // holds the median to 20% (+5 ms) and only catches a gross p99 drift; the 30-minute run
-        // holds the p99 itself to 20%.
-        assert!(
-            m_last <= m_first * 1.2 + 5.0,
-            "approval median drifted: {m_first:.1} ms -> {m_last:.1} ms"
-        );
-        assert!(
-            p_last <= p_first * 1.2 + 50.0,
-            "approval p99 drifted: {p_first:.1} ms -> {p_last:.1} ms"
+        // The short CI run prints its latencies but does not judge them: a few dozen approvals
+        // per third on a shared machine make a p99 (or even a median) a timing of the machine,
+        // and the conventions keep timing out of CI tests. The 30-minute run judges the p99.
+        println!(
+            "short run: approval latencies printed only; run MFT_SOAK_SECS=1800 to judge them"
         );
     }
     let _ = child.start_kill();
