@@ -230,6 +230,7 @@ async fn help_lists_every_command_and_commands_are_registered() {
         "resume",
         "risk",
         "kill",
+        "why",
     ];
     assert_eq!(names, all);
 

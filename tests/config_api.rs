@@ -33,7 +33,7 @@ fn load_in_a_project_directory_and_render() {
     assert!(out.contains("TELEGRAM_BOT_TOKEN = ***"));
     assert!(!out.contains("1:abc"));
     assert!(out.contains("watchlist = [\"NSE:TCS\", \"NSE:SBIN\"]"));
-    assert_eq!(ENV_KEYS.len(), 21);
+    assert_eq!(ENV_KEYS.len(), 22);
 }
 
 #[test]
