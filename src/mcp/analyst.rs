@@ -297,7 +297,9 @@ impl LlmAnalyst {
                     function: FunctionObject {
                         name: t.function.clone(),
                         description: Some(format!("[{}] {}", t.server, t.description)),
-                        parameters: Some(serde_json::Value::Object(t.input_schema.clone())),
+                        parameters: Some(serde_json::Value::Object(function_parameters(
+                            &t.input_schema,
+                        ))),
                         strict: None,
                     },
                 })
@@ -597,6 +599,16 @@ impl LlmAnalyst {
             }
         }
     }
+}
+
+/// A tool's input schema as function parameters: without `$schema`, which some
+/// OpenAI-compatible servers reject in a function definition.
+fn function_parameters(
+    schema: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut p = schema.clone();
+    p.remove("$schema");
+    p
 }
 
 /// Checks that hold no matter the market (the model may not size, etc.).
