@@ -24,7 +24,7 @@ use async_trait::async_trait;
 
 use super::AgentError;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{MaKind, StrategySettings};
+use crate::config::{ExitRule, MaKind, StrategySettings};
 use crate::domain::{Candle, InstrumentKey, Interval, Side, Signal, Verdict};
 
 /// An analysis agent: looks at one instrument's candles and says what to do.
@@ -83,7 +83,14 @@ impl RuleAnalyst {
     /// Candles needed for one decision: the slow MA on two bars, RSI and ATR on the last.
     pub fn min_candles(&self) -> usize {
         let s = &self.strategy;
-        (s.slow + 1).max(s.rsi_period + 1).max(s.atr_period + 1)
+        let mut need = s.slow + 1;
+        if !s.rsi_filter_off() {
+            need = need.max(s.rsi_period + 1);
+        }
+        if s.exit == ExitRule::Bracket {
+            need = need.max(s.atr_period + 1);
+        }
+        need
     }
 
     fn validate(&self) -> Result<(), AgentError> {
@@ -173,71 +180,127 @@ impl RuleAnalyst {
 
         let (i, j) = (closed.len() - 1, closed.len() - 2);
         let last = &closed[i];
-        let (f_now, f_prev, s_now, s_prev) = (fast[i], fast[j], slow[i], slow[j]);
-        let (rsi_now, atr_now) = (rsi[i], atr[i]);
-        let values = [f_now, f_prev, s_now, s_prev, rsi_now, atr_now, last.close];
+        // backtrader's NonZeroDifference: the last fast - slow before bar i that was not 0,
+        // looking back only over bars where both averages are defined.
+        let mut last_nz = 0.0;
+        for k in (0..=j).rev() {
+            let d = fast[k] - slow[k];
+            if !d.is_finite() {
+                break;
+            }
+            if d != 0.0 {
+                last_nz = d;
+                break;
+            }
+        }
+        let inputs = BarInputs {
+            ts: last.ts,
+            close: last.close,
+            fast: fast[i],
+            slow: slow[i],
+            fast_prev: fast[j],
+            slow_prev: slow[j],
+            last_nz,
+            rsi: rsi[i],
+            atr: atr[i],
+        };
+        if let Some(reason) = self.undefined(&inputs, closed.len()) {
+            return none(reason);
+        }
+        match inputs.cross() {
+            Some(up) => Ok(self.on_cross(key, &inputs, up)),
+            None => {
+                let (f_now, s_now, rsi_now) = (inputs.fast, inputs.slow, inputs.rsi);
+                let (fl, sl) = (self.ma_label(s.fast), self.ma_label(s.slow));
+                let rel = if f_now > s_now {
+                    "above"
+                } else if f_now < s_now {
+                    "below"
+                } else {
+                    "equal to"
+                };
+                none(format!(
+                    "no cross: {fl} {f_now:.2} is {rel} {sl} {s_now:.2}; RSI{} {rsi_now:.1}",
+                    s.rsi_period
+                ))
+            }
+        }
+    }
+
+    /// Why the indicators at a bar cannot be used, or `None` when they can. RSI matters only
+    /// with the RSI filter on; ATR only for bracket exits (it places the stop).
+    fn undefined(&self, x: &BarInputs, bars: usize) -> Option<String> {
+        let s = &self.strategy;
+        let mut values = vec![x.fast, x.fast_prev, x.slow, x.slow_prev, x.close];
+        if !s.rsi_filter_off() {
+            values.push(x.rsi);
+        }
+        if s.exit == ExitRule::Bracket {
+            values.push(x.atr);
+        }
         if values.iter().any(|v| !v.is_finite()) {
-            return none(format!(
-                "indicators are not defined on the candle at {} (missing or non-finite prices in the last {} candles)",
-                last.ts,
-                closed.len()
+            return Some(format!(
+                "indicators are not defined on the candle at {} (missing or non-finite prices in the last {bars} candles)",
+                x.ts
             ));
         }
+        None
+    }
 
+    /// The decision on a bar where the averages crossed (`up`: fast went above slow).
+    fn on_cross(&self, key: &InstrumentKey, x: &BarInputs, up: bool) -> Signal {
+        let s = &self.strategy;
+        let (f_now, s_now, f_prev, s_prev) = (x.fast, x.slow, x.fast_prev, x.slow_prev);
+        let (rsi_now, atr_now) = (x.rsi, x.atr);
         let (fl, sl) = (self.ma_label(s.fast), self.ma_label(s.slow));
         let (rl, al) = (
             format!("RSI{}", s.rsi_period),
             format!("ATR{}", s.atr_period),
         );
-        let cross_up = f_now > s_now && f_prev <= s_prev;
-        let cross_down = f_now < s_now && f_prev >= s_prev;
-        if !cross_up && !cross_down {
-            let rel = if f_now > s_now {
-                "above"
-            } else if f_now < s_now {
-                "below"
-            } else {
-                "equal to"
-            };
-            return none(format!(
-                "no cross: {fl} {f_now:.2} is {rel} {sl} {s_now:.2}; {rl} {rsi_now:.1}"
-            ));
-        }
-        let dir = if cross_up { "above" } else { "below" };
+        let dir = if up { "above" } else { "below" };
         let values_text = format!(
             "{fl} {f_now:.2} crossed {dir} {sl} {s_now:.2}; {rl} {rsi_now:.1}; {al} {atr_now:.2}"
         );
 
-        let (side, band) = if cross_up {
+        let (side, band) = if up {
             (Side::Buy, (s.rsi_min, s.rsi_max))
         } else {
             (Side::Sell, (100.0 - s.rsi_max, 100.0 - s.rsi_min))
         };
-        let in_band = rsi_now >= band.0 && rsi_now <= band.1;
+        let in_band = s.rsi_filter_off() || (rsi_now >= band.0 && rsi_now <= band.1);
         let may_enter = side == Side::Buy || s.allow_short;
+        // Exits on the opposite cross need no stop, so no ATR.
+        let stop_ok = s.exit == ExitRule::Cross || atr_now > 0.0;
 
-        if may_enter && in_band && atr_now > 0.0 {
-            let entry = last.close;
-            let risk = s.stop_atr * atr_now;
+        if may_enter && in_band && stop_ok {
+            let entry = x.close;
+            let risk = if atr_now.is_finite() {
+                s.stop_atr * atr_now
+            } else {
+                0.0
+            };
             let (stop, target) = match side {
                 Side::Buy => (entry - risk, entry + s.reward_risk * risk),
                 Side::Sell => (entry + risk, entry - s.reward_risk * risk),
             };
             let confidence =
                 confidence(rsi_now, band, (f_now - s_now) - (f_prev - s_prev), atr_now);
-            return Ok(Signal::Entry(Verdict {
+            let how = match s.exit {
+                ExitRule::Bracket => {
+                    format!("stop {:.1}x{al}, target {:.1}R", s.stop_atr, s.reward_risk)
+                }
+                ExitRule::Cross => "exit on the opposite cross".to_string(),
+            };
+            return Signal::Entry(Verdict {
                 key: key.clone(),
                 side,
                 entry,
                 stop,
                 target,
                 confidence,
-                rationale: format!(
-                    "{values_text}; {side} at {entry:.2}, stop {:.1}x{al}, target {:.1}R",
-                    s.stop_atr, s.reward_risk
-                ),
-                candle_ts: last.ts,
-            }));
+                rationale: format!("{values_text}; {side} at {entry:.2}, {how}"),
+                candle_ts: x.ts,
+            });
         }
 
         let why_not = if !may_enter {
@@ -248,14 +311,154 @@ impl RuleAnalyst {
             format!("{al} is 0, no stop can be placed")
         };
         // A cross down always ends a long; a cross up ends a short only where shorts exist.
-        if cross_down || s.allow_short {
-            Ok(Signal::Exit {
+        if !up || s.allow_short {
+            Signal::Exit {
                 key: key.clone(),
                 reason: format!("{values_text} (no {side} entry: {why_not})"),
-            })
+            }
         } else {
-            none(format!("{values_text}; no {side}: {why_not}"))
+            Signal::None {
+                key: key.clone(),
+                reason: format!("{values_text}; no {side}: {why_not}"),
+            }
         }
+    }
+
+    /// A streaming form of [`RuleAnalyst::evaluate`] for replaying a long history one closed
+    /// candle at a time (the backtest). Same indicators, same crossover, same decision code;
+    /// the averages and RSI run over the whole history fed so far instead of a lookback window.
+    pub fn stream(&self) -> Result<RuleStream, AgentError> {
+        self.validate()?;
+        let s = &self.strategy;
+        let ma = |p| -> Result<MaStream, AgentError> {
+            let bad = |e: crate::ta::TaError| AgentError::InvalidStrategy(e.to_string());
+            Ok(match s.ma {
+                MaKind::Ema => MaStream::Ema(crate::ta::Ema::new(p).map_err(bad)?),
+                MaKind::Sma => MaStream::Sma(crate::ta::Sma::new(p).map_err(bad)?),
+            })
+        };
+        let bad = |e: crate::ta::TaError| AgentError::InvalidStrategy(e.to_string());
+        Ok(RuleStream {
+            analyst: self.clone(),
+            fast: ma(s.fast)?,
+            slow: ma(s.slow)?,
+            rsi: crate::ta::Rsi::new(s.rsi_period).map_err(bad)?,
+            atr: crate::ta::Atr::new(s.atr_period).map_err(bad)?,
+            prev: None,
+            last_nz: 0.0,
+            bars: 0,
+            need: self.min_candles(),
+        })
+    }
+}
+
+/// Indicator values on the decision bar.
+#[derive(Debug, Clone, Copy)]
+struct BarInputs {
+    ts: chrono::DateTime<chrono::Utc>,
+    close: f64,
+    fast: f64,
+    slow: f64,
+    fast_prev: f64,
+    slow_prev: f64,
+    /// The last non-zero fast - slow before this bar (0 when there was none).
+    last_nz: f64,
+    rsi: f64,
+    atr: f64,
+}
+
+impl BarInputs {
+    /// backtrader's `CrossOver`: up when fast - slow > 0 now and the last non-zero difference
+    /// before now was < 0; down mirrors it. `None`: no cross.
+    fn cross(&self) -> Option<bool> {
+        let d = self.fast - self.slow;
+        if d > 0.0 && self.last_nz < 0.0 {
+            Some(true)
+        } else if d < 0.0 && self.last_nz > 0.0 {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum MaStream {
+    Ema(crate::ta::Ema),
+    Sma(crate::ta::Sma),
+}
+
+impl MaStream {
+    #[inline]
+    fn next(&mut self, x: f64) -> Option<f64> {
+        match self {
+            MaStream::Ema(m) => m.next(x),
+            MaStream::Sma(m) => m.next(x),
+        }
+    }
+}
+
+/// [`RuleAnalyst::stream`]: feed closed candles in time order; a crossing bar yields the
+/// signal [`RuleAnalyst::evaluate`] would give, any other bar `None` without allocating.
+#[derive(Debug, Clone)]
+pub struct RuleStream {
+    analyst: RuleAnalyst,
+    fast: MaStream,
+    slow: MaStream,
+    rsi: crate::ta::Rsi,
+    atr: crate::ta::Atr,
+    prev: Option<(f64, f64)>,
+    last_nz: f64,
+    bars: usize,
+    need: usize,
+}
+
+impl RuleStream {
+    /// Candles needed before the first decision (as [`RuleAnalyst::min_candles`]).
+    pub fn warm_up(&self) -> usize {
+        self.need
+    }
+
+    /// Feeds the next closed candle; returns the decision on it when the averages crossed.
+    #[inline]
+    pub fn next(&mut self, key: &InstrumentKey, c: &Candle) -> Option<Signal> {
+        self.bars += 1;
+        let f = self.fast.next(c.close);
+        let s = self.slow.next(c.close);
+        let rsi = self.rsi.next(c.close).unwrap_or(f64::NAN);
+        let atr = self.atr.next(c.high, c.low, c.close).unwrap_or(f64::NAN);
+        let (Some(f), Some(s)) = (f, s) else {
+            self.prev = None;
+            self.last_nz = 0.0;
+            return None;
+        };
+        let mut out = None;
+        if let Some((fp, sp)) = self.prev
+            && self.bars >= self.need
+        {
+            let x = BarInputs {
+                ts: c.ts,
+                close: c.close,
+                fast: f,
+                slow: s,
+                fast_prev: fp,
+                slow_prev: sp,
+                last_nz: self.last_nz,
+                rsi,
+                atr,
+            };
+            if let Some(up) = x.cross()
+                && self.analyst.undefined(&x, self.bars).is_none()
+            {
+                out = Some(self.analyst.on_cross(key, &x, up));
+            }
+        }
+        let d = f - s;
+        if d != 0.0 {
+            self.last_nz = d;
+        }
+        self.prev = Some((f, s));
+        out
     }
 }
 
@@ -293,7 +496,9 @@ pub fn closed_candles(
 /// See the module docs: 0.4 + 0.3 x RSI centrality + 0.3 x cross strength.
 fn confidence(rsi: f64, band: (f64, f64), spread_move: f64, atr: f64) -> f64 {
     let half = (band.1 - band.0) / 2.0;
-    let centrality = if half > 0.0 {
+    let centrality = if !rsi.is_finite() {
+        1.0
+    } else if half > 0.0 {
         (1.0 - (rsi - (band.0 + half)).abs() / half).clamp(0.0, 1.0)
     } else {
         1.0

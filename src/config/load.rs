@@ -2,8 +2,8 @@
 //! collecting every problem instead of stopping at the first.
 
 use super::{
-    ChartSettings, KiteSettings, Mode, PaperSettings, RiskSettings, ScheduleSettings, Secret,
-    Settings, StrategySettings, TradingSettings,
+    BacktestSettings, ChartSettings, KiteSettings, Mode, PaperSettings, RiskSettings,
+    ScheduleSettings, Secret, Settings, StrategySettings, TradingSettings,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -148,6 +148,7 @@ pub(super) fn default_sections() -> Vec<(&'static str, toml::Table)> {
         ("paper", table(&PaperSettings::default())),
         ("charts", table(&ChartSettings::default())),
         ("kite", table(&KiteSettings::default())),
+        ("backtest", table(&BacktestSettings::default())),
     ]
 }
 
@@ -329,6 +330,7 @@ fn build(
         paper: section(&root, "paper", &sections, &origins, &mut errors),
         charts: section(&root, "charts", &sections, &origins, &mut errors),
         kite: section(&root, "kite", &sections, &origins, &mut errors),
+        backtest: section(&root, "backtest", &sections, &origins, &mut errors),
         ..Settings::default()
     };
     apply_env(&mut s, env, &mut errors);

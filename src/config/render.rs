@@ -68,7 +68,7 @@ impl Settings {
             let _ = writeln!(out, "{k} = {v}");
         }
 
-        let sections: [(&str, &dyn ErasedSection); 7] = [
+        let sections: [(&str, &dyn ErasedSection); 8] = [
             ("trading", &self.trading),
             ("risk", &self.risk),
             ("strategy", &self.strategy),
@@ -76,6 +76,7 @@ impl Settings {
             ("paper", &self.paper),
             ("charts", &self.charts),
             ("kite", &self.kite),
+            ("backtest", &self.backtest),
         ];
         debug_assert_eq!(sections.len(), default_sections().len());
         for (name, section) in sections {

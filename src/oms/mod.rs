@@ -627,7 +627,7 @@ impl Oms {
 }
 
 /// Where a candle crossed the position's stop or target: (fill price, "stop" | "target").
-fn bracket_hit(pos: &Position, c: &Candle) -> Option<(Paise, &'static str)> {
+pub fn bracket_hit(pos: &Position, c: &Candle) -> Option<(Paise, &'static str)> {
     let open = Paise::from_rupees_f64(c.open);
     let high = Paise::from_rupees_f64(c.high);
     let low = Paise::from_rupees_f64(c.low);

@@ -39,6 +39,12 @@ pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_orders.sql"),
         postgres: include_str!("../../migrations/postgres/0003_orders.sql"),
     },
+    EmbeddedMigration {
+        version: 7,
+        name: "backtest",
+        sqlite: include_str!("../../migrations/sqlite/0007_backtest.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_backtest.sql"),
+    },
 ];
 
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";

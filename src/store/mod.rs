@@ -68,11 +68,13 @@
 //! One deliberate exception to portable types: SQLite keeps `candles.ts` as INTEGER epoch seconds
 //! (faster bulk writes and reads); `market.rs` binds `ts.timestamp()` there.
 
+mod backtest;
 mod market;
 pub(crate) mod migrations;
 mod proposals;
 mod sqlite_raw;
 pub mod trading;
+pub use backtest::{BacktestRun, Exchange, RunLogRow};
 pub use trading::{RecordedOrder, SystemState, TradeLogEntry};
 
 use chrono::{DateTime, Utc};
