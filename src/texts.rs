@@ -517,6 +517,19 @@ pub fn reply(r: &Reply) -> String {
         }
         Reply::Killed(k) => kill_report(k),
         Reply::Done { changed } => format!("Done: {changed} changed."),
+        Reply::BacktestStarted {
+            key,
+            interval,
+            from,
+            to,
+        } => format!(
+            "Backtest of {} ({interval}, {from} to {to}) started in the background; the equity chart and summary follow. /status shows its progress.",
+            esc(&key.to_string())
+        ),
+        Reply::BacktestBusy { running } => format!(
+            "A backtest is already running ({}). One runs at a time; /status shows its progress.",
+            esc(running)
+        ),
     };
     truncate_chars(&s, MESSAGE_LIMIT)
 }
@@ -578,8 +591,23 @@ pub fn alert(a: &Alert) -> String {
             esc(reason),
             signed(*pnl)
         ),
+        Alert::BacktestDone { key, summary, .. } => format!(
+            "<b>Backtest of {} done</b>\n<pre>{}</pre>",
+            esc(&key.to_string()),
+            esc(summary)
+        ),
+        Alert::BacktestFailed { key, error } => format!(
+            "Backtest of {} failed: {}",
+            esc(&key.to_string()),
+            esc(error)
+        ),
     };
     truncate_chars(&s, MESSAGE_LIMIT)
+}
+
+/// Caption of the equity chart a finished /backtest sends (the summary follows as text).
+pub fn backtest_chart_caption(key: &crate::domain::InstrumentKey) -> String {
+    format!("Backtest of {}: equity and drawdown", esc(&key.to_string()))
 }
 
 #[cfg(test)]
@@ -710,6 +738,7 @@ mod tests {
             loss_limit: Paise(200_000),
             orders_today: 3,
             orders_limit: 20,
+            backtest: None,
         };
         let t = status(&s);
         assert!(t.contains("Mode: paper"));

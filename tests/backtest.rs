@@ -443,3 +443,124 @@ async fn no_look_ahead() {
         assert_eq!(closed(&base), closed(&other), "t = {t}");
     }
 }
+
+/// `/backtest NSE:INFY 1y` through the one handler: started in the background, one at a time,
+/// bad input answered at once, the result as an alert with the equity chart.
+#[tokio::test]
+async fn backtest_command_runs_in_the_background_one_at_a_time() {
+    use mft::app::handler::{Handler, NoScanner};
+    use mft::clock::ManualClock;
+    use mft::domain::{Actor, Command, Request};
+    use mft::oms::PaperBroker;
+    use mft::ports::{Alert, Reply};
+    use std::sync::Arc;
+
+    let db = support::db::sqlite_store().await;
+    let store = db.store.clone();
+    import(&store, "NSE:INFY", "ohlcv/nse_INFY_daily_2020-2025.csv").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let mut s = settings("NSE:INFY");
+    s.backtest.costs = BacktestCosts::Zerodha;
+    let settings = Arc::new(s);
+    let clock = ManualClock::new(
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2025, 9, 30, 12, 0, 0).unwrap(),
+    );
+    let clock: Arc<dyn mft::clock::Clock> = Arc::new(clock);
+    let notifier = Arc::new(support::notifier::RecordingNotifier::default());
+    let handler = Handler::new(
+        store.clone(),
+        settings.clone(),
+        clock.clone(),
+        Arc::new(PaperBroker::new(store.clone(), settings.clone(), clock)),
+        notifier.clone(),
+        Arc::new(NoScanner),
+    );
+    let ask = |command: Command| Request {
+        command,
+        actor: Actor::Telegram { user_id: 1 },
+    };
+    let key: InstrumentKey = "NSE:INFY".parse().unwrap();
+
+    // Bad input is answered at once and starts nothing.
+    let e = handler
+        .handle(ask(Command::Backtest {
+            key: "NSE:NOPE".parse().unwrap(),
+            span: "1y".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("unknown symbol NSE:NOPE"), "{e}");
+    let e = handler
+        .handle(ask(Command::Backtest {
+            key: key.clone(),
+            span: "1q".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("30d, 6m, 1y"), "{e}");
+
+    // The report goes to backtests/<run id> under the working directory: run from a temp dir.
+    std::env::set_current_dir(dir.path()).unwrap();
+    let first = handler
+        .handle(ask(Command::Backtest {
+            key: key.clone(),
+            span: "1y".into(),
+        }))
+        .await;
+    let second = handler
+        .handle(ask(Command::Backtest {
+            key: key.clone(),
+            span: "1y".into(),
+        }))
+        .await;
+    assert!(
+        matches!(
+            first,
+            Ok(Reply::BacktestStarted {
+                interval: Interval::Day,
+                ..
+            })
+        ),
+        "{first:?}"
+    );
+    let busy = match second.unwrap() {
+        Reply::BacktestBusy { running } => {
+            assert!(running.contains("NSE:INFY day"), "{running}");
+            true
+        }
+        // The first one may already be done on a fast machine.
+        Reply::BacktestStarted { .. } => false,
+        other => panic!("{other:?}"),
+    };
+    let mut done = None;
+    for _ in 0..200 {
+        if let Some(a) = notifier
+            .alerts()
+            .into_iter()
+            .find(|a| matches!(a, Alert::BacktestDone { .. } | Alert::BacktestFailed { .. }))
+        {
+            done = Some(a);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    std::env::set_current_dir(cwd).unwrap();
+    match done.expect("a backtest result alert") {
+        Alert::BacktestDone {
+            summary, chart_png, ..
+        } => {
+            assert!(summary.contains("Sharpe (daily, √252, rf 0)"), "{summary}");
+            let png = std::fs::read(dir.path().join(chart_png.unwrap())).unwrap();
+            assert_eq!(&png[..4], b"\x89PNG");
+        }
+        other => panic!("{other:?}"),
+    }
+    let Reply::Status(st) = handler.handle(ask(Command::Status)).await.unwrap() else {
+        panic!("status")
+    };
+    // Finished: the slot is free again (the slot is cleared before the alert is sent).
+    if busy {
+        assert_eq!(st.backtest, None);
+    }
+}

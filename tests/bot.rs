@@ -64,6 +64,7 @@ fn status_report() -> StatusReport {
         loss_limit: Paise::from_rupees(2_000),
         orders_today: 1,
         orders_limit: 20,
+        backtest: None,
     }
 }
 

@@ -70,6 +70,7 @@ impl CommandHandler for FakeHandler {
             loss_limit: Paise(200_000),
             orders_today: 2,
             orders_limit: 20,
+            backtest: None,
         }))
     }
 }

@@ -733,4 +733,100 @@ mod tests {
             Signal::None { .. }
         ));
     }
+
+    /// backtrader's CrossOver: after fast == slow on the previous bar, a cross needs the last
+    /// non-zero difference to have been on the other side.
+    #[test]
+    fn a_touch_is_not_a_cross() {
+        let x = |fast_prev: f64, last_nz: f64| BarInputs {
+            ts: t0(),
+            close: 10.0,
+            fast: 11.0,
+            slow: 10.0,
+            fast_prev,
+            slow_prev: 10.0,
+            last_nz,
+            rsi: 50.0,
+            atr: 1.0,
+        };
+        // Above, touching (difference 0), above again: no cross up.
+        assert_eq!(x(10.0, 0.5).cross(), None);
+        // Below, touching, above: a cross up.
+        assert_eq!(x(10.0, -0.5).cross(), Some(true));
+        // Plainly below then above.
+        assert_eq!(x(9.0, -1.0).cross(), Some(true));
+        // Nothing non-zero before: no cross.
+        assert_eq!(x(10.0, 0.0).cross(), None);
+    }
+
+    /// The streaming form gives exactly the signals of `evaluate` over all candles so far
+    /// (SMA, filters on and off), bar for bar.
+    #[test]
+    fn stream_matches_evaluate_bar_for_bar() {
+        let mut closes = Vec::new();
+        let mut p = 100.0f64;
+        let mut x = 12345u64;
+        for _ in 0..400 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5;
+            p = ((p * (1.0 + r * 0.03)) * 20.0).round() / 20.0;
+            closes.push(p);
+        }
+        let candles: Vec<Candle> = series(&closes)
+            .into_iter()
+            .map(|mut c| {
+                c.high = c.close * 1.01;
+                c.low = c.close * 0.99;
+                c
+            })
+            .collect();
+        for s in [
+            StrategySettings {
+                ma: MaKind::Sma,
+                fast: 5,
+                slow: 12,
+                rsi_min: 0.0,
+                rsi_max: 100.0,
+                exit: ExitRule::Cross,
+                ..StrategySettings::default()
+            },
+            StrategySettings {
+                ma: MaKind::Sma,
+                fast: 4,
+                slow: 9,
+                rsi_min: 45.0,
+                rsi_max: 70.0,
+                allow_short: true,
+                ..StrategySettings::default()
+            },
+        ] {
+            let a = RuleAnalyst::new(s);
+            let mut st = a.stream().unwrap();
+            let mut crosses = 0;
+            for i in 0..candles.len() {
+                let batch = a
+                    .evaluate(&key(), Interval::Minute15, &candles[..=i], closed_at(i))
+                    .unwrap();
+                let streamed = st.next(&key(), &candles[i]);
+                match (&batch, &streamed) {
+                    (Signal::None { reason, .. }, None) => {
+                        assert!(
+                            reason.starts_with("no cross")
+                                || reason.starts_with("only ")
+                                || reason.starts_with("indicators"),
+                            "bar {i}: {reason}"
+                        );
+                    }
+                    (b, Some(s)) => {
+                        assert_eq!(b, s, "bar {i}");
+                        crosses += 1;
+                    }
+                    (b, None) => panic!("bar {i}: batch {b:?}, stream nothing"),
+                }
+            }
+            assert!(crosses > 10, "{crosses}");
+        }
+    }
 }

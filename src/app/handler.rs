@@ -86,6 +86,8 @@ pub enum HandlerError {
     Scan(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    Backtest(String),
 }
 
 /// The command handler. Build one per process and share it (`Arc<Handler>`).
@@ -99,6 +101,7 @@ pub struct Handler {
     oms: Oms,
     book: tokio::sync::Mutex<()>,
     next_scan: Option<NextScan>,
+    backtests: super::backtest_job::Backtests,
 }
 
 impl Handler {
@@ -128,6 +131,7 @@ impl Handler {
             oms,
             book: tokio::sync::Mutex::new(()),
             next_scan: None,
+            backtests: super::backtest_job::Backtests::default(),
         }
     }
 
@@ -266,6 +270,18 @@ impl Handler {
             Command::Positions => Ok(Reply::Positions(self.position_views().await?)),
             Command::Proposals => Ok(Reply::Proposals(self.store.recent_proposals(20).await?)),
             Command::Risk => Ok(Reply::Risk(self.settings.risk.clone())),
+            Command::Backtest { key, span } => self
+                .backtests
+                .start(
+                    &self.store,
+                    self.settings.clone(),
+                    self.notifier.clone(),
+                    key,
+                    &span,
+                    self.clock.today_ist(),
+                )
+                .await
+                .map_err(HandlerError::Backtest),
         }
     }
 
@@ -746,6 +762,7 @@ impl Handler {
             loss_limit: self.settings.risk.max_daily_loss,
             orders_today: ctx.orders_today,
             orders_limit: self.settings.risk.max_orders_per_day,
+            backtest: self.backtests.progress_text(),
         })
     }
 }

@@ -14,7 +14,7 @@ use super::metrics::{Metrics, fmt_opt};
 use super::{BacktestError, Spec};
 use crate::clock::IST;
 use crate::config::{ChartSettings, Settings};
-use crate::domain::Paise;
+use crate::domain::{Interval, Paise};
 
 /// The CSV header of trades.csv, exactly.
 pub const TRADES_HEADER: &str = "entry_time,exit_time,symbol,side,quantity,entry_price,exit_price,pnl,charges,bars_held,exit_reason";
@@ -239,19 +239,27 @@ pub fn summary_lines(ctx: &Context<'_>, o: &Outcome, m: &Metrics) -> Vec<(String
         ),
         ("Total charges".into(), r(m.total_charges)),
         ("Buy and hold".into(), opt_pct(m.market_change)),
-        (
-            "Refused by risk".into(),
-            if o.refused.is_empty() {
-                "none".into()
-            } else {
-                o.refused
-                    .iter()
-                    .map(|(k, v)| format!("{k} x{v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        ),
+        ("Refused by risk".into(), refused_text(ctx, o)),
     ]
+}
+
+fn refused_text(ctx: &Context<'_>, o: &Outcome) -> String {
+    if o.refused.is_empty() {
+        return "none".into();
+    }
+    let mut t = o
+        .refused
+        .iter()
+        .map(|(k, v)| format!("{k} x{v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if o.refused.contains_key("OUTSIDE_TRADING_WINDOW") && ctx.spec.interval == Interval::Day {
+        t.push_str(&format!(
+            " (daily bars fill at 09:15 IST; [risk] trading_window is {} {})",
+            ctx.settings.risk.trading_days, ctx.settings.risk.trading_window
+        ));
+    }
+    t
 }
 
 pub fn summary_text(ctx: &Context<'_>, o: &Outcome, m: &Metrics) -> String {

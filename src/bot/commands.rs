@@ -27,6 +27,8 @@ pub enum BotCommand {
     Risk,
     /// Cancel open orders, square off every position and halt (asks to confirm).
     Kill,
+    /// Backtest one instrument over a span in the background, e.g. /backtest NSE:INFY 1y (30d, 6m, 1y).
+    Backtest(String),
 }
 
 #[cfg(test)]

@@ -43,6 +43,12 @@ pub enum Command {
     Positions,
     Proposals,
     Risk,
+    /// Backtest one instrument over the last `span` ("30d", "6m", "1y") in the background;
+    /// the equity chart and summary arrive as an alert. One at a time.
+    Backtest {
+        key: InstrumentKey,
+        span: String,
+    },
 }
 
 /// A command with who sent it.
