@@ -231,6 +231,7 @@ async fn help_lists_every_command_and_commands_are_registered() {
         "resume",
         "risk",
         "kill",
+        "backtest",
     ];
     assert_eq!(names, all);
 
