@@ -2,6 +2,9 @@
 //! agreement with backtrader 1.9.78 (fixtures made by scripts/backtrader_compare.py), the
 //! look-ahead test, bad input, --llm record/replay, on SQLite and PostgreSQL.
 
+// Paise literals are grouped as rupees_paise.
+#![allow(clippy::inconsistent_digit_grouping)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

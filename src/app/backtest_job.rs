@@ -62,7 +62,7 @@ impl Backtests {
                 r.done.load(Ordering::Relaxed),
                 r.total.load(Ordering::Relaxed),
             );
-            let pct = if t > 0 { d * 100 / t } else { 0 };
+            let pct = (d * 100).checked_div(t).unwrap_or(0);
             format!("{}: {pct}% ({d} of {t} bars)", r.label)
         })
     }

@@ -95,7 +95,7 @@ pub fn sharpe(returns: &[f64]) -> Option<f64> {
     let mean = returns.iter().sum::<f64>() / n as f64;
     let var = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
     let sd = var.sqrt();
-    if !(sd > 0.0) {
+    if sd.is_nan() || sd <= 0.0 {
         return None;
     }
     finite(mean / sd * 252f64.sqrt())
@@ -108,7 +108,7 @@ pub fn sortino(returns: &[f64]) -> Option<f64> {
     }
     let mean = returns.iter().sum::<f64>() / n as f64;
     let dd = (returns.iter().map(|r| r.min(0.0).powi(2)).sum::<f64>() / n as f64).sqrt();
-    if !(dd > 0.0) {
+    if dd.is_nan() || dd <= 0.0 {
         return None;
     }
     finite(mean / dd * 252f64.sqrt())
@@ -252,6 +252,8 @@ pub fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
 }
 
 #[cfg(test)]
+// Paise literals are grouped as rupees_paise.
+#[allow(clippy::inconsistent_digit_grouping)]
 mod tests {
     use super::*;
     use crate::domain::{InstrumentKey, Side};
