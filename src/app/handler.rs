@@ -522,10 +522,12 @@ impl Handler {
                 ));
             }
         };
-        let brackets = Some(Brackets {
-            stop: p.stop,
-            target: p.target,
-        });
+        // `[strategy] exit = "cross"`: the position ends on the opposite cross only.
+        let brackets =
+            (self.settings.strategy.exit == crate::config::ExitRule::Bracket).then_some(Brackets {
+                stop: p.stop,
+                target: p.target,
+            });
         let placement = self.oms.place(approved, brackets).await?;
         let mode = self.oms.mode().to_string();
         let executed = |order: &crate::domain::Order, price: Paise| {
