@@ -567,3 +567,114 @@ async fn backtest_command_runs_in_the_background_one_at_a_time() {
         assert_eq!(st.backtest, None);
     }
 }
+
+/// 15-minute candles from 09:15 IST on 2024-01-01 (a Monday), high/low = max/min(open, close) ± 1.
+fn intraday(bars: &[(f64, f64)]) -> Vec<mft::domain::Candle> {
+    let t0 = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2024, 1, 1, 3, 45, 0).unwrap();
+    bars.iter()
+        .enumerate()
+        .map(|(i, &(open, close))| mft::domain::Candle {
+            ts: t0 + chrono::Duration::minutes(15 * i as i64),
+            open,
+            high: open.max(close) + 1.0,
+            low: open.min(close) - 1.0,
+            close,
+            volume: 1000,
+            oi: None,
+        })
+        .collect()
+}
+
+async fn replay_intraday(s: &Settings, candles: Vec<mft::domain::Candle>) -> backtest::Outcome {
+    let key: InstrumentKey = "NSE:INFY".parse().unwrap();
+    let s = backtest::run_settings(s, std::slice::from_ref(&key));
+    let cancel = AtomicBool::new(false);
+    let mut progress = |_: u64, _: u64| {};
+    backtest::engine::replay(
+        &s,
+        Interval::Minute15,
+        &[Series {
+            key,
+            candles,
+            tick: None,
+        }],
+        &Decider::Rules,
+        backtest::Control {
+            progress: &mut progress,
+            cancel: &cancel,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn intraday_settings() -> Settings {
+    let mut s = settings("NSE:INFY");
+    s.strategy.fast = 3;
+    s.strategy.slow = 5;
+    s.strategy.atr_period = 3;
+    s.strategy.rsi_period = 3;
+    s.strategy.exit = ExitRule::Bracket;
+    s.trading.product = mft::domain::Product::Mis;
+    s.backtest.costs = BacktestCosts::Zerodha;
+    s
+}
+
+/// Falls, turns up (SMA3 crosses SMA5), then gaps down through the stop: the stop fills at the
+/// gap's open, and the trade's P&L is net of Zerodha's MIS charges.
+#[tokio::test]
+async fn bracket_stop_fills_at_the_gap_open_net_of_charges() {
+    let mut bars: Vec<(f64, f64)> = (0..8)
+        .map(|i| (100.0 - i as f64, 99.0 - i as f64))
+        .collect();
+    bars.extend([(92.0, 93.0), (93.0, 94.0), (94.0, 95.0), (95.0, 96.0)]);
+    bars.extend([(80.0, 79.0), (79.0, 78.0)]);
+    let out = replay_intraday(&intraday_settings(), intraday(&bars)).await;
+    assert_eq!(out.trades.len(), 1, "{:?}", out.trades);
+    let t = &out.trades[0];
+    assert_eq!(t.exit_reason, "stop");
+    assert_eq!(
+        t.exit_price,
+        Paise(8000),
+        "gapped through: filled at the open"
+    );
+    assert_eq!(t.side, mft::domain::Side::Buy);
+    let gross = (t.exit_price - t.entry_price) * t.quantity;
+    assert!(t.charges > Paise::ZERO);
+    assert_eq!(t.pnl, gross - t.charges);
+    assert_eq!(out.total_charges, t.charges);
+    assert_eq!(
+        out.final_equity,
+        Paise::from_rupees(100_000) + t.pnl,
+        "cash after a closed round trip"
+    );
+}
+
+/// An MIS position still open at 15:15 IST is squared off at that bar's open.
+#[tokio::test]
+async fn mis_positions_are_squared_off_at_15_15() {
+    let mut bars: Vec<(f64, f64)> = (0..8)
+        .map(|i| (100.0 - i as f64, 99.0 - i as f64))
+        .collect();
+    bars.extend([(92.0, 93.0), (93.0, 94.0), (94.0, 95.0), (95.0, 96.0)]);
+    // Up 0.5 a bar until 15:15 (bar 24) and beyond: no stop, no target (ATR 2, target +8).
+    let mut p = 96.0;
+    while bars.len() < 26 {
+        bars.push((p, p + 0.25));
+        p += 0.25;
+    }
+    let candles = intraday(&bars);
+    let out = replay_intraday(&intraday_settings(), candles.clone()).await;
+    assert_eq!(out.trades.len(), 1, "{:?}", out.trades);
+    let t = &out.trades[0];
+    assert_eq!(t.exit_reason, "square-off");
+    assert_eq!(t.exit_time, candles[24].ts);
+    assert_eq!(
+        t.exit_time
+            .with_timezone(&mft::clock::IST)
+            .format("%H:%M")
+            .to_string(),
+        "15:15"
+    );
+    assert_eq!(t.exit_price, Paise::from_rupees_f64(candles[24].open));
+}
