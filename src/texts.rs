@@ -243,6 +243,9 @@ pub fn status(s: &StatusReport) -> String {
         "Orders today: {} of {}",
         s.orders_today, s.orders_limit
     );
+    if let Some(b) = &s.backtest {
+        let _ = writeln!(out, "Backtest running: {}", esc(b));
+    }
     let _ = writeln!(out, "\nOpen positions: {}", s.positions.len());
     for v in s.positions.iter().take(MAX_LIST) {
         let _ = writeln!(out, "{}", position_line(v));

@@ -462,9 +462,9 @@ async fn backtest_command_runs_in_the_background_one_at_a_time() {
     let store = db.store.clone();
     import(&store, "NSE:INFY", "ohlcv/nse_INFY_daily_2020-2025.csv").await;
     let dir = tempfile::tempdir().unwrap();
-    let cwd = std::env::current_dir().unwrap();
     let mut s = settings("NSE:INFY");
     s.backtest.costs = BacktestCosts::Zerodha;
+    s.charts.dir = dir.path().join("charts").display().to_string();
     let settings = Arc::new(s);
     let clock = ManualClock::new(
         chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2025, 9, 30, 12, 0, 0).unwrap(),
@@ -503,8 +503,6 @@ async fn backtest_command_runs_in_the_background_one_at_a_time() {
         .unwrap_err();
     assert!(e.to_string().contains("30d, 6m, 1y"), "{e}");
 
-    // The report goes to backtests/<run id> under the working directory: run from a temp dir.
-    std::env::set_current_dir(dir.path()).unwrap();
     let first = handler
         .handle(ask(Command::Backtest {
             key: key.clone(),
@@ -548,13 +546,17 @@ async fn backtest_command_runs_in_the_background_one_at_a_time() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    std::env::set_current_dir(cwd).unwrap();
     match done.expect("a backtest result alert") {
         Alert::BacktestDone {
             summary, chart_png, ..
         } => {
             assert!(summary.contains("Sharpe (daily, √252, rf 0)"), "{summary}");
-            let png = std::fs::read(dir.path().join(chart_png.unwrap())).unwrap();
+            let chart = chart_png.unwrap();
+            assert!(
+                chart.starts_with(dir.path().join("charts/backtests")),
+                "{chart:?}"
+            );
+            let png = std::fs::read(chart).unwrap();
             assert_eq!(&png[..4], b"\x89PNG");
         }
         other => panic!("{other:?}"),

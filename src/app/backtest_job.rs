@@ -1,6 +1,7 @@
 //! `/backtest NSE:INFY 1y` from the chat: checks the request at once (so bad input is answered
 //! in the reply), then runs the backtest in the background, at most one at a time, and sends
-//! the equity chart and summary as an alert. /status reads the progress from here.
+//! the equity chart and summary as an alert. /status reads the progress from here. Reports go
+//! to `<[charts] dir>/backtests/<id>`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,9 +99,16 @@ impl Backtests {
             interval,
             from,
             to: today,
+            // Chat-run reports sit beside the proposal charts: <[charts] dir>/backtests/<run id>.
             out: None,
             llm: LlmMode::Off,
         };
+        let mut spec = spec;
+        spec.out = Some(
+            std::path::Path::new(&settings.charts.dir)
+                .join("backtests")
+                .join(backtest::new_run_id(chrono::Utc::now())),
+        );
         // Bad input is answered now, before anything is started or stored.
         backtest::load(store, &settings, &spec)
             .await
