@@ -434,7 +434,10 @@ async fn sqlite_creates_file_and_folders_in_wal_mode() {
     // Later modules add their own migrations; the foundation's comes first and none is skipped.
     assert_eq!(applied.first(), Some(&(1, "market_data".to_string())));
     let versions: Vec<i64> = applied.iter().map(|(v, _)| *v).collect();
-    assert_eq!(versions, (1..=applied.len() as i64).collect::<Vec<_>>());
+    // Numbers are reserved per module (0004-0008), so a branch may have gaps until the merges;
+    // every applied version is distinct and in order.
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    assert_eq!(&versions[..3], &[1, 2, 3]);
 }
 
 #[tokio::test]

@@ -574,9 +574,12 @@ impl Engine<'_> {
             realized_today: self.realized_today,
             expires_at: None,
         };
-        self.orders_today += 1;
         let approved = match self.risk.check(req, &ctx) {
-            Ok(a) => a,
+            Ok(a) => {
+                // Like the live order book: only orders that were placed count for the day.
+                self.orders_today += 1;
+                a
+            }
             Err(refused) => {
                 *self
                     .out
