@@ -680,3 +680,36 @@ async fn mis_positions_are_squared_off_at_15_15() {
     );
     assert_eq!(t.exit_price, Paise::from_rupees_f64(candles[24].open));
 }
+
+/// 1-minute bars on a 0.05 grid, where the averages tie exactly now and then: still trade for
+/// trade with backtrader (CNC, so no 15:15 square-off).
+#[tokio::test]
+async fn agrees_with_backtrader_on_minute_bars_with_ties() {
+    let db = support::db::sqlite_store().await;
+    let store = &db.store;
+    let key: InstrumentKey = "NSE:SYN".parse().unwrap();
+    mft::market::import_csv(
+        store,
+        &fixture("ohlcv/synthetic_1min_10k.csv"),
+        &key,
+        Interval::Minute,
+    )
+    .await
+    .unwrap();
+    let mut s = settings("NSE:SYN");
+    s.trading.product = mft::domain::Product::Cnc;
+    s.risk.max_orders_per_day = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let sp = Spec {
+        interval: Interval::Minute,
+        ..spec("NSE:SYN", &dir.path().join("syn"), LlmMode::Off)
+    };
+    let f = run(store, &s, &sp).await.unwrap();
+    assert_eq!(f.outcome.trades.len(), 200);
+    assert_agrees(
+        &f,
+        "backtest/synthetic_1min_sma10_30_backtrader.csv",
+        Paise(100_300_50),
+        "1126.55",
+    );
+}

@@ -76,7 +76,10 @@ impl RuleAnalyst {
     pub fn moving_average(&self, x: &[f64], period: usize) -> Result<Vec<f64>, crate::ta::TaError> {
         match self.strategy.ma {
             MaKind::Ema => crate::ta::ema(x, period),
-            MaKind::Sma => crate::ta::sma(x, period),
+            MaKind::Sma => {
+                let mut m = ExactSma::new(period)?;
+                Ok(x.iter().map(|&v| m.next(v).unwrap_or(f64::NAN)).collect())
+            }
         }
     }
 
@@ -334,7 +337,7 @@ impl RuleAnalyst {
             let bad = |e: crate::ta::TaError| AgentError::InvalidStrategy(e.to_string());
             Ok(match s.ma {
                 MaKind::Ema => MaStream::Ema(crate::ta::Ema::new(p).map_err(bad)?),
-                MaKind::Sma => MaStream::Sma(crate::ta::Sma::new(p).map_err(bad)?),
+                MaKind::Sma => MaStream::Sma(ExactSma::new(p).map_err(bad)?),
             })
         };
         let bad = |e: crate::ta::TaError| AgentError::InvalidStrategy(e.to_string());
@@ -349,6 +352,81 @@ impl RuleAnalyst {
             bars: 0,
             need: self.min_candles(),
         })
+    }
+}
+
+/// The simple moving average as backtrader computes it: the correctly rounded sum of the
+/// window (Python's `math.fsum`) divided by the period. A running floating-point sum drifts by
+/// ulps, which turns exact ties of the averages (common on prices in 0.05 steps) into false
+/// crosses; here the window sum is kept exactly in 2^-64 fixed point (i128), which holds every
+/// price from 2^-12 to 2^62 exactly. Anything else (NaN, tiny or huge values) falls back to
+/// summing the window in floating point.
+#[derive(Debug, Clone)]
+pub struct ExactSma {
+    ring: Vec<f64>,
+    fixed: Vec<i128>,
+    pos: usize,
+    count: usize,
+    sum: i128,
+    /// Values in the window that are not exact in fixed point.
+    inexact: usize,
+}
+
+const FIXED_SCALE: f64 = 18_446_744_073_709_551_616.0; // 2^64
+
+fn to_fixed(x: f64) -> Option<i128> {
+    let y = x * FIXED_SCALE;
+    // |x| < 2^62 keeps 30 000 summed values far inside i128.
+    (y.is_finite() && y.fract() == 0.0 && x.abs() < 4.611_686_018_427_388e18).then_some(y as i128)
+}
+
+impl ExactSma {
+    pub fn new(period: usize) -> Result<Self, crate::ta::TaError> {
+        if period == 0 {
+            return Err(crate::ta::TaError::InvalidPeriod {
+                name: "period",
+                value: 0,
+            });
+        }
+        Ok(Self {
+            ring: vec![0.0; period],
+            fixed: vec![0; period],
+            pos: 0,
+            count: 0,
+            sum: 0,
+            inexact: 0,
+        })
+    }
+
+    #[inline]
+    pub fn next(&mut self, x: f64) -> Option<f64> {
+        let p = self.ring.len();
+        if self.count == p {
+            let old = self.fixed[self.pos];
+            self.sum -= old;
+            if to_fixed(self.ring[self.pos]).is_none() {
+                self.inexact -= 1;
+            }
+        } else {
+            self.count += 1;
+        }
+        let f = to_fixed(x);
+        match f {
+            Some(v) => self.sum += v,
+            None => self.inexact += 1,
+        }
+        self.ring[self.pos] = x;
+        self.fixed[self.pos] = f.unwrap_or(0);
+        self.pos = (self.pos + 1) % p;
+        if self.count < p {
+            return None;
+        }
+        let total = if self.inexact == 0 {
+            (self.sum as f64) / FIXED_SCALE
+        } else {
+            self.ring.iter().sum()
+        };
+        Some(total / p as f64)
     }
 }
 
@@ -385,7 +463,7 @@ impl BarInputs {
 #[derive(Debug, Clone)]
 enum MaStream {
     Ema(crate::ta::Ema),
-    Sma(crate::ta::Sma),
+    Sma(ExactSma),
 }
 
 impl MaStream {
@@ -828,5 +906,43 @@ mod tests {
             }
             assert!(crosses > 10, "{crosses}");
         }
+    }
+
+    /// An exact tie of the averages stays a tie (a running sum made it -2.7e-12 here, a
+    /// false cross one bar early against backtrader).
+    #[test]
+    fn exact_sma_is_the_correctly_rounded_window_mean() {
+        let closes = [
+            1035.65, 1033.1, 1032.05, 1031.0, 1032.5, 1033.95, 1034.0, 1032.75, 1033.3, 1035.65,
+            1031.15, 1029.6, 1037.85, 1030.0, 1033.25,
+        ];
+        let mut m = ExactSma::new(5).unwrap();
+        for (i, &c) in closes.iter().enumerate() {
+            let got = m.next(c);
+            if i < 4 {
+                assert_eq!(got, None);
+                continue;
+            }
+            let w = &closes[i - 4..=i];
+            // Exact rational mean, rounded once: sums of 2-decimal prices in paise are exact.
+            let paise: i64 = w.iter().map(|v| (v * 100.0_f64).round() as i64).sum();
+            let want = paise as f64 / 100.0 / 5.0;
+            assert!((got.unwrap() - want).abs() <= f64::EPSILON * want, "{i}");
+        }
+        // Equal windows give bit-identical means however they were reached.
+        let mut a = ExactSma::new(2).unwrap();
+        let mut b = ExactSma::new(2).unwrap();
+        for v in [0.1, 0.7, 0.3, 0.2] {
+            a.next(v);
+        }
+        for v in [0.3, 0.2] {
+            b.next(v);
+        }
+        assert_eq!(a.next(0.4).map(f64::to_bits), b.next(0.4).map(f64::to_bits));
+        // NaN falls back to the float sum (NaN) and recovers once it leaves the window.
+        let mut n = ExactSma::new(2).unwrap();
+        n.next(f64::NAN);
+        assert!(n.next(1.0).unwrap().is_nan());
+        assert_eq!(n.next(3.0), Some(2.0));
     }
 }
