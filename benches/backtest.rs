@@ -197,6 +197,33 @@ fn main() {
         1_000_000.0 / t1
     );
 
+    // 1b. The backtrader-agreement strategy (SMA10/SMA30 CrossOver, exit on the cross, 10
+    // shares, no costs) on the same bars: what `scripts/backtrader_compare.py --bench` runs.
+    let mut sma = s.clone();
+    sma.strategy.ma = mft::config::MaKind::Sma;
+    sma.strategy.fast = 10;
+    sma.strategy.slow = 30;
+    sma.strategy.rsi_min = 0.0;
+    sma.strategy.rsi_max = 100.0;
+    sma.strategy.exit = mft::config::ExitRule::Cross;
+    sma.backtest.fixed_quantity = 10;
+    sma.backtest.costs = mft::config::BacktestCosts::None;
+    sma.trading.product = mft::domain::Product::Cnc;
+    sma.risk.trading_window = "09:15-15:30".into();
+    sma.risk.max_orders_per_day = 3000;
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let (secs, out) = replay(&sma, &one);
+        trades = out.trades.len();
+        times.push(secs);
+    }
+    let t = median(times);
+    println!(
+        "  SMA10/SMA30 cross, 10 shares (the backtrader comparison): median {:.3} s = {:.0} bars/s ({trades} trades)",
+        t,
+        1_000_000.0 / t
+    );
+
     // 2. Linearity in instruments.
     let per = 250_000;
     let mut base = 0.0;
