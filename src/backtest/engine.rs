@@ -254,7 +254,8 @@ pub async fn replay(
         .collect();
     let mut cursor = vec![0usize; series.len()];
     let mut done = 0u64;
-    let mut next_report = PROGRESS_EVERY;
+    // The first step reports at once (and honours a cancel that came before the replay).
+    let mut next_report = 0;
     eng.out
         .equity
         .reserve(series.iter().map(|s| s.candles.len()).max().unwrap_or(0));
