@@ -115,6 +115,8 @@ pub struct Settings {
     pub llm: LlmSettings,
     /// MCP_TOKEN: bearer token of `mft mcp serve --http`
     pub mcp: McpSettings,
+    /// mft.toml [backtest]: `mft backtest` fills, costs and sizing
+    pub backtest: BacktestSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -261,6 +263,9 @@ pub struct StrategySettings {
     pub stop_atr: f64,
     pub reward_risk: f64,
     pub allow_short: bool,
+    /// How positions end: "bracket" (stop/target from the entry, or the opposite cross) or
+    /// "cross" (only the opposite crossover, no stop and no target).
+    pub exit: ExitRule,
 }
 
 impl Default for StrategySettings {
@@ -277,6 +282,7 @@ impl Default for StrategySettings {
             stop_atr: 2.0,
             reward_risk: 2.0,
             allow_short: false,
+            exit: ExitRule::Bracket,
         }
     }
 }
@@ -416,6 +422,7 @@ impl Default for Settings {
             analysis: AnalysisSettings::default(),
             llm: LlmSettings::default(),
             mcp: McpSettings::default(),
+            backtest: BacktestSettings::default(),
         }
     }
 }
@@ -674,4 +681,70 @@ pub fn parse_secret_key(s: &str) -> Option<[u8; 32]> {
         engines.iter().find_map(|e| e.decode(s).ok())?
     };
     bytes.try_into().ok()
+}
+
+/// `[strategy] exit`: how a position ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExitRule {
+    /// Stop and target from the entry (paper brackets), or the opposite crossover.
+    #[default]
+    Bracket,
+    /// Only the opposite crossover: no stop, no target.
+    Cross,
+}
+
+impl StrategySettings {
+    /// `rsi_min = 0` and `rsi_max = 100` switch the RSI filter off.
+    pub fn rsi_filter_off(&self) -> bool {
+        self.rsi_min <= 0.0 && self.rsi_max >= 100.0
+    }
+}
+
+/// `[backtest] fill`: the price a simulated order fills at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BacktestFill {
+    /// The open of the bar after the signal bar (the order is sent once the bar has closed).
+    #[default]
+    NextOpen,
+    /// The close of the signal bar itself.
+    Close,
+}
+
+/// `[backtest] costs`: which charges a simulated fill pays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BacktestCosts {
+    /// Zerodha's equity charges (brokerage, STT, exchange transaction, SEBI, GST, stamp duty).
+    #[default]
+    Zerodha,
+    /// No charges at all.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BacktestSettings {
+    /// Rupees in the TOML; paise here. The cash a run starts with.
+    #[serde(with = "rupees")]
+    pub initial_cash: Paise,
+    pub fill: BacktestFill,
+    /// Against the trade: buys fill higher, sells lower (basis points, 0-1000).
+    pub slippage_bps: f64,
+    pub costs: BacktestCosts,
+    /// Shares per entry; 0 = risk-based sizing ([trading] risk_per_trade_pct and the limits).
+    pub fixed_quantity: u32,
+}
+
+impl Default for BacktestSettings {
+    fn default() -> Self {
+        Self {
+            initial_cash: Paise::from_rupees(100_000),
+            fill: BacktestFill::NextOpen,
+            slippage_bps: 5.0,
+            costs: BacktestCosts::Zerodha,
+            fixed_quantity: 0,
+        }
+    }
 }

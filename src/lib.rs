@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod app;
+pub mod backtest;
 pub mod bot;
 pub mod chart;
 pub mod clock;

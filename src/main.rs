@@ -97,6 +97,27 @@ enum Cmd {
     /// The pre-flight checklist: one line per check (ok / warning / failed with the fix); exits 1
     /// when anything failed.
     Preflight,
+    /// Replay stored candles through the analyst, sizing, risk engine and a simulated broker,
+    /// and write a report (report.json, trades.csv, equity.png, report.html).
+    Backtest {
+        /// Instruments as EXCHANGE:TRADINGSYMBOL (default: [trading] watchlist)
+        symbols: Vec<InstrumentKey>,
+        /// Candle interval (Kite's names: minute, 3minute, ..., 60minute, day)
+        #[arg(long)]
+        interval: Interval,
+        /// First day, YYYY-MM-DD (IST)
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day, YYYY-MM-DD (IST), inclusive
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// Report folder (default: backtests/<run id>)
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Analyst exchanges: off (rules), record (store every exchange), replay (no endpoint)
+        #[arg(long, default_value = "off")]
+        llm: mft::backtest::LlmMode,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +393,24 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             if report.failed() {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Cmd::Backtest {
+            symbols,
+            interval,
+            from,
+            to,
+            out,
+            llm,
+        } => {
+            let spec = mft::backtest::Spec {
+                symbols,
+                interval,
+                from,
+                to,
+                out,
+                llm,
+            };
+            return backtest(settings, spec).await;
         }
         Cmd::Kill { yes } => {
             if !yes && !confirm_kill()? {
@@ -657,4 +696,44 @@ async fn data_inner(settings: &Settings, store: &Store, command: DataCmd) -> Res
         }
     }
     Ok(())
+}
+
+async fn backtest(settings: Settings, spec: mft::backtest::Spec) -> Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let store = open_store(&settings).await?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::new(0);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {percent:>3}% {pos}/{len} bars {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    });
+    let pb = bar.clone();
+    let mut progress = move |done: u64, total: u64| {
+        if let Some(pb) = &pb {
+            pb.set_length(total);
+            pb.set_position(done);
+        }
+    };
+    let result = mft::backtest::run(&store, &settings, &spec, &mut progress, &cancel).await;
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    watcher.abort();
+    store.close().await;
+    let finished = result?;
+    print!("{}", finished.summary);
+    println!("report: {}", finished.out.display());
+    Ok(ExitCode::SUCCESS)
 }

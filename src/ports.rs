@@ -90,6 +90,17 @@ pub enum Alert {
         reason: String,
         login_url: Option<String>,
     },
+    /// A /backtest finished: the summary, with the equity chart when it was drawn.
+    BacktestDone {
+        key: InstrumentKey,
+        summary: String,
+        chart_png: Option<std::path::PathBuf>,
+    },
+    /// A /backtest failed (bad input, no data, interrupted).
+    BacktestFailed {
+        key: InstrumentKey,
+        error: String,
+    },
 }
 
 /// What the Telegram side needs to post a proposal card.
@@ -174,6 +185,8 @@ pub struct StatusReport {
     /// AB1234)", "expired: tap Log in"); None when Kite is not configured.
     #[serde(default)]
     pub kite: Option<String>,
+    /// The running /backtest, e.g. "NSE:INFY day 2025-11-30..2026-11-30: 45% (560 of 1,240 bars)".
+    pub backtest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,6 +234,17 @@ pub enum Reply {
         was_halted: bool,
     },
     Killed(KillReport),
+    /// A /backtest started in the background.
+    BacktestStarted {
+        key: InstrumentKey,
+        interval: crate::domain::Interval,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    },
+    /// A /backtest is already running (at most one at a time): what it is doing.
+    BacktestBusy {
+        running: String,
+    },
     /// Maintenance commands (expiry sweep, square-off, exit checks): how many things changed.
     Done {
         changed: u32,

@@ -248,6 +248,9 @@ pub fn status(s: &StatusReport) -> String {
         "Orders today: {} of {}",
         s.orders_today, s.orders_limit
     );
+    if let Some(b) = &s.backtest {
+        let _ = writeln!(out, "Backtest running: {}", esc(b));
+    }
     let _ = writeln!(out, "\nOpen positions: {}", s.positions.len());
     for v in s.positions.iter().take(MAX_LIST) {
         let _ = writeln!(out, "{}", position_line(v));
@@ -663,6 +666,19 @@ pub fn reply(r: &Reply) -> String {
         Reply::Skipped { reason } => format!("Skipped: {}", esc(reason)),
         Reply::Preflight(p) => esc(&preflight(p)),
         Reply::KillTest(k) => kill_test(k),
+        Reply::BacktestStarted {
+            key,
+            interval,
+            from,
+            to,
+        } => format!(
+            "Backtest of {} ({interval}, {from} to {to}) started in the background; the equity chart and summary follow. /status shows its progress.",
+            esc(&key.to_string())
+        ),
+        Reply::BacktestBusy { running } => format!(
+            "A backtest is already running ({}). One runs at a time; /status shows its progress.",
+            esc(running)
+        ),
     };
     truncate_chars(&s, MESSAGE_LIMIT)
 }
@@ -735,6 +751,16 @@ pub fn alert(a: &Alert) -> String {
             "LLM budget spent for today: {}. Until tomorrow (IST) scans use: {}.",
             esc(detail),
             esc(fallback)
+        ),
+        Alert::BacktestDone { key, summary, .. } => format!(
+            "<b>Backtest of {} done</b>\n<pre>{}</pre>",
+            esc(&key.to_string()),
+            esc(summary)
+        ),
+        Alert::BacktestFailed { key, error } => format!(
+            "Backtest of {} failed: {}",
+            esc(&key.to_string()),
+            esc(error)
         ),
     };
     truncate_chars(&s, MESSAGE_LIMIT)
@@ -858,6 +884,11 @@ pub fn card_not_posted(error: &str) -> String {
 /// posted.
 pub const EXPIRED_UNPOSTED: &str =
     "expired at start-up: its card was never confirmed posted (the service stopped first)";
+
+/// Caption of the equity chart a finished /backtest sends (the summary follows as text).
+pub fn backtest_chart_caption(key: &crate::domain::InstrumentKey) -> String {
+    format!("Backtest of {}: equity and drawdown", esc(&key.to_string()))
+}
 
 #[cfg(test)]
 mod tests {
@@ -989,6 +1020,7 @@ mod tests {
             orders_today: 3,
             orders_limit: 20,
             kite: None,
+            backtest: None,
         };
         let t = status(&s);
         assert!(t.contains("Mode: paper"));

@@ -67,6 +67,7 @@ fn status_report() -> StatusReport {
         orders_today: 1,
         orders_limit: 20,
         kite: None,
+        backtest: None,
     }
 }
 

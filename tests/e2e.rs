@@ -955,3 +955,42 @@ async fn missing_telegram_settings_are_named() {
     assert!(fake.all_calls().is_empty());
     assert!(!dir.path().join("mft.db").exists());
 }
+
+/// `/backtest NSE:INFY 1y` from the chat: started in the background, then the equity chart
+/// (sendPhoto) and the summary arrive; a stranger's /backtest changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backtest_from_the_chat_sends_the_chart_and_summary() {
+    let db = support::db::sqlite_store().await;
+    let name = db.name;
+    let (fake, _dir, s) = fixture(&db, &["NSE:INFY"]).await;
+    let svc = Service::start(name, fake, s).await;
+    let bad = svc
+        .say("/backtest NSE:INFY", |t| t.contains("Bad argument"))
+        .await;
+    assert!(bad.contains("/backtest NSE:INFY 1y"), "{bad}");
+    let started = svc
+        .say("/backtest NSE:INFY 1y", |t| t.contains("Backtest of"))
+        .await;
+    assert!(started.contains("started in the background"), "{started}");
+    assert!(
+        svc.fake
+            .wait_for(
+                |c| c.iter().any(|c| c.method == "sendMessage"
+                    && c.str("text")
+                        .is_some_and(|t| t.contains("Backtest of NSE:INFY done"))),
+                WAIT
+            )
+            .await,
+        "{name}: summary sent"
+    );
+    let photos = svc.fake.calls("sendPhoto");
+    assert_eq!(photos.len(), 1, "{name}: the equity chart");
+    let summary = sends(&svc.fake.all_calls())
+        .into_iter()
+        .filter_map(|c| c.str("text"))
+        .find(|t| t.contains("Backtest of NSE:INFY done"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(summary.contains("Sharpe (daily, √252, rf 0)"), "{summary}");
+    svc.stop().await;
+}

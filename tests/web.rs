@@ -83,6 +83,7 @@ fn status() -> StatusReport {
         orders_today: 2,
         orders_limit: 20,
         kite: Some("active until 06:00 IST tomorrow (user AB1234)".into()),
+        backtest: None,
     }
 }
 

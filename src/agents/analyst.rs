@@ -24,7 +24,7 @@ use async_trait::async_trait;
 
 use super::AgentError;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{MaKind, StrategySettings};
+use crate::config::{ExitRule, MaKind, StrategySettings};
 use crate::domain::{Candle, InstrumentKey, Interval, Side, Signal, Verdict};
 
 /// An analysis agent: looks at one instrument's candles and says what to do.
@@ -83,14 +83,24 @@ impl RuleAnalyst {
     pub fn moving_average(&self, x: &[f64], period: usize) -> Result<Vec<f64>, crate::ta::TaError> {
         match self.strategy.ma {
             MaKind::Ema => crate::ta::ema(x, period),
-            MaKind::Sma => crate::ta::sma(x, period),
+            MaKind::Sma => {
+                let mut m = ExactSma::new(period)?;
+                Ok(x.iter().map(|&v| m.next(v).unwrap_or(f64::NAN)).collect())
+            }
         }
     }
 
     /// Candles needed for one decision: the slow MA on two bars, RSI and ATR on the last.
     pub fn min_candles(&self) -> usize {
         let s = &self.strategy;
-        (s.slow + 1).max(s.rsi_period + 1).max(s.atr_period + 1)
+        let mut need = s.slow + 1;
+        if !s.rsi_filter_off() {
+            need = need.max(s.rsi_period + 1);
+        }
+        if s.exit == ExitRule::Bracket {
+            need = need.max(s.atr_period + 1);
+        }
+        need
     }
 
     fn validate(&self) -> Result<(), AgentError> {
@@ -180,71 +190,127 @@ impl RuleAnalyst {
 
         let (i, j) = (closed.len() - 1, closed.len() - 2);
         let last = &closed[i];
-        let (f_now, f_prev, s_now, s_prev) = (fast[i], fast[j], slow[i], slow[j]);
-        let (rsi_now, atr_now) = (rsi[i], atr[i]);
-        let values = [f_now, f_prev, s_now, s_prev, rsi_now, atr_now, last.close];
+        // backtrader's NonZeroDifference: the last fast - slow before bar i that was not 0,
+        // looking back only over bars where both averages are defined.
+        let mut last_nz = 0.0;
+        for k in (0..=j).rev() {
+            let d = fast[k] - slow[k];
+            if !d.is_finite() {
+                break;
+            }
+            if d != 0.0 {
+                last_nz = d;
+                break;
+            }
+        }
+        let inputs = BarInputs {
+            ts: last.ts,
+            close: last.close,
+            fast: fast[i],
+            slow: slow[i],
+            fast_prev: fast[j],
+            slow_prev: slow[j],
+            last_nz,
+            rsi: rsi[i],
+            atr: atr[i],
+        };
+        if let Some(reason) = self.undefined(&inputs, closed.len()) {
+            return none(reason);
+        }
+        match inputs.cross() {
+            Some(up) => Ok(self.on_cross(key, &inputs, up)),
+            None => {
+                let (f_now, s_now, rsi_now) = (inputs.fast, inputs.slow, inputs.rsi);
+                let (fl, sl) = (self.ma_label(s.fast), self.ma_label(s.slow));
+                let rel = if f_now > s_now {
+                    "above"
+                } else if f_now < s_now {
+                    "below"
+                } else {
+                    "equal to"
+                };
+                none(format!(
+                    "no cross: {fl} {f_now:.2} is {rel} {sl} {s_now:.2}; RSI{} {rsi_now:.1}",
+                    s.rsi_period
+                ))
+            }
+        }
+    }
+
+    /// Why the indicators at a bar cannot be used, or `None` when they can. RSI matters only
+    /// with the RSI filter on; ATR only for bracket exits (it places the stop).
+    fn undefined(&self, x: &BarInputs, bars: usize) -> Option<String> {
+        let s = &self.strategy;
+        let mut values = vec![x.fast, x.fast_prev, x.slow, x.slow_prev, x.close];
+        if !s.rsi_filter_off() {
+            values.push(x.rsi);
+        }
+        if s.exit == ExitRule::Bracket {
+            values.push(x.atr);
+        }
         if values.iter().any(|v| !v.is_finite()) {
-            return none(format!(
-                "indicators are not defined on the candle at {} (missing or non-finite prices in the last {} candles)",
-                last.ts,
-                closed.len()
+            return Some(format!(
+                "indicators are not defined on the candle at {} (missing or non-finite prices in the last {bars} candles)",
+                x.ts
             ));
         }
+        None
+    }
 
+    /// The decision on a bar where the averages crossed (`up`: fast went above slow).
+    fn on_cross(&self, key: &InstrumentKey, x: &BarInputs, up: bool) -> Signal {
+        let s = &self.strategy;
+        let (f_now, s_now, f_prev, s_prev) = (x.fast, x.slow, x.fast_prev, x.slow_prev);
+        let (rsi_now, atr_now) = (x.rsi, x.atr);
         let (fl, sl) = (self.ma_label(s.fast), self.ma_label(s.slow));
         let (rl, al) = (
             format!("RSI{}", s.rsi_period),
             format!("ATR{}", s.atr_period),
         );
-        let cross_up = f_now > s_now && f_prev <= s_prev;
-        let cross_down = f_now < s_now && f_prev >= s_prev;
-        if !cross_up && !cross_down {
-            let rel = if f_now > s_now {
-                "above"
-            } else if f_now < s_now {
-                "below"
-            } else {
-                "equal to"
-            };
-            return none(format!(
-                "no cross: {fl} {f_now:.2} is {rel} {sl} {s_now:.2}; {rl} {rsi_now:.1}"
-            ));
-        }
-        let dir = if cross_up { "above" } else { "below" };
+        let dir = if up { "above" } else { "below" };
         let values_text = format!(
             "{fl} {f_now:.2} crossed {dir} {sl} {s_now:.2}; {rl} {rsi_now:.1}; {al} {atr_now:.2}"
         );
 
-        let (side, band) = if cross_up {
+        let (side, band) = if up {
             (Side::Buy, (s.rsi_min, s.rsi_max))
         } else {
             (Side::Sell, (100.0 - s.rsi_max, 100.0 - s.rsi_min))
         };
-        let in_band = rsi_now >= band.0 && rsi_now <= band.1;
+        let in_band = s.rsi_filter_off() || (rsi_now >= band.0 && rsi_now <= band.1);
         let may_enter = side == Side::Buy || s.allow_short;
+        // Exits on the opposite cross need no stop, so no ATR.
+        let stop_ok = s.exit == ExitRule::Cross || atr_now > 0.0;
 
-        if may_enter && in_band && atr_now > 0.0 {
-            let entry = last.close;
-            let risk = s.stop_atr * atr_now;
+        if may_enter && in_band && stop_ok {
+            let entry = x.close;
+            let risk = if atr_now.is_finite() {
+                s.stop_atr * atr_now
+            } else {
+                0.0
+            };
             let (stop, target) = match side {
                 Side::Buy => (entry - risk, entry + s.reward_risk * risk),
                 Side::Sell => (entry + risk, entry - s.reward_risk * risk),
             };
             let confidence =
                 confidence(rsi_now, band, (f_now - s_now) - (f_prev - s_prev), atr_now);
-            return Ok(Signal::Entry(Verdict {
+            let how = match s.exit {
+                ExitRule::Bracket => {
+                    format!("stop {:.1}x{al}, target {:.1}R", s.stop_atr, s.reward_risk)
+                }
+                ExitRule::Cross => "exit on the opposite cross".to_string(),
+            };
+            return Signal::Entry(Verdict {
                 key: key.clone(),
                 side,
                 entry,
                 stop,
                 target,
                 confidence,
-                rationale: format!(
-                    "{values_text}; {side} at {entry:.2}, stop {:.1}x{al}, target {:.1}R",
-                    s.stop_atr, s.reward_risk
-                ),
-                candle_ts: last.ts,
-            }));
+                rationale: format!("{values_text}; {side} at {entry:.2}, {how}"),
+                candle_ts: x.ts,
+            });
         }
 
         let why_not = if !may_enter {
@@ -255,14 +321,229 @@ impl RuleAnalyst {
             format!("{al} is 0, no stop can be placed")
         };
         // A cross down always ends a long; a cross up ends a short only where shorts exist.
-        if cross_down || s.allow_short {
-            Ok(Signal::Exit {
+        if !up || s.allow_short {
+            Signal::Exit {
                 key: key.clone(),
                 reason: format!("{values_text} (no {side} entry: {why_not})"),
-            })
+            }
         } else {
-            none(format!("{values_text}; no {side}: {why_not}"))
+            Signal::None {
+                key: key.clone(),
+                reason: format!("{values_text}; no {side}: {why_not}"),
+            }
         }
+    }
+
+    /// A streaming form of [`RuleAnalyst::evaluate`] for replaying a long history one closed
+    /// candle at a time (the backtest). Same indicators, same crossover, same decision code;
+    /// the averages and RSI run over the whole history fed so far instead of a lookback window.
+    pub fn stream(&self) -> Result<RuleStream, AgentError> {
+        self.validate()?;
+        let s = &self.strategy;
+        let ma = |p| -> Result<MaStream, AgentError> {
+            let bad = |e: crate::ta::TaError| AgentError::InvalidStrategy(e.to_string());
+            Ok(match s.ma {
+                MaKind::Ema => MaStream::Ema(crate::ta::Ema::new(p).map_err(bad)?),
+                MaKind::Sma => MaStream::Sma(ExactSma::new(p).map_err(bad)?),
+            })
+        };
+        let bad = |e: crate::ta::TaError| AgentError::InvalidStrategy(e.to_string());
+        Ok(RuleStream {
+            analyst: self.clone(),
+            fast: ma(s.fast)?,
+            slow: ma(s.slow)?,
+            rsi: crate::ta::Rsi::new(s.rsi_period).map_err(bad)?,
+            atr: crate::ta::Atr::new(s.atr_period).map_err(bad)?,
+            prev: None,
+            last_nz: 0.0,
+            bars: 0,
+            need: self.min_candles(),
+        })
+    }
+}
+
+/// The simple moving average as backtrader computes it: the correctly rounded sum of the
+/// window (Python's `math.fsum`) divided by the period. A running floating-point sum drifts by
+/// ulps, which turns exact ties of the averages (common on prices in 0.05 steps) into false
+/// crosses; here the window sum is kept exactly in 2^-64 fixed point (i128), which holds every
+/// price from 2^-12 to 2^62 exactly. Anything else (NaN, tiny or huge values) falls back to
+/// summing the window in floating point.
+#[derive(Debug, Clone)]
+pub struct ExactSma {
+    ring: Vec<f64>,
+    fixed: Vec<i128>,
+    pos: usize,
+    count: usize,
+    sum: i128,
+    /// Values in the window that are not exact in fixed point.
+    inexact: usize,
+}
+
+const FIXED_SCALE: f64 = 18_446_744_073_709_551_616.0; // 2^64
+
+fn to_fixed(x: f64) -> Option<i128> {
+    let y = x * FIXED_SCALE;
+    // |x| < 2^62 keeps 30 000 summed values far inside i128.
+    (y.is_finite() && y.fract() == 0.0 && x.abs() < 4.611_686_018_427_388e18).then_some(y as i128)
+}
+
+impl ExactSma {
+    pub fn new(period: usize) -> Result<Self, crate::ta::TaError> {
+        if period == 0 {
+            return Err(crate::ta::TaError::InvalidPeriod {
+                name: "period",
+                value: 0,
+            });
+        }
+        Ok(Self {
+            ring: vec![0.0; period],
+            fixed: vec![0; period],
+            pos: 0,
+            count: 0,
+            sum: 0,
+            inexact: 0,
+        })
+    }
+
+    #[inline]
+    pub fn next(&mut self, x: f64) -> Option<f64> {
+        let p = self.ring.len();
+        if self.count == p {
+            let old = self.fixed[self.pos];
+            self.sum -= old;
+            if to_fixed(self.ring[self.pos]).is_none() {
+                self.inexact -= 1;
+            }
+        } else {
+            self.count += 1;
+        }
+        let f = to_fixed(x);
+        match f {
+            Some(v) => self.sum += v,
+            None => self.inexact += 1,
+        }
+        self.ring[self.pos] = x;
+        self.fixed[self.pos] = f.unwrap_or(0);
+        self.pos = (self.pos + 1) % p;
+        if self.count < p {
+            return None;
+        }
+        let total = if self.inexact == 0 {
+            (self.sum as f64) / FIXED_SCALE
+        } else {
+            self.ring.iter().sum()
+        };
+        Some(total / p as f64)
+    }
+}
+
+/// Indicator values on the decision bar.
+#[derive(Debug, Clone, Copy)]
+struct BarInputs {
+    ts: chrono::DateTime<chrono::Utc>,
+    close: f64,
+    fast: f64,
+    slow: f64,
+    fast_prev: f64,
+    slow_prev: f64,
+    /// The last non-zero fast - slow before this bar (0 when there was none).
+    last_nz: f64,
+    rsi: f64,
+    atr: f64,
+}
+
+impl BarInputs {
+    /// backtrader's `CrossOver`: up when fast - slow > 0 now and the last non-zero difference
+    /// before now was < 0; down mirrors it. `None`: no cross.
+    fn cross(&self) -> Option<bool> {
+        let d = self.fast - self.slow;
+        if d > 0.0 && self.last_nz < 0.0 {
+            Some(true)
+        } else if d < 0.0 && self.last_nz > 0.0 {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum MaStream {
+    Ema(crate::ta::Ema),
+    Sma(ExactSma),
+}
+
+impl MaStream {
+    #[inline]
+    fn next(&mut self, x: f64) -> Option<f64> {
+        match self {
+            MaStream::Ema(m) => m.next(x),
+            MaStream::Sma(m) => m.next(x),
+        }
+    }
+}
+
+/// [`RuleAnalyst::stream`]: feed closed candles in time order; a crossing bar yields the
+/// signal [`RuleAnalyst::evaluate`] would give, any other bar `None` without allocating.
+#[derive(Debug, Clone)]
+pub struct RuleStream {
+    analyst: RuleAnalyst,
+    fast: MaStream,
+    slow: MaStream,
+    rsi: crate::ta::Rsi,
+    atr: crate::ta::Atr,
+    prev: Option<(f64, f64)>,
+    last_nz: f64,
+    bars: usize,
+    need: usize,
+}
+
+impl RuleStream {
+    /// Candles needed before the first decision (as [`RuleAnalyst::min_candles`]).
+    pub fn warm_up(&self) -> usize {
+        self.need
+    }
+
+    /// Feeds the next closed candle; returns the decision on it when the averages crossed.
+    #[inline]
+    pub fn next(&mut self, key: &InstrumentKey, c: &Candle) -> Option<Signal> {
+        self.bars += 1;
+        let f = self.fast.next(c.close);
+        let s = self.slow.next(c.close);
+        let rsi = self.rsi.next(c.close).unwrap_or(f64::NAN);
+        let atr = self.atr.next(c.high, c.low, c.close).unwrap_or(f64::NAN);
+        let (Some(f), Some(s)) = (f, s) else {
+            self.prev = None;
+            self.last_nz = 0.0;
+            return None;
+        };
+        let mut out = None;
+        if let Some((fp, sp)) = self.prev
+            && self.bars >= self.need
+        {
+            let x = BarInputs {
+                ts: c.ts,
+                close: c.close,
+                fast: f,
+                slow: s,
+                fast_prev: fp,
+                slow_prev: sp,
+                last_nz: self.last_nz,
+                rsi,
+                atr,
+            };
+            if let Some(up) = x.cross()
+                && self.analyst.undefined(&x, self.bars).is_none()
+            {
+                out = Some(self.analyst.on_cross(key, &x, up));
+            }
+        }
+        let d = f - s;
+        if d != 0.0 {
+            self.last_nz = d;
+        }
+        self.prev = Some((f, s));
+        out
     }
 }
 
@@ -300,7 +581,9 @@ pub fn closed_candles(
 /// See the module docs: 0.4 + 0.3 x RSI centrality + 0.3 x cross strength.
 fn confidence(rsi: f64, band: (f64, f64), spread_move: f64, atr: f64) -> f64 {
     let half = (band.1 - band.0) / 2.0;
-    let centrality = if half > 0.0 {
+    let centrality = if !rsi.is_finite() {
+        1.0
+    } else if half > 0.0 {
         (1.0 - (rsi - (band.0 + half)).abs() / half).clamp(0.0, 1.0)
     } else {
         1.0
@@ -534,5 +817,139 @@ mod tests {
             a.analyse(&key(), Interval::Minute15, &c).await.unwrap(),
             Signal::None { .. }
         ));
+    }
+
+    /// backtrader's CrossOver: after fast == slow on the previous bar, a cross needs the last
+    /// non-zero difference to have been on the other side.
+    #[test]
+    fn a_touch_is_not_a_cross() {
+        let x = |fast_prev: f64, last_nz: f64| BarInputs {
+            ts: t0(),
+            close: 10.0,
+            fast: 11.0,
+            slow: 10.0,
+            fast_prev,
+            slow_prev: 10.0,
+            last_nz,
+            rsi: 50.0,
+            atr: 1.0,
+        };
+        // Above, touching (difference 0), above again: no cross up.
+        assert_eq!(x(10.0, 0.5).cross(), None);
+        // Below, touching, above: a cross up.
+        assert_eq!(x(10.0, -0.5).cross(), Some(true));
+        // Plainly below then above.
+        assert_eq!(x(9.0, -1.0).cross(), Some(true));
+        // Nothing non-zero before: no cross.
+        assert_eq!(x(10.0, 0.0).cross(), None);
+    }
+
+    /// The streaming form gives exactly the signals of `evaluate` over all candles so far
+    /// (SMA, filters on and off), bar for bar.
+    #[test]
+    fn stream_matches_evaluate_bar_for_bar() {
+        let mut closes = Vec::new();
+        let mut p = 100.0f64;
+        let mut x = 12345u64;
+        for _ in 0..400 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5;
+            p = ((p * (1.0 + r * 0.03)) * 20.0).round() / 20.0;
+            closes.push(p);
+        }
+        let candles: Vec<Candle> = series(&closes)
+            .into_iter()
+            .map(|mut c| {
+                c.high = c.close * 1.01;
+                c.low = c.close * 0.99;
+                c
+            })
+            .collect();
+        for s in [
+            StrategySettings {
+                ma: MaKind::Sma,
+                fast: 5,
+                slow: 12,
+                rsi_min: 0.0,
+                rsi_max: 100.0,
+                exit: ExitRule::Cross,
+                ..StrategySettings::default()
+            },
+            StrategySettings {
+                ma: MaKind::Sma,
+                fast: 4,
+                slow: 9,
+                rsi_min: 45.0,
+                rsi_max: 70.0,
+                allow_short: true,
+                ..StrategySettings::default()
+            },
+        ] {
+            let a = RuleAnalyst::new(s);
+            let mut st = a.stream().unwrap();
+            let mut crosses = 0;
+            for i in 0..candles.len() {
+                let batch = a
+                    .evaluate(&key(), Interval::Minute15, &candles[..=i], closed_at(i))
+                    .unwrap();
+                let streamed = st.next(&key(), &candles[i]);
+                match (&batch, &streamed) {
+                    (Signal::None { reason, .. }, None) => {
+                        assert!(
+                            reason.starts_with("no cross")
+                                || reason.starts_with("only ")
+                                || reason.starts_with("indicators"),
+                            "bar {i}: {reason}"
+                        );
+                    }
+                    (b, Some(s)) => {
+                        assert_eq!(b, s, "bar {i}");
+                        crosses += 1;
+                    }
+                    (b, None) => panic!("bar {i}: batch {b:?}, stream nothing"),
+                }
+            }
+            assert!(crosses > 10, "{crosses}");
+        }
+    }
+
+    /// An exact tie of the averages stays a tie (a running sum made it -2.7e-12 here, a
+    /// false cross one bar early against backtrader).
+    #[test]
+    fn exact_sma_is_the_correctly_rounded_window_mean() {
+        let closes = [
+            1035.65, 1033.1, 1032.05, 1031.0, 1032.5, 1033.95, 1034.0, 1032.75, 1033.3, 1035.65,
+            1031.15, 1029.6, 1037.85, 1030.0, 1033.25,
+        ];
+        let mut m = ExactSma::new(5).unwrap();
+        for (i, &c) in closes.iter().enumerate() {
+            let got = m.next(c);
+            if i < 4 {
+                assert_eq!(got, None);
+                continue;
+            }
+            let w = &closes[i - 4..=i];
+            // Exact rational mean, rounded once: sums of 2-decimal prices in paise are exact.
+            let paise: i64 = w.iter().map(|v| (v * 100.0_f64).round() as i64).sum();
+            let want = paise as f64 / 100.0 / 5.0;
+            assert!((got.unwrap() - want).abs() <= f64::EPSILON * want, "{i}");
+        }
+        // Equal windows give bit-identical means however they were reached.
+        let mut a = ExactSma::new(2).unwrap();
+        let mut b = ExactSma::new(2).unwrap();
+        for v in [0.1, 0.7, 0.3, 0.2] {
+            a.next(v);
+        }
+        for v in [0.3, 0.2] {
+            b.next(v);
+        }
+        assert_eq!(a.next(0.4).map(f64::to_bits), b.next(0.4).map(f64::to_bits));
+        // NaN falls back to the float sum (NaN) and recovers once it leaves the window.
+        let mut n = ExactSma::new(2).unwrap();
+        n.next(f64::NAN);
+        assert!(n.next(1.0).unwrap().is_nan());
+        assert_eq!(n.next(3.0), Some(2.0));
     }
 }

@@ -6,10 +6,12 @@
 
 pub mod analyst;
 pub mod meta;
+pub mod replay;
 pub mod sizing;
 
-pub use analyst::{Analyst, RuleAnalyst};
+pub use analyst::{Analyst, RuleAnalyst, RuleStream};
 pub use meta::{MetaAgent, ScanOutcome, chart_for};
+pub use replay::{RecordingAnalyst, ReplayAnalyst};
 pub use sizing::{Sized, SizingLimit, SizingSkip, size};
 
 use crate::domain::InstrumentKey;
@@ -53,4 +55,7 @@ pub enum AgentError {
         key: InstrumentKey,
         interval: crate::domain::Interval,
     },
+    /// `--llm replay` / `record`: a missing or unreadable recorded exchange.
+    #[error("{0}")]
+    Replay(String),
 }

@@ -98,6 +98,8 @@ pub enum HandlerError {
     LiveBrokerUnavailable,
     #[error("{0}")]
     ServiceKill(String),
+    #[error("{0}")]
+    Backtest(String),
 }
 
 /// The command handler. Build one per process and share it (`Arc<Handler>`).
@@ -115,6 +117,7 @@ pub struct Handler {
     /// message id yet" against "message id stored", so no outcome is lost between them.
     unposted: tokio::sync::Mutex<std::collections::HashMap<i64, Outcome>>,
     market: Option<Arc<crate::market::MarketLink>>,
+    backtests: super::backtest_job::Backtests,
 }
 
 impl Handler {
@@ -145,6 +148,7 @@ impl Handler {
             next_scan: None,
             unposted: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             market: None,
+            backtests: super::backtest_job::Backtests::default(),
         }
     }
 
@@ -361,6 +365,18 @@ impl Handler {
             Command::RefreshInstruments => self.refresh_instruments(req.actor).await,
             Command::Preflight => Ok(Reply::Preflight(self.preflight().await?)),
             Command::KillTest => self.kill_test(req.actor).await,
+            Command::Backtest { key, span } => self
+                .backtests
+                .start(
+                    &self.store,
+                    self.settings.clone(),
+                    self.notifier.clone(),
+                    key,
+                    &span,
+                    self.clock.today_ist(),
+                )
+                .await
+                .map_err(HandlerError::Backtest),
         }
     }
 
@@ -672,10 +688,12 @@ impl Handler {
                 ));
             }
         };
-        let brackets = Some(Brackets {
-            stop: p.stop,
-            target: p.target,
-        });
+        // `[strategy] exit = "cross"`: the position ends on the opposite cross only.
+        let brackets =
+            (self.settings.strategy.exit == crate::config::ExitRule::Bracket).then_some(Brackets {
+                stop: p.stop,
+                target: p.target,
+            });
         let placement = self.oms.place(book, approved, brackets).await?;
         let mode = self.oms.mode().to_string();
         let executed = |order: &crate::domain::Order, price: Paise| {
@@ -1048,6 +1066,7 @@ impl Handler {
             orders_today: ctx.orders_today,
             orders_limit: self.settings.risk.max_orders_per_day,
             kite: self.kite_line(),
+            backtest: self.backtests.progress_text(),
         })
     }
 }

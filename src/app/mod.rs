@@ -4,6 +4,7 @@
 //! [`run_with`] is the service itself with its clock and shutdown injected, so the end-to-end
 //! tests drive exactly what `mft run` runs; [`run`] adds the signal handling.
 
+pub mod backtest_job;
 pub mod handler;
 pub mod kill;
 

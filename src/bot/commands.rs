@@ -33,6 +33,8 @@ pub enum BotCommand {
     Preflight,
     /// How proposal N came about: the analysis trace (e.g. /why 12).
     Why(String),
+    /// Backtest one instrument over a span in the background, e.g. /backtest NSE:INFY 1y (30d, 6m, 1y).
+    Backtest(String),
 }
 
 #[cfg(test)]

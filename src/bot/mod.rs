@@ -290,6 +290,23 @@ async fn on_message(bot: Bot, msg: Message, me: Me, state: Arc<BotState>) -> Han
                 .await;
             }
         },
+        BotCommand::Backtest(arg) => {
+            let parts: Vec<&str> = arg.split_whitespace().collect();
+            let usage =
+                "give an instrument and a span, e.g. /backtest NSE:INFY 1y (span: 30d, 8w, 6m, 1y)";
+            if parts.len() != 2 {
+                return send_html(&bot, chat, texts::bad_argument("backtest", usage)).await;
+            }
+            match parts[0].parse::<InstrumentKey>() {
+                Ok(key) => Command::Backtest {
+                    key,
+                    span: parts[1].to_string(),
+                },
+                Err(e) => {
+                    return send_html(&bot, chat, texts::bad_argument("backtest", &e.0)).await;
+                }
+            }
+        }
         BotCommand::Scan(arg) => {
             let arg = arg.trim();
             if arg.is_empty() {

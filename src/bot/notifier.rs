@@ -249,6 +249,26 @@ impl Notifier for TelegramNotifier {
                 .map(|_| ())
                 .map_err(|e| notify_err("sending an alert failed", e));
         }
+        if let Alert::BacktestDone {
+            key,
+            chart_png: Some(path),
+            ..
+        } = alert
+        {
+            match tokio::fs::read(path).await {
+                Ok(bytes) => {
+                    self.bot
+                        .send_photo(self.chat, InputFile::memory(bytes).file_name("equity.png"))
+                        .caption(texts::backtest_chart_caption(key))
+                        .parse_mode(ParseMode::Html)
+                        .await
+                        .map_err(|e| notify_err("sending the backtest chart failed", e))?;
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "backtest chart unreadable; sending the summary only");
+                }
+            }
+        }
         self.send_text(texts::alert(alert))
             .await
             .map(|_| ())

@@ -2,8 +2,8 @@
 //! collecting every problem instead of stopping at the first.
 
 use super::{
-    ChartSettings, KiteSettings, Mode, PaperSettings, RiskSettings, ScheduleSettings, Secret,
-    Settings, StrategySettings, TradingSettings,
+    BacktestSettings, ChartSettings, KiteSettings, Mode, PaperSettings, RiskSettings,
+    ScheduleSettings, Secret, Settings, StrategySettings, TradingSettings,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -153,6 +153,7 @@ pub(super) fn default_sections() -> Vec<(&'static str, toml::Table)> {
         ("kite", table(&KiteSettings::default())),
         ("analysis", table(&super::AnalysisSettings::default())),
         ("llm", table(&super::LlmSettings::default())),
+        ("backtest", table(&BacktestSettings::default())),
     ]
 }
 
@@ -336,6 +337,7 @@ fn build(
         kite: section(&root, "kite", &sections, &origins, &mut errors),
         analysis: section(&root, "analysis", &sections, &origins, &mut errors),
         llm: section(&root, "llm", &sections, &origins, &mut errors),
+        backtest: section(&root, "backtest", &sections, &origins, &mut errors),
         ..Settings::default()
     };
     apply_env(&mut s, env, &mut errors);

@@ -71,7 +71,7 @@ impl Settings {
             let _ = writeln!(out, "{k} = {v}");
         }
 
-        let sections: [(&str, &dyn ErasedSection); 9] = [
+        let sections: [(&str, &dyn ErasedSection); 10] = [
             ("trading", &self.trading),
             ("risk", &self.risk),
             ("strategy", &self.strategy),
@@ -81,6 +81,7 @@ impl Settings {
             ("kite", &self.kite),
             ("analysis", &self.analysis),
             ("llm", &self.llm),
+            ("backtest", &self.backtest),
         ];
         debug_assert_eq!(sections.len(), default_sections().len());
         for (name, section) in sections {

@@ -169,6 +169,15 @@ impl Settings {
             true,
             1000.0,
         );
+        v.range_f(
+            "backtest",
+            "slippage_bps",
+            self.backtest.slippage_bps,
+            0.0,
+            true,
+            1000.0,
+        );
+        v.positive_paise("backtest", "initial_cash", self.backtest.initial_cash.0);
 
         let c = &self.charts;
         if c.dir.trim().is_empty() {

@@ -79,6 +79,12 @@ pub enum Command {
     Preflight,
     /// A dry run of /kill: reports what it would cancel and close, changes nothing.
     KillTest,
+    /// Backtest one instrument over the last `span` ("30d", "6m", "1y") in the background;
+    /// the equity chart and summary arrive as an alert. One at a time.
+    Backtest {
+        key: InstrumentKey,
+        span: String,
+    },
 }
 
 /// A command with who sent it.

@@ -805,7 +805,7 @@ fn bar_move_pct(reference: Paise, c: &Candle) -> Option<f64> {
 }
 
 /// Where a candle crossed the position's stop or target: (fill price, "stop" | "target").
-fn bracket_hit(pos: &Position, c: &Candle) -> Option<(Paise, &'static str)> {
+pub fn bracket_hit(pos: &Position, c: &Candle) -> Option<(Paise, &'static str)> {
     let open = Paise::try_from_rupees_f64(c.open)?;
     let high = Paise::try_from_rupees_f64(c.high)?;
     let low = Paise::try_from_rupees_f64(c.low)?;

@@ -58,6 +58,12 @@ pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
         postgres: include_str!("../../migrations/postgres/0006_analysis.sql"),
     },
     EmbeddedMigration {
+        version: 7,
+        name: "backtest",
+        sqlite: include_str!("../../migrations/sqlite/0007_backtest.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_backtest.sql"),
+    },
+    EmbeddedMigration {
         version: 8,
         name: "dashboard",
         sqlite: include_str!("../../migrations/sqlite/0008_dashboard.sql"),

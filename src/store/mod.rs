@@ -69,6 +69,7 @@
 //! (faster bulk writes and reads); `market.rs` binds `ts.timestamp()` there.
 
 mod analysis;
+mod backtest;
 pub mod dashboard;
 mod day;
 pub mod lock;
@@ -79,6 +80,7 @@ pub mod service;
 pub mod session;
 mod sqlite_raw;
 pub mod trading;
+pub use backtest::{BacktestRun, Exchange, RunLogRow};
 pub use dashboard::{ActionEntry, AlertEntry, DashboardMarks, ScanRun, WebSession};
 pub use day::FillsSummary;
 pub use lock::BookLock;

@@ -793,7 +793,7 @@ impl Store {
         let rows = on_pool!(self, pool => {
             sqlx::query_as::<_, (i64, DateTime<Utc>, String, Option<i64>, Option<String>, String)>(
                 "SELECT id, ts, kind, order_id, instrument, detail FROM trade_log \
-                 ORDER BY id DESC LIMIT $1",
+                 WHERE run_id IS NULL ORDER BY id DESC LIMIT $1",
             )
             .bind(limit)
             .fetch_all(pool)

@@ -263,6 +263,8 @@ fn alert_kind(a: &Alert) -> &'static str {
         Alert::LoginLink { .. } => "login_link",
         Alert::SessionActive { .. } => "session_active",
         Alert::SessionExpired { .. } => "session_expired",
+        Alert::BacktestDone { .. } => "backtest_done",
+        Alert::BacktestFailed { .. } => "backtest_failed",
     }
 }
 
