@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use mft::app::handler::Handler;
+use mft::app::handler::{Handler, NoScanner};
 use mft::clock::{Clock, IST, ManualClock};
 use mft::config::{Mode, Settings};
 use mft::domain::{
@@ -27,7 +27,6 @@ use mft::domain::{
     Product, ProposalStatus, Request, Side,
 };
 use mft::oms::{Broker, BrokerAck, BrokerError};
-use mft::ports::{ScanError, ScanResult, ScanSummary, Scanner};
 use mft::risk::RiskApproved;
 use mft::store::Store;
 use support::db::test_stores;
@@ -87,32 +86,6 @@ impl Broker for ExchangeBroker {
     }
 }
 
-struct NoScan;
-
-#[async_trait::async_trait]
-impl Scanner for NoScan {
-    async fn scan(
-        &self,
-        _only: Option<&InstrumentKey>,
-        _open: &[InstrumentKey],
-    ) -> Result<ScanResult, ScanError> {
-        Ok(ScanResult {
-            summary: ScanSummary {
-                id: 0,
-                started_at: Utc::now(),
-                finished_at: None,
-                instruments: 0,
-                proposals: 0,
-                errors: 0,
-                stale: Vec::new(),
-            },
-            proposals: Vec::new(),
-            exits: Vec::new(),
-            errors: Vec::new(),
-        })
-    }
-}
-
 /// Drops the inner future after it has returned Pending `budget` times: a crash at that await.
 struct CutAfter<F> {
     inner: Pin<Box<F>>,
@@ -162,7 +135,7 @@ fn service(store: &Store, clock: &ManualClock, exchange: &Arc<Exchange>) -> Hand
         clock,
         Arc::new(ExchangeBroker(exchange.clone())),
         Arc::new(RecordingNotifier::default()),
-        Arc::new(NoScan),
+        Arc::new(NoScanner),
     )
 }
 

@@ -16,42 +16,16 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use mft::app::handler::Handler;
+use mft::app::handler::{Handler, NoScanner};
 use mft::clock::{Clock, IST, ManualClock};
 use mft::config::Settings;
 use mft::domain::{
     Actor, Candle, Command, InstrumentKey, Interval, NewProposal, Paise, Product, Request, Side,
 };
 use mft::oms::PaperBroker;
-use mft::ports::{Decision, Outcome, Reply, ScanError, ScanResult, ScanSummary, Scanner};
+use mft::ports::{Decision, Outcome, Reply};
 use support::db::test_stores;
 use support::notifier::RecordingNotifier;
-
-struct NoScan;
-
-#[async_trait::async_trait]
-impl Scanner for NoScan {
-    async fn scan(
-        &self,
-        _only: Option<&InstrumentKey>,
-        _open: &[InstrumentKey],
-    ) -> Result<ScanResult, ScanError> {
-        Ok(ScanResult {
-            summary: ScanSummary {
-                id: 0,
-                started_at: Utc::now(),
-                finished_at: None,
-                instruments: 0,
-                proposals: 0,
-                errors: 0,
-                stale: Vec::new(),
-            },
-            proposals: Vec::new(),
-            exits: Vec::new(),
-            errors: Vec::new(),
-        })
-    }
-}
 
 fn start() -> DateTime<Utc> {
     IST.with_ymd_and_hms(2026, 11, 25, 10, 0, 0)
@@ -124,7 +98,7 @@ async fn two_racing_approvals_and_a_redelivery_place_one_order() {
             clock_dyn,
             broker,
             Arc::new(RecordingNotifier::default()),
-            Arc::new(NoScan),
+            Arc::new(NoScanner),
         ));
 
         let t0 = Instant::now();
