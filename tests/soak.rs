@@ -102,53 +102,6 @@ fn p99(v: &[f64]) -> f64 {
     s[((s.len() as f64 * 0.99).ceil() as usize).clamp(1, s.len()) - 1]
 }
 
-async fn confirm(fake: &TelegramFake, command: &str, prefix: &str, done: &str) {
-    let sent = fake.calls("sendMessage").len();
-    fake.inject_message(OPERATOR, OPERATOR, command);
-    let found = fake
-        .wait_for(
-            |c| {
-                c.iter()
-                    .filter(|c| c.method == "sendMessage")
-                    .skip(sent)
-                    .any(|m| {
-                        m.params
-                            .get("reply_markup")
-                            .is_some_and(|r| r.to_string().contains(prefix))
-                    })
-            },
-            WAIT,
-        )
-        .await;
-    assert!(found, "{command}: no confirmation");
-    let msg = fake
-        .messages()
-        .into_iter()
-        .rev()
-        .find(|m| m.buttons().iter().any(|(_, d)| d.starts_with(prefix)))
-        .expect("the confirmation message");
-    let data = msg
-        .buttons()
-        .into_iter()
-        .find(|(_, d)| d.starts_with(prefix))
-        .expect("confirm button")
-        .1;
-    let sent = fake.calls("sendMessage").len();
-    fake.inject_callback(OPERATOR, OPERATOR, msg.message_id, &data);
-    let ok = fake
-        .wait_for(
-            |c| {
-                c.iter()
-                    .filter(|c| c.method == "sendMessage")
-                    .skip(sent)
-                    .any(|m| m.str("text").is_some_and(|t| t.contains(done)))
-            },
-            WAIT,
-        )
-        .await;
-    assert!(ok, "{command}: no {done:?} reply");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_traffic_does_not_grow_the_process() {
     let secs: u64 = std::env::var("MFT_SOAK_SECS")
@@ -285,8 +238,9 @@ async fn steady_traffic_does_not_grow_the_process() {
             .await
         );
         statuses += 1;
-        confirm(&fake, "/kill", "v1:k:", "Kill").await;
-        confirm(&fake, "/resume", "v1:u:", "Resumed").await;
+        fake.confirm(OPERATOR, "/kill", "v1:k:", "Kill", WAIT).await;
+        fake.confirm(OPERATOR, "/resume", "v1:u:", "Resumed", WAIT)
+            .await;
         kills += 1;
         samples.push((started.elapsed(), sample(pid)));
     }

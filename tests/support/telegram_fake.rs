@@ -718,6 +718,62 @@ impl TelegramFake {
 
     /// Waits until `pred` holds over the recorded calls, or `timeout` passes. Returns whether
     /// it held.
+    /// `command` from `user` in their own chat, then a tap on the confirmation button whose data
+    /// starts with `prefix`, then waits for a message containing `done`.
+    pub async fn confirm(
+        &self,
+        user: i64,
+        command: &str,
+        prefix: &str,
+        done: &str,
+        wait: Duration,
+    ) {
+        let sent = self.calls("sendMessage").len();
+        self.inject_message(user, user, command);
+        let found = self
+            .wait_for(
+                |c| {
+                    c.iter()
+                        .filter(|c| c.method == "sendMessage")
+                        .skip(sent)
+                        .any(|m| {
+                            m.params
+                                .get("reply_markup")
+                                .is_some_and(|r| r.to_string().contains(prefix))
+                        })
+                },
+                wait,
+            )
+            .await;
+        assert!(found, "{command}: no confirmation");
+        let msg = self
+            .messages()
+            .into_iter()
+            .rev()
+            .find(|m| m.buttons().iter().any(|(_, d)| d.starts_with(prefix)))
+            .expect("the confirmation message");
+        let data = msg
+            .buttons()
+            .into_iter()
+            .find(|(_, d)| d.starts_with(prefix))
+            .expect("confirm button")
+            .1;
+        let sent = self.calls("sendMessage").len();
+        self.inject_callback(user, user, msg.message_id, &data);
+        let ok = self
+            .wait_for(
+                |c| {
+                    c.iter()
+                        .filter(|c| c.method == "sendMessage")
+                        .skip(sent)
+                        .any(|m| m.str("text").is_some_and(|t| t.contains(done)))
+                },
+                wait,
+            )
+            .await;
+        assert!(ok, "{command}: no {done:?} reply");
+    }
+
     pub async fn wait_for(&self, pred: impl Fn(&[Call]) -> bool, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
