@@ -25,6 +25,8 @@ pub const USER_ID: &str = "AB1234";
 /// Kite's real response samples (copied from kiteconnect-mocks).
 pub const PROFILE_JSON: &str = include_str!("../fixtures/kite/mocks/profile.json");
 pub const MARGINS_JSON: &str = include_str!("../fixtures/kite/mocks/margins.json");
+/// Zerodha's kiteconnect-mocks session sample, its redacted fields filled with fake values; the
+/// fake replaces user_id, api_key and access_token per session.
 pub const GENERATE_SESSION_JSON: &str =
     include_str!("../fixtures/kite/mocks/generate_session.json");
 /// Raw ticker packets (base64, no frame header): a 44-byte quote and a 184-byte full packet
