@@ -1,7 +1,8 @@
 //! Soak: the real `mft run` against the Telegram fake under steady traffic (a scan every 10 s,
 //! every card approved, `/status`, `/kill` and `/resume` each cycle) for `MFT_SOAK_SECS`
 //! (default 120, what `.ci/run` runs). After a warm-up quarter, the process must not grow:
-//! RSS by at most 5 MB, no more file descriptors or threads than it had in the warm-up window.
+//! RSS (late median against the warm-up's) by at most 5 MB, and the late window's lowest count
+//! of file descriptors and threads no higher than the warm-up's highest.
 //! The 30-minute run also holds the approval latency's p99 (tap -> card edited) in the last third
 //! within 20% of the first third's; the short CI run prints its latencies without judging them
 //! (a timing of a shared machine, not of the code). The 30-minute figure:
@@ -25,7 +26,8 @@ use tokio::process::Command;
 
 const TOKEN: &str = "123456:SOAK-token";
 const OPERATOR: i64 = 4242;
-const WAIT: Duration = Duration::from_secs(20);
+// Generous: the soak judges growth, not speed, and CI machines are shared.
+const WAIT: Duration = Duration::from_secs(60);
 const INSTRUMENTS: usize = 10;
 
 fn keys() -> Vec<InstrumentKey> {
@@ -292,17 +294,39 @@ async fn steady_traffic_does_not_grow_the_process() {
         max(&warm, |s| s.threads),
         p_last / p_first
     );
-    assert!(
-        last.rss_kb <= base.rss_kb + 5 * 1024,
-        "RSS grew by more than 5 MB"
+    // RSS: the late window's median against the warm-up's, so one sample taken while a scan
+    // holds its chart buffers does not decide. SQLite's page cache (up to 2 MB on each of the
+    // pool's 4 connections) fills as the database grows; a leak keeps growing past it.
+    let median_rss = |v: &[Sample]| {
+        let mut r: Vec<u64> = v.iter().map(|s| s.rss_kb).collect();
+        r.sort_unstable();
+        r[r.len() / 2]
+    };
+    let (warm_rss, late_rss) = (median_rss(&warm), median_rss(&late));
+    println!(
+        "RSS median warm-up {warm_rss} kB, late {late_rss} kB ({:+} kB)",
+        late_rss as i64 - warm_rss as i64
     );
     assert!(
-        max(&late, |s| s.fds) <= max(&warm, |s| s.fds),
-        "file descriptors grew"
+        late_rss <= warm_rss + 5 * 1024,
+        "RSS grew by more than 5 MB: median {warm_rss} kB in the warm-up, {late_rss} kB late"
+    );
+    // Growth means every late sample is above the warm-up's highest: tokio's blocking pool
+    // keeps a thread (chart rendering, file I/O) for 10 s after its last job, and a pooled
+    // connection may be replaced, so one late sample above the warm-up is churn, not a leak.
+    // A leak of one per cycle lifts the late window's lowest sample by several.
+    let min = |v: &[Sample], f: fn(&Sample) -> usize| v.iter().map(f).min().unwrap_or(0);
+    assert!(
+        min(&late, |s| s.fds) <= max(&warm, |s| s.fds),
+        "file descriptors grew: late {:?}, warm-up max {}",
+        late.iter().map(|s| s.fds).collect::<Vec<_>>(),
+        max(&warm, |s| s.fds)
     );
     assert!(
-        max(&late, |s| s.threads) <= max(&warm, |s| s.threads),
-        "threads grew"
+        min(&late, |s| s.threads) <= max(&warm, |s| s.threads),
+        "threads grew: late {:?}, warm-up max {}",
+        late.iter().map(|s| s.threads).collect::<Vec<_>>(),
+        max(&warm, |s| s.threads)
     );
     let median = |v: &[f64]| {
         let mut s = v.to_vec();
