@@ -30,72 +30,30 @@ pub fn selected(name: &str) -> Result<Vec<&'static str>, McpError> {
 /// Serves one server on stdin/stdout until the client closes the stream.
 pub async fn serve_stdio(ctx: McpContext, name: &str) -> Result<(), McpError> {
     use super::*;
-    let io = rmcp::transport::stdio();
-    let err = |e: rmcp::service::ServerInitializeError| McpError::Start {
-        server: name.to_string(),
-        message: e.to_string(),
-    };
-    let wait = |r: Result<(), tokio::task::JoinError>| {
-        r.map_err(|e| McpError::Transport(e.to_string()))
-            .map(|_| ())
-    };
     match name {
-        "market_data" => wait(
-            market_data::MarketData::new(ctx)
-                .serve(io)
-                .await
-                .map_err(err)?
-                .waiting()
-                .await
-                .map(|_| ()),
-        ),
-        "technical_analysis" => wait(
-            technical::TechnicalAnalysis::new(ctx)
-                .serve(io)
-                .await
-                .map_err(err)?
-                .waiting()
-                .await
-                .map(|_| ()),
-        ),
-        "news" => wait(
-            news::NewsServer::new(ctx)
-                .serve(io)
-                .await
-                .map_err(err)?
-                .waiting()
-                .await
-                .map(|_| ()),
-        ),
-        "zerodha" => wait(
-            zerodha::Zerodha::new(ctx)
-                .serve(io)
-                .await
-                .map_err(err)?
-                .waiting()
-                .await
-                .map(|_| ()),
-        ),
-        "trade_log" => wait(
-            trade_log::TradeLog::new(ctx)
-                .serve(io)
-                .await
-                .map_err(err)?
-                .waiting()
-                .await
-                .map(|_| ()),
-        ),
-        "all" => wait(
-            all::AllServers::new(ctx)
-                .serve(io)
-                .await
-                .map_err(err)?
-                .waiting()
-                .await
-                .map(|_| ()),
-        ),
+        "market_data" => serve_one(name, market_data::MarketData::new(ctx)).await,
+        "technical_analysis" => serve_one(name, technical::TechnicalAnalysis::new(ctx)).await,
+        "news" => serve_one(name, news::NewsServer::new(ctx)).await,
+        "zerodha" => serve_one(name, zerodha::Zerodha::new(ctx)).await,
+        "trade_log" => serve_one(name, trade_log::TradeLog::new(ctx)).await,
+        "all" => serve_one(name, all::AllServers::new(ctx)).await,
         other => Err(McpError::UnknownServer(other.to_string())),
     }
+}
+
+/// One server on stdin/stdout: initialize, then wait for the client to close.
+async fn serve_one<S: rmcp::ServerHandler>(name: &str, server: S) -> Result<(), McpError> {
+    server
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| McpError::Start {
+            server: name.to_string(),
+            message: e.to_string(),
+        })?
+        .waiting()
+        .await
+        .map(|_| ())
+        .map_err(|e| McpError::Transport(e.to_string()))
 }
 
 fn is_loopback(addr: &SocketAddr) -> bool {
