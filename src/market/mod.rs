@@ -29,7 +29,10 @@ pub use history::{
 pub use instruments::{SyncReport, parse_instruments_csv, sync_instruments};
 pub use kite::KiteReader;
 pub use prices::{LivePrice, MarketLink, PriceCache};
-pub use rate::RateLimiter;
+pub use rate::{
+    KITE_ORDERS_PER_MINUTE, KITE_ORDERS_PER_SECOND, KITE_QUOTES_PER_SECOND, RateLimited,
+    RateLimiter, RequestLimiter, kite_order_limiter, kite_quote_limiter,
+};
 pub use session::{ActiveSession, SessionError, SessionProvider};
 
 use crate::domain::InstrumentKey;
