@@ -103,6 +103,7 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Records the request; answers a scripted failure or a missing/bad auth with Kite's envelope.
+#[allow(clippy::result_large_err)]
 fn check(
     state: &Mutex<FakeState>,
     path: &str,
