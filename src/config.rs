@@ -229,6 +229,11 @@ pub struct RiskSettings {
     pub max_bar_move_pct: f64,
     /// During market hours, an entry is refused (STALE_PRICE) when its price is older than this.
     pub max_price_age_seconds: u64,
+    /// An entry for the same instrument and side as an order recorded this many seconds ago or
+    /// less is refused (DUPLICATE_ORDER); 0 turns the check off.
+    pub duplicate_window_seconds: u64,
+    /// An entry is refused (ORDER_RATE) when this many orders were recorded in the last 60 s.
+    pub max_orders_per_minute: u32,
 }
 
 impl Default for RiskSettings {
@@ -244,6 +249,8 @@ impl Default for RiskSettings {
             allowed_instruments: Vec::new(),
             max_bar_move_pct: 20.0,
             max_price_age_seconds: 60,
+            duplicate_window_seconds: 30,
+            max_orders_per_minute: 20,
         }
     }
 }

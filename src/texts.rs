@@ -5,7 +5,7 @@
 
 use crate::clock::IST;
 use crate::config::RiskSettings;
-use crate::domain::{Paise, Proposal, ProposalStatus};
+use crate::domain::{DenyReason, Paise, Proposal, ProposalStatus};
 use crate::ports::{
     Alert, Decision, KillReport, Outcome, PositionView, ProposalCard, Reply, ScanSummary,
     StatusReport,
@@ -307,6 +307,8 @@ pub fn risk(r: &RiskSettings) -> String {
          Max position value: {}\n\
          Max open positions: {}\n\
          Max orders per day: {}\n\
+         Max orders per minute: {}\n\
+         Duplicate window: {}\n\
          Max daily loss: {}\n\
          Allowed instruments: {}",
         r.trading_window,
@@ -315,9 +317,55 @@ pub fn risk(r: &RiskSettings) -> String {
         r.max_position_value,
         r.max_open_positions,
         r.max_orders_per_day,
+        r.max_orders_per_minute,
+        if r.duplicate_window_seconds == 0 {
+            "off".to_string()
+        } else {
+            format!("{}s", r.duplicate_window_seconds)
+        },
         r.max_daily_loss,
         allowed
     )
+}
+
+/// What the operator can do about a refusal, per stable code.
+pub fn deny_hint(r: &DenyReason) -> &'static str {
+    match r {
+        DenyReason::Halted => "send /resume when it is safe to trade again",
+        DenyReason::Paused => "send /resume to allow entries",
+        DenyReason::OutsideTradingWindow { .. } => {
+            "wait for the window or change [risk] trading_window"
+        }
+        DenyReason::InstrumentNotAllowed { .. } => {
+            "add it to [risk] allowed_instruments or the watchlist"
+        }
+        DenyReason::ProposalExpired { .. } => "wait for a fresh proposal",
+        DenyReason::PriceDeviation { .. } => "the price moved away: wait for a fresh proposal",
+        DenyReason::StalePrice { .. } => "check the Kite session and the ticker",
+        DenyReason::MaxPositionValue { .. } => "reduce the size or raise [risk] max_position_value",
+        DenyReason::MaxOpenPositions { .. } => "close a position first",
+        DenyReason::MaxOrdersPerDay { .. } => "no more entries today",
+        DenyReason::MaxDailyLoss { .. } => "no more entries today",
+        DenyReason::InsufficientCapital { .. } => "free capital or margin first",
+        DenyReason::DuplicateOrder { .. } => {
+            "looks like a double order: check /orders before approving again"
+        }
+        DenyReason::OrderRate { .. } => "wait a minute; orders are coming unusually fast",
+        DenyReason::CircuitLimit { .. } => {
+            "the exchange would refuse it: wait for a fresh proposal"
+        }
+        DenyReason::OrderValueAnomaly { .. } => {
+            "far larger than recent orders: check the sizing before approving a similar one"
+        }
+        DenyReason::ExitMismatch { .. } => {
+            "the exit does not match the book: check /positions and the broker"
+        }
+    }
+}
+
+/// A refusal as the operator reads it: "CODE — what happened (what to do)".
+pub fn deny_reason(r: &DenyReason) -> String {
+    format!("{} — {} ({})", r.code(), r.explanation(), deny_hint(r))
 }
 
 pub fn scan(s: &ScanSummary) -> String {
@@ -503,7 +551,7 @@ pub fn outcome_line(o: &Outcome) -> String {
             esc(mode),
             esc(order_id)
         ),
-        Outcome::Vetoed(r) => format!("Vetoed: {} — {}", r.code(), esc(&r.explanation())),
+        Outcome::Vetoed(r) => format!("Vetoed: {}", esc(&deny_reason(r))),
         Outcome::Rejected => "Rejected by the operator; no order placed.".into(),
         Outcome::Expired => "Expired: not decided in time; no order placed.".into(),
         Outcome::Failed { reason } => {
@@ -597,7 +645,7 @@ pub fn decision_answer(d: &Decision) -> String {
                 mode,
                 ..
             } => format!("Executed {side} {quantity} @ {fill_price} ({mode})"),
-            Outcome::Vetoed(r) => format!("Vetoed: {} — {}", r.code(), r.explanation()),
+            Outcome::Vetoed(r) => format!("Vetoed: {}", deny_reason(r)),
             Outcome::Rejected => "Rejected".into(),
             Outcome::Expired => "Expired".into(),
             Outcome::Failed { reason } => format!("Failed: {reason}"),
@@ -716,10 +764,9 @@ pub fn alert(a: &Alert) -> String {
             key,
             reason,
         } => format!(
-            "Vetoed: proposal #{proposal_id} {} — {}: {}",
+            "Vetoed: proposal #{proposal_id} {} — {}",
             esc(&key.to_string()),
-            reason.code(),
-            esc(&reason.explanation())
+            esc(&deny_reason(reason))
         ),
         Alert::DailyLossHalt { loss, limit } => format!(
             "HALTED: today's loss {loss} reached the daily limit {limit}. New entries are \

@@ -878,9 +878,23 @@ async fn paper_prices_fall_back_to_any_interval_and_use_the_tick() {
                 },
                 reference_price: Paise(300250),
             };
-            let approved = risk
-                .check(order, &RiskContext::default())
-                .expect("exits pass");
+            // An exit must close a position held on the other side (EXIT_MISMATCH otherwise).
+            let held = mft::domain::Position {
+                key: key.clone(),
+                product: Product::Mis,
+                quantity: -side.sign(),
+                avg_price: Paise(300250),
+                realized_pnl: Paise::ZERO,
+                stop: None,
+                target: None,
+                opened_at: ist(9, 30),
+                updated_at: ist(9, 30),
+            };
+            let ctx = RiskContext {
+                positions: vec![(held, None)],
+                ..RiskContext::default()
+            };
+            let approved = risk.check(order, &ctx).expect("exits pass");
             let ack = broker.place(approved).await.expect("paper fill");
             assert!(
                 matches!(ack, BrokerAck::Filled { price, quantity: 1, .. } if price == expected),

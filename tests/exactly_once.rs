@@ -46,6 +46,9 @@ fn settings() -> Settings {
     s.risk.max_open_positions = 100;
     s.risk.trading_window = "00:00-23:59".parse().expect("valid");
     s.risk.trading_days = "Mon-Sun".parse().expect("valid");
+    // Trials repeat the same order 10 ms apart on purpose.
+    s.risk.duplicate_window_seconds = 0;
+    s.risk.max_orders_per_minute = u32::MAX;
     s
 }
 

@@ -120,6 +120,7 @@ async fn steady_traffic_does_not_grow_the_process() {
             "[trading]\nwatchlist = [{}]\ninterval = \"15minute\"\ncapital = 100000000\n\n\
              [risk]\ntrading_window = \"00:00-23:59\"\ntrading_days = \"Mon-Sun\"\n\
              max_position_value = 100000000\nmax_open_positions = 50\nmax_orders_per_day = 3000\n\
+             duplicate_window_seconds = 0\nmax_orders_per_minute = 400\n\
              max_daily_loss = 10000000\nmax_price_deviation_pct = 50\n\n\
              [schedules]\nscan = \"*/10 * * * * *\"\nexpiry_sweep = \"\"\nsquare_off = \"\"\n\
              login_link = \"\"\nexit_check = \"\"\n\n{}",

@@ -118,6 +118,8 @@ pub struct Handler {
     unposted: tokio::sync::Mutex<std::collections::HashMap<i64, Outcome>>,
     market: Option<Arc<crate::market::MarketLink>>,
     backtests: super::backtest_job::Backtests,
+    /// Kite's order margin and circuit band for execution-time checks (live); None in paper.
+    risk_ports: Option<crate::market::RiskPorts>,
 }
 
 impl Handler {
@@ -149,7 +151,16 @@ impl Handler {
             unposted: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             market: None,
             backtests: super::backtest_job::Backtests::default(),
+            risk_ports: None,
         }
+    }
+
+    /// Entries are then checked against Kite's margin for the order (INSUFFICIENT_CAPITAL) and
+    /// the day's circuit band (CIRCUIT_LIMIT); without them (paper) the capital check uses
+    /// `[trading] capital` and the band check is skipped.
+    pub fn with_risk_ports(mut self, ports: crate::market::RiskPorts) -> Self {
+        self.risk_ports = Some(ports);
+        self
     }
 
     /// Lets /status show the next scheduled scan (without it, `next_scan` is None).
@@ -426,6 +437,15 @@ impl Handler {
             None => (None, None),
         };
         let since = self.day_start();
+        let history = chrono::Duration::seconds(
+            i64::try_from(self.settings.risk.duplicate_window_seconds)
+                .unwrap_or(0)
+                .max(risk::RATE_WINDOW_SECONDS),
+        );
+        let recent_orders = self
+            .store
+            .orders_for_risk(self.clock.now() - history, risk::ANOMALY_SAMPLE as i64)
+            .await?;
         Ok(RiskContext {
             halted: state.halted,
             paused: state.paused,
@@ -437,6 +457,9 @@ impl Handler {
             expires_at,
             price_at,
             max_price_age_seconds: self.freshness_required(),
+            recent_orders,
+            circuit_band: None,
+            margin: None,
         })
     }
 
@@ -666,7 +689,7 @@ impl Handler {
         book: &crate::oms::BookGuard<'_>,
         p: &Proposal,
     ) -> Result<(ProposalStatus, String, Outcome), HandlerError> {
-        let ctx = self.risk_context(Some(&p.key), Some(p.expires_at)).await?;
+        let mut ctx = self.risk_context(Some(&p.key), Some(p.expires_at)).await?;
         let req = OrderRequest {
             key: p.key.clone(),
             side: p.side,
@@ -677,9 +700,22 @@ impl Handler {
             purpose: OrderPurpose::Entry { proposal_id: p.id },
             reference_price: p.entry,
         };
-        let approved = match self.risk.check(req, &ctx) {
+        // Live: Kite is asked for the order's margin and circuit band only for an order that
+        // passes everything else; the decision audited is the one taken with them.
+        let mut verdict = self.risk.check(req, &ctx);
+        if let (Some(ports), Ok(passed)) = (&self.risk_ports, &verdict) {
+            let req = passed.inner().clone();
+            let kite = |e: crate::market::MarketError| {
+                HandlerError::Market(format!("{e}; the order was not placed"))
+            };
+            ctx.margin = Some(ports.margins.order_margin(&req).await.map_err(kite)?);
+            ctx.circuit_band = ports.circuits.circuit_band(&req.key).await.map_err(kite)?;
+            verdict = self.risk.check(req, &ctx);
+        }
+        let approved = match verdict {
             Ok(a) => a,
             Err(refused) => {
+                self.store.record_risk_decision(&refused.decision).await?;
                 let reason = refused.reason;
                 return Ok((
                     ProposalStatus::Vetoed,

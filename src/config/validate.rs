@@ -244,6 +244,24 @@ impl Settings {
                 "must be 32 bytes as 64 hex digits or base64 (e.g. `openssl rand -hex 32`; value not shown)",
             );
         }
+        if self.risk.duplicate_window_seconds > 86_400 {
+            v.err(
+                label("risk", "duplicate_window_seconds"),
+                format!(
+                    "must be 0-86400 seconds (0 turns the check off), got {}",
+                    self.risk.duplicate_window_seconds
+                ),
+            );
+        }
+        if !(1..=400).contains(&self.risk.max_orders_per_minute) {
+            v.err(
+                label("risk", "max_orders_per_minute"),
+                format!(
+                    "must be 1-400 (Kite accepts at most 400 order writes a minute), got {}",
+                    self.risk.max_orders_per_minute
+                ),
+            );
+        }
         if !(1..=3600).contains(&self.risk.max_price_age_seconds) {
             v.err(
                 label("risk", "max_price_age_seconds"),

@@ -5,11 +5,15 @@
 mod analysis;
 mod instrument;
 mod money;
+mod risk;
 
 pub use analysis::{AnalysisTrace, ToolCallRecord};
 pub use instrument::{Candle, Instrument, InstrumentKey, Interval, ParseError};
 pub use money::{
     DEFAULT_TICK, MAX_PRICE_RUPEES, Paise, price_problem, round_to_tick, tick_or_default,
+};
+pub use risk::{
+    APPROVED, CircuitBand, OrderMargin, RecentOrder, RiskDecision, order_price, order_value,
 };
 
 use serde::{Deserialize, Serialize};

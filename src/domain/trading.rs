@@ -364,9 +364,65 @@ pub enum DenyReason {
         age_seconds: Option<i64>,
         max_seconds: u64,
     },
+    /// An order for the same instrument and side was recorded `seconds_ago` seconds ago, within
+    /// `[risk] duplicate_window_seconds`.
+    DuplicateOrder {
+        key: InstrumentKey,
+        side: Side,
+        seconds_ago: i64,
+        window_seconds: u64,
+    },
+    /// `last_minute` orders were recorded in the last 60 s; `[risk] max_orders_per_minute`.
+    OrderRate {
+        last_minute: u32,
+        max: u32,
+    },
+    /// The order's price is outside the day's circuit band (from Kite's quote).
+    CircuitLimit {
+        price: Paise,
+        lower: Paise,
+        upper: Paise,
+    },
+    /// The order's value is above mean + 3σ of the last `sample` orders' values.
+    OrderValueAnomaly {
+        value: Paise,
+        mean: Paise,
+        sigma: Paise,
+        threshold: Paise,
+        sample: u32,
+    },
+    /// An exit that is not on the opposite side of an open position, or larger than it.
+    /// `position` is the signed quantity held (0: none).
+    ExitMismatch {
+        key: InstrumentKey,
+        side: Side,
+        quantity: i64,
+        position: i64,
+    },
 }
 
 impl DenyReason {
+    /// Every stable code, for listings (metrics, docs).
+    pub const CODES: [&'static str; 17] = [
+        "HALTED",
+        "OUTSIDE_TRADING_WINDOW",
+        "INSTRUMENT_NOT_ALLOWED",
+        "PROPOSAL_EXPIRED",
+        "PRICE_DEVIATION",
+        "MAX_POSITION_VALUE",
+        "MAX_OPEN_POSITIONS",
+        "MAX_ORDERS_PER_DAY",
+        "MAX_DAILY_LOSS",
+        "INSUFFICIENT_CAPITAL",
+        "PAUSED",
+        "STALE_PRICE",
+        "DUPLICATE_ORDER",
+        "ORDER_RATE",
+        "CIRCUIT_LIMIT",
+        "ORDER_VALUE_ANOMALY",
+        "EXIT_MISMATCH",
+    ];
+
     /// The stable code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -382,6 +438,11 @@ impl DenyReason {
             DenyReason::InsufficientCapital { .. } => "INSUFFICIENT_CAPITAL",
             DenyReason::Paused => "PAUSED",
             DenyReason::StalePrice { .. } => "STALE_PRICE",
+            DenyReason::DuplicateOrder { .. } => "DUPLICATE_ORDER",
+            DenyReason::OrderRate { .. } => "ORDER_RATE",
+            DenyReason::CircuitLimit { .. } => "CIRCUIT_LIMIT",
+            DenyReason::OrderValueAnomaly { .. } => "ORDER_VALUE_ANOMALY",
+            DenyReason::ExitMismatch { .. } => "EXIT_MISMATCH",
         }
     }
 
@@ -435,6 +496,39 @@ impl DenyReason {
                 max_seconds,
             } => format!(
                 "no live price yet (max age {max_seconds}s): wait for ticks or check the Kite session"
+            ),
+            DenyReason::DuplicateOrder {
+                key,
+                side,
+                seconds_ago,
+                window_seconds,
+            } => format!(
+                "a {side} order for {key} was recorded {seconds_ago}s ago (duplicate window {window_seconds}s)"
+            ),
+            DenyReason::OrderRate { last_minute, max } => {
+                format!("{last_minute} orders in the last minute, the limit is {max}")
+            }
+            DenyReason::CircuitLimit {
+                price,
+                lower,
+                upper,
+            } => format!("price {price} is outside today's circuit band {lower} - {upper}"),
+            DenyReason::OrderValueAnomaly {
+                value,
+                mean,
+                sigma,
+                threshold,
+                sample,
+            } => format!(
+                "order value {value} is above {threshold} (mean {mean} + 3 x σ {sigma} of the last {sample} orders)"
+            ),
+            DenyReason::ExitMismatch {
+                key,
+                side,
+                quantity,
+                position,
+            } => format!(
+                "an exit {side} {quantity} of {key} does not close the position held ({position})"
             ),
         }
     }

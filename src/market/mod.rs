@@ -13,6 +13,7 @@ mod csv_import;
 mod history;
 mod instruments;
 mod kite;
+pub mod margins;
 pub mod prices;
 mod rate;
 pub mod sanity;
@@ -28,8 +29,12 @@ pub use history::{
 };
 pub use instruments::{SyncReport, parse_instruments_csv, sync_instruments};
 pub use kite::KiteReader;
+pub use margins::{CircuitBandProvider, KiteRiskReads, MarginProvider, RiskPorts};
 pub use prices::{LivePrice, MarketLink, PriceCache};
-pub use rate::RateLimiter;
+pub use rate::{
+    KITE_ORDERS_PER_MINUTE, KITE_ORDERS_PER_SECOND, KITE_QUOTES_PER_SECOND, RateLimited,
+    RateLimiter, RequestLimiter, kite_order_limiter, kite_quote_limiter,
+};
 pub use session::{ActiveSession, SessionError, SessionProvider};
 
 use crate::domain::InstrumentKey;

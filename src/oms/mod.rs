@@ -65,7 +65,9 @@ pub enum OmsError {
     },
     #[error("order {id} changed state while it was being updated; re-read it")]
     Conflict { id: i64 },
-    #[error("the risk engine refused an exit, which must never happen: {0}")]
+    #[error(
+        "the risk engine refused an exit ({0}); nothing was sent: compare /positions with the broker"
+    )]
     ExitRefused(DenyReason),
     #[error("could not find a free order tag after several tries; retry")]
     TagExhausted,
@@ -223,7 +225,11 @@ impl Oms {
         if req.tag.chars().count() > MAX_TAG_LEN {
             return Err(OmsError::TagTooLong(req.tag));
         }
-        match self.store.record_order(&req, self.clock.now()).await? {
+        let recorded = self
+            .store
+            .record_order_decided(&req, self.clock.now(), Some(approved.decision()))
+            .await?;
+        match recorded {
             RecordedOrder::New(order) => self.submit(order, approved, brackets).await,
             RecordedOrder::Existing(order) if order.state == OrderState::Submitting => {
                 // Left in flight by a crash: the broker may or may not have it.
@@ -489,18 +495,55 @@ impl Oms {
         }
     }
 
-    /// Exits go through the risk engine too (the only source of `RiskApproved`); it never
-    /// refuses them.
-    fn approve_exit(&self, req: OrderRequest) -> Result<RiskApproved<OrderRequest>, OmsError> {
-        self.risk
-            .check(req, &RiskContext::default())
-            .map_err(|r| OmsError::ExitRefused(r.reason))
+    /// Exits go through the risk engine too (the only source of `RiskApproved`), against the
+    /// position `pos` as read under the book lock: only EXIT_MISMATCH can refuse them (see
+    /// `risk`). A refusal is audited here, since no order row follows it.
+    async fn approve_exit(
+        &self,
+        req: OrderRequest,
+        pos: Option<&Position>,
+    ) -> Result<RiskApproved<OrderRequest>, OmsError> {
+        let ctx = RiskContext {
+            halted: false,
+            positions: pos.map(|p| (p.clone(), None)).into_iter().collect(),
+            ..RiskContext::default()
+        };
+        match self.risk.check(req, &ctx) {
+            Ok(approved) => Ok(approved),
+            Err(refused) => {
+                self.store.record_risk_decision(&refused.decision).await?;
+                tracing::error!(tag = %refused.item.tag, key = %refused.item.key, "exit refused: {}", refused.reason);
+                Err(OmsError::ExitRefused(refused.reason))
+            }
+        }
     }
 
-    /// Records an exit order with a fresh tag (retrying on the unlikely tag collision).
-    async fn record_exit(&self, mut req: OrderRequest) -> Result<(Order, OrderRequest), OmsError> {
+    /// Checks an exit built elsewhere (the live broker's protective stop and target, a manual
+    /// exit) against the position as stored now, under the book lock: approved only when it is
+    /// on the opposite side and no larger than the position (else EXIT_MISMATCH, audited).
+    pub async fn approve_exit_order(
+        &self,
+        _book: &BookGuard<'_>,
+        req: OrderRequest,
+    ) -> Result<RiskApproved<OrderRequest>, OmsError> {
+        let pos = self.store.position(&req.key, req.product).await?;
+        self.approve_exit(req, pos.as_ref()).await
+    }
+
+    /// Approves and records an exit of `pos` with a fresh tag (a new tag, and so a new
+    /// approval, on the unlikely tag collision). The approval is audited with the order row.
+    async fn record_exit(
+        &self,
+        mut req: OrderRequest,
+        pos: &Position,
+    ) -> Result<(Order, OrderRequest), OmsError> {
         for _ in 0..4 {
-            match self.store.record_order(&req, self.clock.now()).await? {
+            let approved = self.approve_exit(req.clone(), Some(pos)).await?;
+            let recorded = self
+                .store
+                .record_order_decided(&req, self.clock.now(), Some(approved.decision()))
+                .await?;
+            match recorded {
                 RecordedOrder::New(order) => return Ok((order, req)),
                 RecordedOrder::Existing(_) => req.tag = self.exit_tag('r'),
             }
@@ -570,8 +613,18 @@ impl Oms {
                 if reason == "stop" { 's' } else { 't' },
                 price,
             );
-            let approved = self.approve_exit(req)?;
-            let (order, req) = self.record_exit(approved.into_inner()).await?;
+            let (order, req) = match self.record_exit(req, &pos).await {
+                Ok(r) => r,
+                Err(e @ OmsError::ExitRefused(_)) => {
+                    report.errors.push(format!(
+                        "{reason} exit of {} {}: {e}",
+                        pos.key,
+                        pos.product.as_str()
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let ack = BrokerAck::Filled {
                 broker_order_id: format!("paper-{}", req.tag),
                 price,
@@ -764,7 +817,13 @@ impl Oms {
                 .await?
                 .unwrap_or(pos.avg_price);
             let req = self.exit_request(&pos, quantity, reason, kind, last);
-            let approved = self.approve_exit(req)?;
+            let approved = match self.approve_exit(req, Some(&pos)).await {
+                Ok(a) => a,
+                Err(e) => {
+                    report.errors.push(format!("closing {label}: {e}"));
+                    continue;
+                }
+            };
             match self.place_locked(approved, None).await {
                 Ok(Placement::Filled { fill, realized, .. }) => report.closed.push(ExitFill {
                     key: pos.key.clone(),

@@ -69,6 +69,12 @@ pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
         sqlite: include_str!("../../migrations/sqlite/0008_dashboard.sql"),
         postgres: include_str!("../../migrations/postgres/0008_dashboard.sql"),
     },
+    EmbeddedMigration {
+        version: 10,
+        name: "risk_audit",
+        sqlite: include_str!("../../migrations/sqlite/0010_risk_audit.sql"),
+        postgres: include_str!("../../migrations/postgres/0010_risk_audit.sql"),
+    },
 ];
 
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";

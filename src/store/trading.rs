@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::{QueryContext, Store, StoreError, on_pool};
 use crate::domain::{
     Fill, InstrumentKey, Interval, Order, OrderPurpose, OrderRequest, OrderState, Paise, Position,
-    Product,
+    Product, RiskDecision,
 };
 
 /// The persisted switches of the system.
@@ -200,7 +200,7 @@ fn position_from_row(row: PositionRow) -> Result<Position, StoreError> {
     })
 }
 
-fn purpose_columns(purpose: &OrderPurpose) -> (&'static str, Option<i64>) {
+pub(super) fn purpose_columns(purpose: &OrderPurpose) -> (&'static str, Option<i64>) {
     match purpose {
         OrderPurpose::Entry { proposal_id } => ("entry", Some(*proposal_id)),
         OrderPurpose::Exit { .. } => ("exit", None),
@@ -220,6 +220,21 @@ impl Store {
         req: &OrderRequest,
         at: DateTime<Utc>,
     ) -> Result<RecordedOrder, StoreError> {
+        self.record_order_decided(req, at, None).await
+    }
+
+    /// [`Store::record_order`] with the risk decision that approved it, written to the risk
+    /// audit in the same transaction (naming the order row: the new one, or the one that
+    /// already held the tag).
+    pub async fn record_order_decided(
+        &self,
+        req: &OrderRequest,
+        at: DateTime<Utc>,
+        decision: Option<&RiskDecision>,
+    ) -> Result<RecordedOrder, StoreError> {
+        let audit = decision
+            .map(super::risk_audit::AuditColumns::of)
+            .transpose()?;
         let request = serde_json::to_string(req)
             .map_err(|e| StoreError::Corrupt(format!("order request not serializable: {e}")))?;
         let (purpose, proposal_id) = purpose_columns(&req.purpose);
@@ -255,6 +270,33 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .ctx("logging a recorded order")?;
+            }
+            if let Some(a) = &audit {
+                let order_id = match id {
+                    Some(id) => id,
+                    None => sqlx::query_scalar::<_, i64>("SELECT id FROM orders WHERE tag = $1")
+                        .bind(req.tag.as_str())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .ctx("reading the order that holds a tag")?,
+                };
+                sqlx::query(super::risk_audit::INSERT_DECISION)
+                    .bind(a.ts)
+                    .bind(a.tag.as_str())
+                    .bind(a.instrument.as_str())
+                    .bind(a.side)
+                    .bind(a.quantity)
+                    .bind(a.purpose)
+                    .bind(a.proposal_id)
+                    .bind(Some(order_id))
+                    .bind(a.code.as_str())
+                    .bind(a.stage.as_str())
+                    .bind(a.reason.as_deref())
+                    .bind(a.request.as_str())
+                    .bind(a.inputs.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("auditing the risk decision of an order")?;
             }
             tx.commit().await.ctx("committing a recorded order")?;
             id

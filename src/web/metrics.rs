@@ -20,18 +20,7 @@ const APPROVAL_BUCKETS: &[f64] = &[5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1
 /// Every order state, so a state with no orders still shows 0.
 const ORDER_STATES: &[&str] = &["submitting", "open", "filled", "rejected", "cancelled"];
 /// The risk engine's denial codes (see `DenyReason::code`).
-const VETO_CODES: &[&str] = &[
-    "HALTED",
-    "OUTSIDE_TRADING_WINDOW",
-    "INSTRUMENT_NOT_ALLOWED",
-    "PROPOSAL_EXPIRED",
-    "PRICE_DEVIATION",
-    "MAX_POSITION_VALUE",
-    "MAX_OPEN_POSITIONS",
-    "MAX_ORDERS_PER_DAY",
-    "MAX_DAILY_LOSS",
-    "INSUFFICIENT_CAPITAL",
-];
+const VETO_CODES: &[&str] = &crate::domain::DenyReason::CODES;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 

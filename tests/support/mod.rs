@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod kite_fake;
+pub mod kite_margins_fake;
 pub mod notifier;
 pub mod openai_fake;
 pub mod series;
