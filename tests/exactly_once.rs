@@ -8,6 +8,9 @@
 //! MFT_TRIALS=10000 TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 //!   cargo test --release --test exactly_once -- --nocapture
 //! ```
+//!
+//! `MFT_TRIALS_BACKEND=sqlite` or `=postgres` runs one backend only; with `--nocapture` the
+//! running counts are printed every 1,000 trials.
 
 mod support;
 
@@ -69,7 +72,11 @@ fn tap(id: i64, user_id: i64) -> Request {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_racing_approvals_and_a_redelivery_place_one_order() {
     let n = trials();
+    let only = std::env::var("MFT_TRIALS_BACKEND").ok();
     for db in test_stores().await {
+        if only.as_deref().is_some_and(|b| b != db.name) {
+            continue;
+        }
         let key = InstrumentKey::new("NSE", "INFY");
         let clock = ManualClock::new(start());
         let clock_dyn: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -167,6 +174,14 @@ async fn two_racing_approvals_and_a_redelivery_place_one_order() {
                 _ => duplicates += 1,
             }
             clock.advance(Duration::milliseconds(10));
+            if (trial + 1) % 1000 == 0 {
+                println!(
+                    "{}: {} trials: {executed} executed, {duplicates} duplicates, {lost} lost ({:.1} s)",
+                    db.name,
+                    trial + 1,
+                    t0.elapsed().as_secs_f64()
+                );
+            }
         }
         let elapsed = t0.elapsed();
         let pos = db
