@@ -355,6 +355,7 @@ pub async fn run_with(
         hub,
         traces: None,
         kill_token: Some(Secret::new(kill_token.secret.clone())),
+        postback_secret: settings.zerodha.api_secret.clone(),
     };
     let web = tokio::spawn(crate::web::serve_on(
         web_listener,

@@ -69,6 +69,12 @@ pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
         sqlite: include_str!("../../migrations/sqlite/0008_dashboard.sql"),
         postgres: include_str!("../../migrations/postgres/0008_dashboard.sql"),
     },
+    EmbeddedMigration {
+        version: 9,
+        name: "live_orders",
+        sqlite: include_str!("../../migrations/sqlite/0009_live_orders.sql"),
+        postgres: include_str!("../../migrations/postgres/0009_live_orders.sql"),
+    },
 ];
 
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
