@@ -900,9 +900,10 @@ pub fn why(
 }
 
 /// `mft kill` (and any kill) with MODE=live while no live broker exists.
-pub const KILL_LIVE_UNAVAILABLE: &str = "MODE=live: mft kill cannot close live positions because \
-     the Kite live broker is not built yet, and it will not pretend to close them on paper. \
-     Nothing was changed. Close the positions in Kite (web or app) now; set MODE=paper for paper trading";
+pub const KILL_LIVE_UNAVAILABLE: &str = "MODE=live: mft kill needs ZERODHA_API_KEY and a Kite \
+     session (`mft login`, or ZERODHA_ACCESS_TOKEN) to cancel and close at Kite, and it will not \
+     pretend to close live positions on paper. Nothing was changed. Log in, or close the positions \
+     in Kite (web or app) now";
 
 /// Why a proposal was marked failed when its card could not be posted.
 pub fn card_not_posted(error: &str) -> String {

@@ -40,8 +40,10 @@ fn sym(i: usize) -> InstrumentKey {
 }
 
 fn settings(fake: &KiteFake) -> Settings {
-    let mut s = Settings::default();
-    s.mode = Mode::Live;
+    let mut s = Settings {
+        mode: Mode::Live,
+        ..Settings::default()
+    };
     s.zerodha.api_key = Some(Secret::new(API_KEY));
     s.zerodha.api_secret = Some(Secret::new(API_SECRET));
     s.zerodha.api_url = fake.url.clone();

@@ -1197,12 +1197,17 @@ pub async fn configured_broker_for(
             )
             .await
             .map_err(|e| HandlerError::Market(e.to_string()))?;
+            // Without a key or a session nothing could be cancelled or closed at Kite: refuse
+            // before the halt or any order is touched.
+            if !session.configured() || session.current().is_err() {
+                return Err(HandlerError::LiveBrokerUnavailable);
+            }
             let broker = crate::oms::KiteBroker::new(
                 settings,
                 store.clone(),
                 crate::oms::TokenSource::Session(Arc::new(session)),
             )
-            .map_err(|e| HandlerError::Market(e.to_string()))?;
+            .map_err(|_| HandlerError::LiveBrokerUnavailable)?;
             Ok(Arc::new(broker))
         }
     }

@@ -21,7 +21,7 @@ use crate::clock::IST;
 use crate::config::{Mode, Settings};
 use crate::domain::{
     BrokerOrderUpdate, BrokerPosition, BrokerStatus, InstrumentKey, OrderRequest, OrderType, Paise,
-    Product, Side, round_to_tick, tick_or_default,
+    Product, Side, round_to_tick, tag_is_valid, tick_or_default,
 };
 use crate::market::SessionProvider;
 use crate::risk::RiskApproved;
@@ -108,6 +108,12 @@ impl KiteBroker {
 
     /// The form of one order (nothing sent). Quantity must be whole lots; prices go on the tick.
     async fn params(&self, req: &OrderRequest) -> Result<OrderParams, String> {
+        if !tag_is_valid(&req.tag) {
+            return Err(format!(
+                "the order tag {:?} is not 1 to 20 letters and digits (Kite's rule)",
+                req.tag
+            ));
+        }
         let instrument = self
             .store
             .instrument(&req.key)
