@@ -282,14 +282,16 @@ async fn approve_fill_protect_target_cancels_stop_flat() {
             updates.iter().any(|u| matches!(&u.2, Outcome::Executed { fill_price, quantity: 10, .. } if *fill_price == Paise::from_rupees(1500))),
             "{updates:?}"
         );
-        assert!(
+        // The alerts follow the merge (the store first): wait for them.
+        eventually("a fill alert per fill", || async {
             r.notifier
                 .alerts()
                 .iter()
                 .filter(|a| matches!(a, mft::ports::Alert::Broker { text, .. } if text.starts_with("fill:")))
                 .count()
                 >= 2
-        );
+        })
+        .await;
         // The same postback again changes nothing.
         let entry_id = sent[0].order_id.clone();
         let again = reqwest::Client::new()
