@@ -105,6 +105,8 @@ pub struct Settings {
     pub schedules: ScheduleSettings,
     /// mft.toml [paper]
     pub paper: PaperSettings,
+    /// mft.toml [live]: live orders on Kite (MODE=live)
+    pub live: LiveSettings,
     /// mft.toml [charts]
     pub charts: ChartSettings,
     /// mft.toml [kite]: request pacing and retries for market-data reads
@@ -333,6 +335,51 @@ impl Default for PaperSettings {
     }
 }
 
+/// `[live] entry_order`: how an approved entry is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryOrder {
+    /// LIMIT at the approved entry price (on the instrument's tick).
+    #[default]
+    Limit,
+    /// MARKET with `[live] market_protection`.
+    Market,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveSettings {
+    pub entry_order: EntryOrder,
+    /// Kite's market protection for every MARKET order, in percent (1-100), or -1 for Kite's
+    /// automatic protection.
+    pub market_protection: f64,
+    /// For this many trading days from the first live day, capital is capped at
+    /// `start_fraction` of `[trading] capital` (start small).
+    pub ramp_days: u32,
+    pub start_fraction: f64,
+    /// Seconds between polls of Kite's order history for orders still open (the fallback
+    /// when postbacks and ticker messages are lost).
+    pub poll_seconds: u64,
+    /// Seconds between reconciliations of the store with Kite's orders and positions.
+    pub reconcile_seconds: u64,
+    /// How long /kill and the square-off wait for their MARKET exits to fill, in seconds.
+    pub exit_wait_seconds: u64,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            entry_order: EntryOrder::Limit,
+            market_protection: -1.0,
+            ramp_days: 10,
+            start_fraction: 0.1,
+            poll_seconds: 5,
+            reconcile_seconds: 60,
+            exit_wait_seconds: 10,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChartSettings {
@@ -424,6 +471,7 @@ impl Default for Settings {
             strategy: StrategySettings::default(),
             schedules: ScheduleSettings::default(),
             paper: PaperSettings::default(),
+            live: LiveSettings::default(),
             charts: ChartSettings::default(),
             kite: KiteSettings::default(),
             analysis: AnalysisSettings::default(),
@@ -451,6 +499,7 @@ impl std::fmt::Debug for Settings {
             .field("strategy", &self.strategy)
             .field("schedules", &self.schedules)
             .field("paper", &self.paper)
+            .field("live", &self.live)
             .field("charts", &self.charts)
             .field("kite", &self.kite)
             .field("analysis", &self.analysis)

@@ -27,6 +27,22 @@ pub enum Outcome {
     Failed {
         reason: String,
     },
+    /// Live: accepted by the broker and working (a LIMIT away from the market); the card is
+    /// edited again when it fills.
+    Working {
+        side: Side,
+        quantity: i64,
+        price: Paise,
+        order_id: String,
+    },
+    /// Live: sent, but the broker's answer was lost; its tag is being looked up.
+    Checking {
+        tag: String,
+    },
+    /// Live: the broker rejected the order (Kite's status message).
+    BrokerRejected {
+        message: String,
+    },
 }
 
 /// Something the operator should hear about without asking.
@@ -55,6 +71,12 @@ pub enum Alert {
     OrderFailed {
         key: InstrumentKey,
         error: String,
+    },
+    /// Live: an order placed, filled, cancelled or rejected at the broker, or a difference
+    /// the reconciliation corrected (every live order and fill is also an alert).
+    Broker {
+        key: Option<InstrumentKey>,
+        text: String,
     },
     /// A paper bracket exit or square-off closed a position.
     PositionClosed {

@@ -557,8 +557,24 @@ pub fn outcome_line(o: &Outcome) -> String {
         Outcome::Failed { reason } => {
             format!("Failed: {}", esc(&truncate_chars(reason, 300)))
         }
+        Outcome::Working {
+            side,
+            quantity,
+            price,
+            order_id,
+        } => format!(
+            "Order placed: {side} {quantity} limit {price} (live, order {}), working at the broker",
+            esc(order_id)
+        ),
+        Outcome::Checking { tag } => format!("{CHECKING_WITH_BROKER} (order {})", esc(tag)),
+        Outcome::BrokerRejected { message } => {
+            format!("Rejected by broker: {}", esc(&truncate_chars(message, 300)))
+        }
     }
 }
+
+/// The card line of an order whose answer was lost: it is being looked up, not failed.
+pub const CHECKING_WITH_BROKER: &str = "Checking with the broker…";
 
 fn pct_of(part: Paise, whole: Paise) -> f64 {
     if whole.0 == 0 {
@@ -649,6 +665,14 @@ pub fn decision_answer(d: &Decision) -> String {
             Outcome::Rejected => "Rejected".into(),
             Outcome::Expired => "Expired".into(),
             Outcome::Failed { reason } => format!("Failed: {reason}"),
+            Outcome::Working {
+                side,
+                quantity,
+                price,
+                ..
+            } => format!("Order placed: {side} {quantity} limit {price} (live)"),
+            Outcome::Checking { .. } => CHECKING_WITH_BROKER.to_string(),
+            Outcome::BrokerRejected { message } => format!("Rejected by broker: {message}"),
         },
         Decision::AlreadyDecided { status, .. } => {
             format!("Already decided ({})", status.as_str())
@@ -778,6 +802,14 @@ pub fn alert(a: &Alert) -> String {
             esc(&key.to_string()),
             esc(&truncate_chars(error, 500))
         ),
+        Alert::Broker { key, text } => match key {
+            Some(k) => format!(
+                "Kite · {}: {}",
+                esc(&k.to_string()),
+                esc(&truncate_chars(text, 1000))
+            ),
+            None => format!("Kite: {}", esc(&truncate_chars(text, 1000))),
+        },
         Alert::PositionClosed {
             key,
             reason,
@@ -915,9 +947,10 @@ pub fn why(
 }
 
 /// `mft kill` (and any kill) with MODE=live while no live broker exists.
-pub const KILL_LIVE_UNAVAILABLE: &str = "MODE=live: mft kill cannot close live positions because \
-     the Kite live broker is not built yet, and it will not pretend to close them on paper. \
-     Nothing was changed. Close the positions in Kite (web or app) now; set MODE=paper for paper trading";
+pub const KILL_LIVE_UNAVAILABLE: &str = "MODE=live: mft kill needs ZERODHA_API_KEY and a Kite \
+     session (`mft login`, or ZERODHA_ACCESS_TOKEN) to cancel and close at Kite, and it will not \
+     pretend to close live positions on paper. Nothing was changed. Log in, or close the positions \
+     in Kite (web or app) now";
 
 /// Why a proposal was marked failed when its card could not be posted.
 pub fn card_not_posted(error: &str) -> String {

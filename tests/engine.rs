@@ -225,7 +225,7 @@ async fn approve_executes_once_with_an_order_and_a_position() {
         // 1500 + 5 bps = 1500.75, on the 0.05 tick.
         assert_eq!(fill_price, Paise(150075), "{}", db.name);
         assert_eq!(mode, "paper");
-        assert_eq!(order_id, format!("paper-mft-p{}", p.id));
+        assert_eq!(order_id, format!("paper-{}", proposal_tag(p.id)));
         assert_eq!(status_of(&r.store, p.id).await, ProposalStatus::Executed);
         let orders = r.store.orders_for_proposal(p.id).await.expect("orders");
         assert_eq!(orders.len(), 1);

@@ -379,8 +379,10 @@ async fn an_exit_never_exceeds_the_position_left_after_exits_in_flight() {
     }
 }
 
+/// Without a Kite session the live kill refuses before touching anything (with one it goes to
+/// Kite: tests/live.rs).
 #[tokio::test]
-async fn mft_kill_in_live_mode_refuses_and_touches_nothing() {
+async fn mft_kill_in_live_mode_without_a_session_refuses_and_touches_nothing() {
     for db in test_stores().await {
         let clock = ManualClock::new(ist(10, 0));
         let mut s = settings(&db);

@@ -262,7 +262,8 @@ async fn one_service_per_database_and_kill_goes_through_it() {
     }
 }
 
-/// MODE=live: `mft kill` refuses with a clear message and exit 1, touching nothing.
+/// MODE=live without a Kite session: `mft kill` refuses with a clear message and exit 1,
+/// touching nothing.
 #[tokio::test]
 async fn live_mode_kill_refuses_with_exit_1() {
     let w = Workdir::new(None);

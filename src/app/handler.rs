@@ -11,6 +11,7 @@
 //! (`app::kill`); otherwise it calls [`kill_directly`]: a handler with the configured broker and
 //! a [`LogNotifier`], sending [`Command::Kill`] against the same database under its book lock.
 
+mod live;
 mod market;
 mod preflight;
 
@@ -184,13 +185,17 @@ impl Handler {
     pub async fn recover(&self) -> Result<u32, HandlerError> {
         let orders = {
             let book = self.oms.lock_book().await?;
-            let r = self.oms.reconcile(&book).await;
+            let r = self.oms.reconcile_with_broker(&book, true).await;
             book.release().await;
             r?
         };
-        if orders > 0 {
-            tracing::warn!(orders, "reconciled in-flight orders after a restart");
+        if orders.resolved > 0 {
+            tracing::warn!(
+                orders = orders.resolved,
+                "reconciled in-flight orders after a restart"
+            );
         }
+        self.after_reconcile(orders).await?;
         // The book invariant: positions add up to their fills. A mismatch is not repaired
         // here (which side is right needs a human), but the operator hears of it at once.
         for d in self.store.book_discrepancies().await? {
@@ -217,6 +222,12 @@ impl Handler {
                     avg_price,
                     ..
                 } => Some((broker_order_id.clone(), *avg_price, o.request.quantity)),
+                // Live: working at the broker, its fills arrive as updates.
+                OrderState::Open { broker_order_id } => Some((
+                    broker_order_id.clone(),
+                    o.request.reference_price,
+                    o.request.quantity,
+                )),
                 _ => None,
             });
             let (status, detail, outcome) = match filled {
@@ -376,6 +387,9 @@ impl Handler {
             Command::RefreshInstruments => self.refresh_instruments(req.actor).await,
             Command::Preflight => Ok(Reply::Preflight(self.preflight().await?)),
             Command::KillTest => self.kill_test(req.actor).await,
+            Command::OrderUpdate(update) => self.order_update(&update).await,
+            Command::PollOrders => self.poll_orders().await,
+            Command::Reconcile => self.reconcile_live().await,
             Command::Backtest { key, span } => self
                 .backtests
                 .start(
@@ -675,7 +689,23 @@ impl Handler {
                 .await
             }
             Outcome::Executed { .. } => self.check_daily_loss().await?,
-            Outcome::Rejected | Outcome::Expired => {}
+            Outcome::BrokerRejected { message } => {
+                self.notify(Alert::OrderFailed {
+                    key: p.key.clone(),
+                    error: format!("Rejected by broker: {message}"),
+                })
+                .await
+            }
+            Outcome::Rejected | Outcome::Expired | Outcome::Working { .. } => {}
+            Outcome::Checking { tag } => {
+                self.notify(Alert::Broker {
+                    key: Some(p.key.clone()),
+                    text: format!(
+                        "order {tag}: the broker's answer was lost; checking by its tag (never sent twice)"
+                    ),
+                })
+                .await
+            }
         }
         Ok(Reply::Decision(Decision::Decided {
             proposal_id,
@@ -690,11 +720,18 @@ impl Handler {
         p: &Proposal,
     ) -> Result<(ProposalStatus, String, Outcome), HandlerError> {
         let mut ctx = self.risk_context(Some(&p.key), Some(p.expires_at)).await?;
+        let live = self.oms.broker().mode() == crate::config::Mode::Live;
+        let order_type =
+            if live && self.settings.live.entry_order == crate::config::EntryOrder::Limit {
+                OrderType::Limit(p.entry)
+            } else {
+                OrderType::Market
+            };
         let req = OrderRequest {
             key: p.key.clone(),
             side: p.side,
             quantity: p.quantity,
-            order_type: OrderType::Market,
+            order_type,
             product: p.product,
             tag: proposal_tag(p.id),
             purpose: OrderPurpose::Entry { proposal_id: p.id },
@@ -752,12 +789,55 @@ impl Handler {
                 },
             )
         };
+        let live = self.oms.broker().mode() == crate::config::Mode::Live;
+        let working = |order: &crate::domain::Order| {
+            let order_id = match &order.state {
+                OrderState::Open { broker_order_id } => broker_order_id.clone(),
+                _ => order.request.tag.clone(),
+            };
+            let price = match order.request.order_type {
+                OrderType::Limit(p) => p,
+                _ => order.request.reference_price,
+            };
+            (
+                ProposalStatus::Executed,
+                format!(
+                    "order {order_id} {} {} working at {price}",
+                    p.side, p.quantity
+                ),
+                Outcome::Working {
+                    side: p.side,
+                    quantity: order.request.quantity,
+                    price,
+                    order_id,
+                },
+            )
+        };
         Ok(match placement {
             Placement::Filled { order, fill, .. } => executed(&order, fill.price),
+            Placement::Working { order } if live => working(&order),
             Placement::Working { order } => executed(&order, order.request.reference_price),
+            Placement::Unknown { order } => (
+                ProposalStatus::Executed,
+                format!(
+                    "order {} sent; the broker's answer was lost: checking by its tag",
+                    order.request.tag
+                ),
+                Outcome::Checking {
+                    tag: order.request.tag.clone(),
+                },
+            ),
             Placement::AlreadyPlaced { order } => match &order.state {
                 OrderState::Filled { avg_price, .. } => executed(&order, *avg_price),
+                OrderState::Open { .. } if live => working(&order),
                 OrderState::Open { .. } => executed(&order, order.request.reference_price),
+                OrderState::Unknown => (
+                    ProposalStatus::Executed,
+                    format!("order {} is being checked at the broker", order.request.tag),
+                    Outcome::Checking {
+                        tag: order.request.tag.clone(),
+                    },
+                ),
                 other => {
                     let reason = format!("the order for this proposal is {}", other.name());
                     (
@@ -767,6 +847,11 @@ impl Handler {
                     )
                 }
             },
+            Placement::Rejected { reason, .. } if live => (
+                ProposalStatus::Failed,
+                format!("rejected by broker: {reason}"),
+                Outcome::BrokerRejected { message: reason },
+            ),
             Placement::Rejected { reason, .. } => (
                 ProposalStatus::Failed,
                 reason.clone(),
@@ -1130,9 +1215,41 @@ impl CommandHandler for Handler {
     }
 }
 
-/// The broker of the configured mode. Only paper exists today: MODE=live is refused rather
-/// than silently closing positions on paper (a kill must never report a close that no broker
-/// confirmed).
+/// The broker of the configured mode: paper, or Kite (MODE=live) with the stored login
+/// session. A kill must never report a close that no broker confirmed, so live never falls
+/// back to paper.
+pub async fn configured_broker_for(
+    store: &Store,
+    settings: &Arc<Settings>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Arc<dyn crate::oms::Broker>, HandlerError> {
+    match settings.mode {
+        crate::config::Mode::Paper => configured_broker(store, settings, clock),
+        crate::config::Mode::Live => {
+            let session = crate::market::SessionProvider::load(
+                store.clone(),
+                settings.clone(),
+                clock.clone(),
+            )
+            .await
+            .map_err(|e| HandlerError::Market(e.to_string()))?;
+            // Without a key or a session nothing could be cancelled or closed at Kite: refuse
+            // before the halt or any order is touched.
+            if !session.configured() || session.current().is_err() {
+                return Err(HandlerError::LiveBrokerUnavailable);
+            }
+            let broker = crate::oms::KiteBroker::new(
+                settings,
+                store.clone(),
+                crate::oms::TokenSource::Session(Arc::new(session)),
+            )
+            .map_err(|_| HandlerError::LiveBrokerUnavailable)?;
+            Ok(Arc::new(broker))
+        }
+    }
+}
+
+/// The paper broker (MODE=paper); MODE=live needs [`configured_broker_for`].
 pub fn configured_broker(
     store: &Store,
     settings: &Arc<Settings>,
@@ -1148,18 +1265,15 @@ pub fn configured_broker(
     }
 }
 
-/// `mft kill` acting directly on `store` (used when no service runs on its database): halts, cancels open orders and squares off every position with the
-/// configured broker under the database's book lock (alerts only logged), then closes the
-/// store. MODE=live is refused before anything is touched.
+/// `mft kill` acting directly on `store` (used when no service runs on its database): halts,
+/// cancels open orders and squares off every position with the configured broker (Kite in
+/// MODE=live, with the stored session) under the database's book lock (alerts only logged).
 pub async fn kill_directly(
     settings: Arc<Settings>,
     store: Store,
 ) -> Result<KillReport, HandlerError> {
-    if settings.mode == crate::config::Mode::Live {
-        return Err(HandlerError::LiveBrokerUnavailable);
-    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let broker = configured_broker(&store, &settings, &clock)?;
+    let broker = configured_broker_for(&store, &settings, &clock).await?;
     // The kill report is logged and kept for the dashboard's Alerts page.
     let notifier = Arc::new(crate::web::live::RecordingNotifier::new(
         Arc::new(LogNotifier),

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Mode, Settings};
+use crate::config::Settings;
 use crate::ports::KillReport;
 use crate::store::{ServiceInstance, Store};
 
@@ -26,8 +26,8 @@ pub enum KillRoute {
     Direct,
 }
 
-/// `mft kill`: through the running service if there is one, else directly. MODE=live is
-/// refused before anything is touched.
+/// `mft kill`: through the running service if there is one, else directly (in MODE=live with
+/// the Kite broker and the stored login session).
 pub async fn kill_from_cli(settings: Arc<Settings>) -> Result<KillReport, HandlerError> {
     kill_from_cli_routed(settings).await.map(|(r, _)| r)
 }
@@ -36,9 +36,6 @@ pub async fn kill_from_cli(settings: Arc<Settings>) -> Result<KillReport, Handle
 pub async fn kill_from_cli_routed(
     settings: Arc<Settings>,
 ) -> Result<(KillReport, KillRoute), HandlerError> {
-    if settings.mode == Mode::Live {
-        return Err(HandlerError::LiveBrokerUnavailable);
-    }
     let store = Store::connect(&settings.database_url).await?;
     let result = route(&settings, &store).await;
     store.close().await;

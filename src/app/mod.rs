@@ -40,7 +40,10 @@ pub enum AppError {
     #[error("the LLM analyst cannot start: {0}")]
     Analyst(String),
     #[error(
-        "MODE=live is not available in this version: the Kite live broker is not built yet. Set MODE=paper"
+        "MODE=live is not enabled in `mft run` yet: the Kite broker, order updates (postback, poll), \
+         reconciliation and the live /kill are built and tested against a Kite fake, but the \
+         service does not yet gate the start on /preflight, cap capital during the ramp or run \
+         the 5-second poll and the minute's reconciliation. Set MODE=paper"
     )]
     LiveNotAvailable,
     #[error(
@@ -355,6 +358,7 @@ pub async fn run_with(
         hub,
         traces: None,
         kill_token: Some(Secret::new(kill_token.secret.clone())),
+        postback_secret: settings.zerodha.api_secret.clone(),
     };
     let web = tokio::spawn(crate::web::serve_on(
         web_listener,

@@ -71,12 +71,13 @@ impl Settings {
             let _ = writeln!(out, "{k} = {v}");
         }
 
-        let sections: [(&str, &dyn ErasedSection); 10] = [
+        let sections: [(&str, &dyn ErasedSection); 11] = [
             ("trading", &self.trading),
             ("risk", &self.risk),
             ("strategy", &self.strategy),
             ("schedules", &self.schedules),
             ("paper", &self.paper),
+            ("live", &self.live),
             ("charts", &self.charts),
             ("kite", &self.kite),
             ("analysis", &self.analysis),

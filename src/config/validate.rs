@@ -169,6 +169,37 @@ impl Settings {
             true,
             1000.0,
         );
+        let mp = self.live.market_protection;
+        if !(mp == -1.0 || (1.0..=100.0).contains(&mp)) {
+            v.err(
+                label("live", "market_protection"),
+                format!("must be -1 (Kite's automatic protection) or a percentage from 1 to 100, got {mp}"),
+            );
+        }
+        v.range_u("live", "ramp_days", u64::from(self.live.ramp_days), 0, 250);
+        v.range_f(
+            "live",
+            "start_fraction",
+            self.live.start_fraction,
+            0.0,
+            false,
+            1.0,
+        );
+        v.range_u("live", "poll_seconds", self.live.poll_seconds, 1, 60);
+        v.range_u(
+            "live",
+            "reconcile_seconds",
+            self.live.reconcile_seconds,
+            10,
+            3600,
+        );
+        v.range_u(
+            "live",
+            "exit_wait_seconds",
+            self.live.exit_wait_seconds,
+            1,
+            120,
+        );
         v.range_f(
             "backtest",
             "slippage_bps",

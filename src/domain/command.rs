@@ -79,6 +79,13 @@ pub enum Command {
     Preflight,
     /// A dry run of /kill: reports what it would cancel and close, changes nothing.
     KillTest,
+    /// An order update pushed by the broker (postback, ticker order message): merged into the
+    /// order and the position idempotently.
+    OrderUpdate(Box<super::BrokerOrderUpdate>),
+    /// Ask the broker about every order still open (the fallback when pushes are lost).
+    PollOrders,
+    /// Compare the store's open orders and positions with the broker's and correct the store.
+    Reconcile,
     /// Backtest one instrument over the last `span` ("30d", "6m", "1y") in the background;
     /// the equity chart and summary arrive as an alert. One at a time.
     Backtest {

@@ -169,6 +169,10 @@ pub struct NewProposal {
 pub enum OrderType {
     Market,
     Limit(Paise),
+    /// Kite SL-M: a market order once the trigger trades (protective stops).
+    StopMarket {
+        trigger: Paise,
+    },
 }
 
 /// Why an order exists: opening exposure or reducing it. Reducing orders are never blocked by
@@ -220,6 +224,10 @@ pub struct Fill {
 pub enum OrderState {
     /// Recorded by us, not yet acknowledged by the broker.
     Submitting,
+    /// Sent, but the answer was lost (network error, timeout, 5xx, 429): the broker may or may
+    /// not have it. Resolved by looking the tag up; never sent again unless the broker
+    /// provably has no order with that tag.
+    Unknown,
     /// Acknowledged and working at the broker.
     Open {
         broker_order_id: String,
@@ -241,6 +249,7 @@ impl OrderState {
     pub fn name(&self) -> &'static str {
         match self {
             OrderState::Submitting => "submitting",
+            OrderState::Unknown => "unknown",
             OrderState::Open { .. } => "open",
             OrderState::Filled { .. } => "filled",
             OrderState::Rejected { .. } => "rejected",
@@ -262,6 +271,9 @@ impl OrderState {
             (self, next),
             (
                 Submitting,
+                Unknown | Open { .. } | Filled { .. } | Rejected { .. } | Cancelled { .. }
+            ) | (
+                Unknown,
                 Open { .. } | Filled { .. } | Rejected { .. } | Cancelled { .. }
             ) | (
                 Open { .. },
@@ -277,6 +289,9 @@ pub struct Order {
     pub id: i64,
     pub request: OrderRequest,
     pub state: OrderState,
+    /// How much of the order has filled so far (an open order may be partly filled).
+    #[serde(default)]
+    pub filled_quantity: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -567,4 +582,58 @@ mod tests {
         assert_eq!(d.code(), "MAX_DAILY_LOSS");
         assert!(d.to_string().contains("₹2,500.00"));
     }
+}
+
+/// Kite's order status, reduced to what the order state machine needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BrokerStatus {
+    /// Working at the exchange (OPEN, TRIGGER PENDING, VALIDATION PENDING, PUT ORDER REQ
+    /// RECEIVED, MODIFY ..., AMO REQ RECEIVED, ...).
+    Open,
+    Complete,
+    Cancelled,
+    Rejected,
+}
+
+impl BrokerStatus {
+    /// Kite's status text: COMPLETE, CANCELLED, REJECTED; anything else is still working.
+    pub fn from_kite(status: &str) -> BrokerStatus {
+        match status.trim().to_ascii_uppercase().as_str() {
+            "COMPLETE" => BrokerStatus::Complete,
+            "CANCELLED" | "CANCELLED AMO" => BrokerStatus::Cancelled,
+            "REJECTED" => BrokerStatus::Rejected,
+            _ => BrokerStatus::Open,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        self != BrokerStatus::Open
+    }
+}
+
+/// What the broker says about one order now (a postback, a ticker order message, one entry of
+/// the order list or the last entry of its history). Quantities are cumulative, so the same
+/// update applied twice changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerOrderUpdate {
+    pub broker_order_id: String,
+    /// Our tag, when the broker echoed it.
+    pub tag: Option<String>,
+    pub status: BrokerStatus,
+    /// Kite's status text as sent (for logs and the audit).
+    pub status_text: String,
+    pub status_message: Option<String>,
+    pub filled_quantity: i64,
+    /// Average price of everything filled so far.
+    pub average_price: Paise,
+    pub at: DateTime<Utc>,
+}
+
+/// A net position as the broker reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerPosition {
+    pub key: InstrumentKey,
+    pub product: Product,
+    pub quantity: i64,
+    pub average_price: Paise,
 }

@@ -1,6 +1,6 @@
-//! The broker port (paper now, Kite live later behind the same trait) and the paper broker:
-//! market orders fill at once at the last stored price plus or minus the paper slippage,
-//! rounded to the instrument's tick.
+//! The broker port (paper, and Kite live in `oms::kite`, behind the same trait) and the paper
+//! broker: market orders fill at once at the last stored price plus or minus the paper
+//! slippage, rounded to the instrument's tick.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,7 +9,10 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::config::{Mode, Settings};
-use crate::domain::{OrderRequest, OrderType, Paise, Side, round_to_tick, tick_or_default};
+use crate::domain::{
+    BrokerOrderUpdate, BrokerPosition, BrokerStatus, OrderRequest, OrderType, Paise, Side,
+    round_to_tick, tick_or_default,
+};
 use crate::risk::RiskApproved;
 use crate::store::Store;
 
@@ -39,8 +42,68 @@ pub enum BrokerError {
         "the broker could not be reached or failed: {0}; check the connection and the order book before retrying"
     )]
     Unavailable(String),
-    #[error("could not read market data for the paper broker: {0}")]
+    #[error("could not read market data for the broker: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The broker answered and refused the request (nothing changed at the broker).
+    #[error("the broker refused: {0}")]
+    Refused(String),
+}
+
+impl BrokerError {
+    /// Whether the request may have been acted on although no answer arrived: a network
+    /// error, a timeout, a 5xx or 429 after sending. Such an order write is never retried
+    /// blindly: its tag is looked up first.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, BrokerError::Unavailable(_))
+    }
+}
+
+/// The update a [`BrokerAck`] amounts to (for brokers that only answer with acks).
+pub fn ack_update(ack: &BrokerAck, tag: &str, at: DateTime<Utc>) -> BrokerOrderUpdate {
+    let (broker_order_id, status, status_text, message, filled, price, at) = match ack {
+        BrokerAck::Filled {
+            broker_order_id,
+            price,
+            quantity,
+            at,
+        } => (
+            broker_order_id.clone(),
+            BrokerStatus::Complete,
+            "COMPLETE",
+            None,
+            *quantity,
+            *price,
+            *at,
+        ),
+        BrokerAck::Open { broker_order_id } => (
+            broker_order_id.clone(),
+            BrokerStatus::Open,
+            "OPEN",
+            None,
+            0,
+            Paise::ZERO,
+            at,
+        ),
+        BrokerAck::Rejected { reason } => (
+            String::new(),
+            BrokerStatus::Rejected,
+            "REJECTED",
+            Some(reason.clone()),
+            0,
+            Paise::ZERO,
+            at,
+        ),
+    };
+    BrokerOrderUpdate {
+        broker_order_id,
+        tag: Some(tag.to_string()),
+        status,
+        status_text: status_text.to_string(),
+        status_message: message,
+        filled_quantity: filled,
+        average_price: price,
+        at,
+    }
 }
 
 /// Where orders go. Only [`RiskApproved`] requests can be placed.
@@ -53,6 +116,39 @@ pub trait Broker: Send + Sync {
     async fn cancel(&self, broker_order_id: &str) -> Result<(), BrokerError>;
     /// Reconciliation after a crash: the broker's view of the order with this tag, if it got it.
     async fn find_by_tag(&self, tag: &str) -> Result<Option<BrokerAck>, BrokerError>;
+
+    /// The broker's full view of the order with this tag (cumulative fills, status), or None
+    /// when it provably has no such order. By default derived from [`Broker::find_by_tag`].
+    async fn lookup_tag(
+        &self,
+        tag: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<BrokerOrderUpdate>, BrokerError> {
+        Ok(self
+            .find_by_tag(tag)
+            .await?
+            .map(|ack| ack_update(&ack, tag, now)))
+    }
+
+    /// The order's latest state from its history; None when the broker keeps no history
+    /// (paper: its orders settle at once).
+    async fn order_status(
+        &self,
+        _broker_order_id: &str,
+    ) -> Result<Option<BrokerOrderUpdate>, BrokerError> {
+        Ok(None)
+    }
+
+    /// Every order of the day at the broker (empty for paper).
+    async fn orders(&self) -> Result<Vec<BrokerOrderUpdate>, BrokerError> {
+        Ok(Vec::new())
+    }
+
+    /// The broker's net positions; None when it keeps no book of its own (paper: the store is
+    /// the only book, so there is nothing to reconcile against).
+    async fn positions(&self) -> Result<Option<Vec<BrokerPosition>>, BrokerError> {
+        Ok(None)
+    }
 }
 
 /// Paper fill price: the last price moved against us by `slippage_bps` (buys higher, sells
@@ -128,6 +224,11 @@ impl Broker for PaperBroker {
         let broker_order_id = format!("paper-{}", req.tag);
         let marketable = match req.order_type {
             OrderType::Market => true,
+            // A paper stop triggers when the last price has crossed it.
+            OrderType::StopMarket { trigger } => match req.side {
+                Side::Buy => price >= trigger,
+                Side::Sell => price <= trigger,
+            },
             OrderType::Limit(limit) => match req.side {
                 Side::Buy => price <= limit,
                 Side::Sell => price >= limit,

@@ -14,6 +14,8 @@
 //! the tag first.
 
 pub mod broker;
+pub mod kite;
+mod live;
 pub mod position;
 
 use std::sync::Arc;
@@ -24,27 +26,27 @@ use chrono::{DateTime, Utc};
 use crate::clock::Clock;
 use crate::config::{Mode, Settings};
 use crate::domain::{
-    Candle, DenyReason, Fill, InstrumentKey, Order, OrderPurpose, OrderRequest, OrderState,
-    OrderType, Paise, Position, Product,
+    Candle, DenyReason, Fill, InstrumentKey, Leg, Order, OrderPurpose, OrderRequest, OrderState,
+    OrderType, Paise, Position, Product, leg_tag,
 };
 use crate::risk::{RiskApproved, RiskContext, RiskEngine};
 use crate::store::{BookLock, RecordedOrder, Store, StoreError};
 
+pub use crate::domain::MAX_TAG_LEN;
 pub use broker::{Broker, BrokerAck, BrokerError, PaperBroker, paper_fill_price};
+pub use kite::{KiteBroker, TokenSource};
+pub use live::{FollowUps, Merged, ReconcileReport};
 pub use position::{Applied, FillOverflow, apply_fill};
 
-/// Kite's limit on an order tag.
-pub const MAX_TAG_LEN: usize = 20;
-
-/// The placement tag of a proposal's entry order: one per proposal, so a second placement of the
-/// same proposal finds the first.
+/// The placement tag of a proposal's entry order (`MFTP<id>E`): one per proposal, so a second
+/// placement of the same proposal finds the first.
 pub fn proposal_tag(proposal_id: i64) -> String {
-    format!("mft-p{proposal_id}")
+    leg_tag(proposal_id, Leg::Entry)
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OmsError {
-    #[error("order tag {0:?} is longer than {MAX_TAG_LEN} characters (Kite's limit)")]
+    #[error("order tag {0:?} is not 1 to {MAX_TAG_LEN} letters and digits (Kite's limit on a tag)")]
     TagTooLong(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -110,6 +112,9 @@ pub enum Placement {
     Rejected { order: Order, reason: String },
     /// The tag was placed before: nothing was sent again.
     AlreadyPlaced { order: Order },
+    /// Sent, but the broker's answer was lost: the order is Unknown until its tag is found
+    /// (or provably absent) at the broker. Never sent again blindly.
+    Unknown { order: Order },
 }
 
 impl Placement {
@@ -118,7 +123,8 @@ impl Placement {
             Placement::Filled { order, .. }
             | Placement::Working { order }
             | Placement::Rejected { order, .. }
-            | Placement::AlreadyPlaced { order } => order,
+            | Placement::AlreadyPlaced { order }
+            | Placement::Unknown { order } => order,
         }
     }
 }
@@ -222,7 +228,9 @@ impl Oms {
         brackets: Option<Brackets>,
     ) -> Result<Placement, OmsError> {
         let req = approved.inner().clone();
-        if req.tag.chars().count() > MAX_TAG_LEN {
+        // Kite's letters-and-digits rule is enforced by the Kite broker (every tag MFT-1 makes
+        // follows it); the length bound holds for every broker.
+        if req.tag.is_empty() || req.tag.chars().count() > MAX_TAG_LEN {
             return Err(OmsError::TagTooLong(req.tag));
         }
         let recorded = self
@@ -231,21 +239,26 @@ impl Oms {
             .await?;
         match recorded {
             RecordedOrder::New(order) => self.submit(order, approved, brackets).await,
-            RecordedOrder::Existing(order) if order.state == OrderState::Submitting => {
-                // Left in flight by a crash: the broker may or may not have it.
-                let ack = self.broker.find_by_tag(&req.tag).await.map_err(|source| {
-                    OmsError::Unknown {
+            RecordedOrder::Existing(order)
+                if matches!(order.state, OrderState::Submitting | OrderState::Unknown) =>
+            {
+                // Left in flight by a crash, or its answer was lost: the broker may or may not
+                // have it. Only its provable absence allows sending it (again).
+                let found = self
+                    .broker
+                    .lookup_tag(&req.tag, self.clock.now())
+                    .await
+                    .map_err(|source| OmsError::Unknown {
                         tag: req.tag.clone(),
                         source,
-                    }
-                })?;
-                match ack {
-                    Some(ack) => {
-                        tracing::warn!(tag = %req.tag, "reconciled an in-flight order from the broker");
-                        self.apply_ack(order, ack, brackets).await
+                    })?;
+                match found {
+                    Some(update) => {
+                        tracing::warn!(tag = %req.tag, "resolved an in-flight order from the broker by its tag");
+                        self.settle_found(order, &update, brackets).await
                     }
                     None => {
-                        tracing::warn!(tag = %req.tag, "order recorded but never reached the broker: sending it now");
+                        tracing::warn!(tag = %req.tag, "the broker has no order with this tag: sending it now");
                         self.submit(order, approved, brackets).await
                     }
                 }
@@ -265,10 +278,14 @@ impl Oms {
     ) -> Result<Placement, OmsError> {
         match self.broker.place(approved).await {
             Ok(ack) => self.apply_ack(order, ack, brackets).await,
-            Err(e @ BrokerError::Unavailable(_)) => Err(OmsError::Unknown {
-                tag: order.request.tag.clone(),
-                source: e,
-            }),
+            Err(e) if e.is_ambiguous() => {
+                tracing::warn!(tag = %order.request.tag, error = %e, "the broker's answer was lost: the order is Unknown until its tag is looked up");
+                if order.state == OrderState::Unknown {
+                    return Ok(Placement::Unknown { order });
+                }
+                let order = self.transition(order, OrderState::Unknown).await?;
+                Ok(Placement::Unknown { order })
+            }
             Err(e) => {
                 let reason = e.to_string();
                 let order = self
@@ -426,21 +443,21 @@ impl Oms {
     pub async fn reconcile(&self, _book: &BookGuard<'_>) -> Result<u32, OmsError> {
         let mut resolved = 0;
         for order in self.store.open_orders().await? {
-            if order.state != OrderState::Submitting {
+            if !matches!(order.state, OrderState::Submitting | OrderState::Unknown) {
                 continue;
             }
             let tag = order.request.tag.clone();
-            let ack = self
+            let found = self
                 .broker
-                .find_by_tag(&tag)
+                .lookup_tag(&tag, self.clock.now())
                 .await
                 .map_err(|source| OmsError::Unknown {
                     tag: tag.clone(),
                     source,
                 })?;
-            match ack {
-                Some(ack) => {
-                    self.apply_ack(order, ack, None).await?;
+            match found {
+                Some(update) => {
+                    self.settle_found(order, &update, None).await?;
                 }
                 None => {
                     self.transition(
@@ -459,13 +476,14 @@ impl Oms {
         Ok(resolved)
     }
 
-    /// A fresh tag for an exit order: "mft-" + kind + a random base-36 number (<= 18 chars).
+    /// A fresh tag for an exit order: "MFT" + kind + a random base-36 number (<= 17 letters
+    /// and digits).
     fn exit_tag(&self, kind: char) -> String {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(self.seq.fetch_add(1, Ordering::Relaxed));
         h.write_i64(self.clock.now().timestamp_nanos_opt().unwrap_or_default());
-        format!("mft-{kind}{}", base36(h.finish()))
+        crate::domain::tags::exit_tag(kind, h.finish())
     }
 
     /// An exit of `quantity` (> 0, at most the position) closing `pos`.
@@ -728,15 +746,34 @@ impl Oms {
         Ok(bar_move_pct(reference, c).is_none_or(|m| m > self.settings.risk.max_bar_move_pct))
     }
 
-    /// Cancels orders working at the broker. An order still Submitting was left by a crash
-    /// (under the book lock nobody else is placing): the broker is asked about its tag first,
-    /// as start-up reconciliation does, instead of cancelling a record the broker may hold.
+    /// Cancels orders working at the broker. An order still Submitting / Unknown was left by
+    /// a crash or a lost answer (under the book lock nobody else is placing): the broker is
+    /// asked about its tag first, as start-up reconciliation does, instead of cancelling a
+    /// record the broker may hold. Live cancels are settled with the broker's word (an order
+    /// may fill before its cancel arrives: that fill is recorded, not lost).
     async fn cancel_open_locked(&self, report: &mut FlattenReport) -> Result<(), OmsError> {
+        let live = self.broker.mode() == Mode::Live;
+        let mut waiting = Vec::new();
         for order in self.store.open_orders().await? {
             let tag = order.request.tag.clone();
-            let order = if order.state == OrderState::Submitting {
-                match self.broker.find_by_tag(&tag).await {
-                    Ok(Some(ack)) => match self.apply_ack(order, ack, None).await {
+            if live {
+                match self.cancel_live(order).await {
+                    Ok(Merged::Cancelled { .. }) => report.cancelled += 1,
+                    Ok(Merged::Filled { order, .. })
+                    | Ok(Merged::Opened { order })
+                    | Ok(Merged::Unchanged { order })
+                        if !order.state.is_terminal() =>
+                    {
+                        waiting.push(order.id)
+                    }
+                    Ok(_) => {}
+                    Err(e) => report.errors.push(format!("cancelling order {tag}: {e}")),
+                }
+                continue;
+            }
+            let order = if matches!(order.state, OrderState::Submitting | OrderState::Unknown) {
+                match self.broker.lookup_tag(&tag, self.clock.now()).await {
+                    Ok(Some(update)) => match self.settle_found(order, &update, None).await {
                         Ok(Placement::Working { order }) => order,
                         Ok(_) => continue,
                         Err(e) => {
@@ -782,6 +819,55 @@ impl Oms {
                 Err(e) => report.errors.push(format!("cancelling order {tag}: {e}")),
             }
         }
+        if !waiting.is_empty() {
+            // Cancels Kite has not confirmed yet: wait for their final word.
+            let wait = std::time::Duration::from_secs(self.settings.live.exit_wait_seconds);
+            for m in self.await_final(&waiting, wait).await? {
+                if let Merged::Cancelled { .. } = m {
+                    report.cancelled += 1;
+                }
+            }
+            for id in waiting {
+                if let Some(o) = self.store.order(id).await?
+                    && !o.state.is_terminal()
+                {
+                    report.errors.push(format!(
+                        "order {} on {} is still {} at the broker after the cancel",
+                        o.request.tag,
+                        o.request.key,
+                        o.state.name()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Live: cancels the position's working protective orders (stop / target) before another
+    /// exit takes it, so the exit is not sold twice and no stop is left behind.
+    async fn cancel_protective(
+        &self,
+        pos: &Position,
+        report: &mut FlattenReport,
+    ) -> Result<(), OmsError> {
+        for order in self.store.open_orders().await? {
+            let protective = matches!(
+                crate::domain::parse_tag(&order.request.tag),
+                Some(crate::domain::TagOf::Proposal {
+                    leg: Leg::Stop(_) | Leg::Target(_),
+                    ..
+                })
+            );
+            if !protective || order.request.key != pos.key || order.request.product != pos.product {
+                continue;
+            }
+            let tag = order.request.tag.clone();
+            match self.cancel_live(order).await {
+                Ok(Merged::Cancelled { .. }) => report.cancelled += 1,
+                Ok(_) => {}
+                Err(e) => report.errors.push(format!("cancelling order {tag}: {e}")),
+            }
+        }
         Ok(())
     }
 
@@ -793,6 +879,8 @@ impl Oms {
         needs_fresh_price: bool,
         report: &mut FlattenReport,
     ) -> Result<(), OmsError> {
+        let live = self.broker.mode() == Mode::Live;
+        let mut sent: Vec<(i64, Position)> = Vec::new();
         for pos in self.store.open_positions().await? {
             if !which(&pos) {
                 continue;
@@ -806,6 +894,18 @@ impl Oms {
                 ));
                 continue;
             }
+            if live {
+                self.cancel_protective(&pos, report).await?;
+            }
+            // Re-read: a protective order may have filled before its cancel.
+            let Some(pos) = self
+                .store
+                .position(&pos.key, pos.product)
+                .await?
+                .filter(|p| p.quantity != 0)
+            else {
+                continue;
+            };
             let quantity = self.exit_size(&pos).await?;
             if quantity == 0 {
                 tracing::info!(position = %label, "an exit for the whole position is already in flight");
@@ -837,11 +937,59 @@ impl Oms {
                 Ok(Placement::Rejected { reason, .. }) => {
                     report.errors.push(format!("closing {label}: {reason}"))
                 }
+                Ok(other) if live => sent.push((other.order().id, pos.clone())),
                 Ok(other) => report.errors.push(format!(
                     "closing {label}: the order is {} at the broker, not confirmed filled",
                     other.order().state.name()
                 )),
                 Err(e) => report.errors.push(format!("closing {label}: {e}")),
+            }
+        }
+        if sent.is_empty() {
+            return Ok(());
+        }
+        // Live MARKET exits fill in a moment: wait for the broker's word on each.
+        let ids: Vec<i64> = sent.iter().map(|(id, _)| *id).collect();
+        let wait = std::time::Duration::from_secs(self.settings.live.exit_wait_seconds);
+        let merged = self.await_final(&ids, wait).await?;
+        for (id, pos) in sent {
+            let label = format!("{} {}", pos.key, pos.product.as_str());
+            let fills: Vec<&Merged> = merged
+                .iter()
+                .filter(|m| m.order().is_some_and(|o| o.id == id))
+                .collect();
+            let mut closed_qty = 0;
+            for m in &fills {
+                if let Merged::Filled { fill, realized, .. } = m {
+                    closed_qty += fill.quantity;
+                    report.closed.push(ExitFill {
+                        key: pos.key.clone(),
+                        product: pos.product,
+                        quantity: fill.quantity,
+                        price: fill.price,
+                        pnl: *realized,
+                        reason: reason.to_string(),
+                        order_id: id,
+                    });
+                }
+            }
+            let state = self.store.order(id).await?;
+            match state {
+                Some(o) if matches!(o.state, OrderState::Filled { .. }) => {}
+                Some(o) => report.errors.push(format!(
+                    "closing {label}: the exit {} is {} at the broker ({} of {} filled{})",
+                    o.request.tag,
+                    o.state.name(),
+                    o.filled_quantity.max(closed_qty),
+                    o.request.quantity,
+                    match &o.state {
+                        OrderState::Rejected { reason } => format!(": {reason}"),
+                        _ => String::new(),
+                    }
+                )),
+                None => report
+                    .errors
+                    .push(format!("closing {label}: the exit order vanished")),
             }
         }
         Ok(())
@@ -892,20 +1040,6 @@ pub fn bracket_hit(pos: &Position, c: &Candle) -> Option<(Paise, &'static str)> 
         }
     }
     None
-}
-
-fn base36(mut n: u64) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::with_capacity(13);
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -1013,10 +1147,9 @@ mod tests {
 
     #[test]
     fn tags_fit_kites_limit() {
+        assert!(crate::domain::tag_is_valid(&proposal_tag(
+            999_999_999_999_999
+        )));
         assert!(proposal_tag(999_999_999_999_999).len() <= MAX_TAG_LEN);
-        assert_eq!(base36(u64::MAX).len(), 13);
-        assert_eq!(base36(0), "0");
-        assert_eq!(base36(35), "z");
-        assert!(format!("mft-k{}", base36(u64::MAX)).len() <= MAX_TAG_LEN);
     }
 }

@@ -70,6 +70,12 @@ pub(crate) const EMBEDDED: &[EmbeddedMigration] = &[
         postgres: include_str!("../../migrations/postgres/0008_dashboard.sql"),
     },
     EmbeddedMigration {
+        version: 9,
+        name: "live_orders",
+        sqlite: include_str!("../../migrations/sqlite/0009_live_orders.sql"),
+        postgres: include_str!("../../migrations/postgres/0009_live_orders.sql"),
+    },
+    EmbeddedMigration {
         version: 10,
         name: "risk_audit",
         sqlite: include_str!("../../migrations/sqlite/0010_risk_audit.sql"),

@@ -81,8 +81,8 @@ pub struct TradeLogEntry {
     pub detail: String,
 }
 
-const ORDER_COLUMNS: &str =
-    "id, request, state, broker_order_id, avg_price, filled_at, reason, created_at, updated_at";
+const ORDER_COLUMNS: &str = "id, request, state, broker_order_id, avg_price, filled_at, reason, \
+     created_at, updated_at, filled_quantity";
 
 type OrderRow = (
     i64,
@@ -94,16 +94,28 @@ type OrderRow = (
     Option<String>,
     DateTime<Utc>,
     DateTime<Utc>,
+    i64,
 );
 
 fn order_from_row(row: OrderRow) -> Result<Order, StoreError> {
-    let (id, request, state, broker_order_id, avg_price, filled_at, reason, created_at, updated_at) =
-        row;
+    let (
+        id,
+        request,
+        state,
+        broker_order_id,
+        avg_price,
+        filled_at,
+        reason,
+        created_at,
+        updated_at,
+        filled_quantity,
+    ) = row;
     let request: OrderRequest = serde_json::from_str(&request)
         .map_err(|e| StoreError::Corrupt(format!("order {id} request: {e}")))?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("order {id} is {state} without {what}"));
     let parsed = match state.as_str() {
         "submitting" => OrderState::Submitting,
+        "unknown" => OrderState::Unknown,
         "open" => OrderState::Open {
             broker_order_id: broker_order_id.ok_or_else(|| corrupt("a broker order id"))?,
         },
@@ -126,6 +138,7 @@ fn order_from_row(row: OrderRow) -> Result<Order, StoreError> {
         id,
         request,
         state: parsed,
+        filled_quantity,
         created_at,
         updated_at,
     })
@@ -141,7 +154,7 @@ type StateColumns = (
 /// The columns an [`OrderState`] is stored in: (broker_order_id, avg_price, filled_at, reason).
 fn state_columns(state: &OrderState) -> StateColumns {
     match state {
-        OrderState::Submitting => (None, None, None, None),
+        OrderState::Submitting | OrderState::Unknown => (None, None, None, None),
         OrderState::Open { broker_order_id } => (Some(broker_order_id.clone()), None, None, None),
         OrderState::Filled {
             broker_order_id,
@@ -206,6 +219,11 @@ pub(super) fn purpose_columns(purpose: &OrderPurpose) -> (&'static str, Option<i
         OrderPurpose::Exit { .. } => ("exit", None),
     }
 }
+
+const UPDATE_ORDER_FILL: &str = "UPDATE orders SET state = $1, \
+     broker_order_id = COALESCE($2, broker_order_id), avg_price = COALESCE($3, avg_price), \
+     filled_at = COALESCE($4, filled_at), reason = $5, updated_at = $6, filled_quantity = $9 \
+     WHERE id = $7 AND state = $8 AND filled_quantity = $10";
 
 const UPDATE_ORDER_STATE: &str = "UPDATE orders SET state = $1, \
      broker_order_id = COALESCE($2, broker_order_id), avg_price = $3, filled_at = $4, reason = $5, \
@@ -344,10 +362,11 @@ impl Store {
         row.map(order_from_row).transpose()
     }
 
-    /// Orders not yet final (submitting or open), oldest first.
+    /// Orders not yet final (submitting, unknown or open), oldest first.
     pub async fn open_orders(&self) -> Result<Vec<Order>, StoreError> {
         let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE state IN ('submitting', 'open') ORDER BY id"
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE state IN ('submitting', 'unknown', 'open') \
+             ORDER BY id"
         );
         let rows = on_pool!(self, pool => {
             sqlx::query_as::<_, OrderRow>(sqlx::AssertSqlSafe(sql))
@@ -459,7 +478,27 @@ impl Store {
         product: Product,
         apply: impl FnOnce(Option<&Position>) -> Result<(Position, Paise), StoreError> + Send,
     ) -> Result<Option<(Position, Paise)>, StoreError> {
+        self.record_partial_fill(from, 0, to, fill, product, apply)
+            .await
+    }
+
+    /// [`Store::record_fill`] for one more part of an order that may already be partly filled:
+    /// the compare-and-set is on the state AND the quantity filled so far (`from_filled`), so
+    /// the same broker update merged twice (postback, ticker, poll) records one fill.
+    /// `filled_quantity` grows by the fill; `to` may still be Open (a partial fill).
+    pub async fn record_partial_fill(
+        &self,
+        from: &OrderState,
+        from_filled: i64,
+        to: &OrderState,
+        fill: &Fill,
+        product: Product,
+        apply: impl FnOnce(Option<&Position>) -> Result<(Position, Paise), StoreError> + Send,
+    ) -> Result<Option<(Position, Paise)>, StoreError> {
         let (broker_order_id, avg_price, filled_at, reason) = state_columns(to);
+        let to_filled = from_filled.checked_add(fill.quantity).ok_or_else(|| {
+            StoreError::Overflow(format!("the filled quantity of order {}", fill.order_id))
+        })?;
         let instrument = fill.key.to_string();
         let delta = fill.side.sign().checked_mul(fill.quantity).ok_or_else(|| {
             StoreError::Overflow(format!("the quantity of a fill on {instrument}"))
@@ -469,7 +508,7 @@ impl Store {
         );
         on_pool!(self, pool => {
             let mut tx = pool.begin_locked().await.ctx("starting to record a fill")?;
-            let changed = sqlx::query(UPDATE_ORDER_STATE)
+            let changed = sqlx::query(UPDATE_ORDER_FILL)
                 .bind(to.name())
                 .bind(broker_order_id)
                 .bind(avg_price)
@@ -478,6 +517,8 @@ impl Store {
                 .bind(fill.ts)
                 .bind(fill.order_id)
                 .bind(from.name())
+                .bind(to_filled)
+                .bind(from_filled)
                 .execute(&mut *tx)
                 .await
                 .ctx("marking an order filled")?
@@ -615,7 +656,7 @@ impl Store {
             sqlx::query_scalar::<_, i64>(
                 "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM orders \
                  WHERE instrument = $1 AND product = $2 AND purpose = 'exit' \
-                 AND state IN ('submitting', 'open')",
+                 AND state IN ('submitting', 'unknown', 'open')",
             )
             .bind(instrument.as_str())
             .bind(product.as_str())

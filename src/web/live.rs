@@ -258,6 +258,7 @@ fn alert_kind(a: &Alert) -> &'static str {
         Alert::KillDone(_) => "kill",
         Alert::OrderFailed { .. } => "order_failed",
         Alert::PositionClosed { .. } => "position_closed",
+        Alert::Broker { .. } => "broker",
         Alert::AnalystFailing { .. } => "analyst_failing",
         Alert::LlmBudgetSpent { .. } => "llm_budget_spent",
         Alert::LoginLink { .. } => "login_link",

@@ -16,6 +16,7 @@ mod kill;
 pub mod live;
 pub mod metrics;
 pub mod pages;
+pub mod postback;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -70,6 +71,8 @@ pub struct Dashboard {
     pub traces: Option<Arc<dyn TraceLinks>>,
     /// The secret of the kill token file `mft run` writes (for `mft kill`), if any.
     pub kill_token: Option<Secret>,
+    /// ZERODHA_API_SECRET: verifies `POST /kite/postback` checksums (None: postbacks refused).
+    pub postback_secret: Option<Secret>,
 }
 
 impl Dashboard {
@@ -89,6 +92,7 @@ impl Dashboard {
             hub: LiveHub::new(),
             traces: None,
             kill_token: None,
+            postback_secret: None,
         }
     }
 }
@@ -102,6 +106,7 @@ struct Inner {
     hub: LiveHub,
     traces: Option<Arc<dyn TraceLinks>>,
     kill_token: Option<Secret>,
+    postback_secret: Option<Secret>,
     limiter: LoginLimiter,
     /// (number of fills, PNG) of the last rendered equity chart.
     equity: Mutex<Option<(usize, Arc<Vec<u8>>)>>,
@@ -129,6 +134,7 @@ pub fn router(d: Dashboard) -> Router {
         hub: d.hub,
         traces: d.traces,
         kill_token: d.kill_token.filter(|t| !t.expose().is_empty()),
+        postback_secret: d.postback_secret.filter(|t| !t.expose().is_empty()),
         limiter: LoginLimiter::default(),
         equity: Mutex::new(None),
     }));
@@ -155,6 +161,7 @@ pub fn router(d: Dashboard) -> Router {
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
         .route("/kite/callback", get(kite_callback))
+        .route("/kite/postback", post(postback::postback))
         .with_state(state)
 }
 

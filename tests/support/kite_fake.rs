@@ -1,5 +1,8 @@
-//! A local fake of the Kite Connect REST endpoints market data uses (instruments dump, historical
-//! candles), shaped after Kite's real responses, recording every request and scriptable to fail.
+//! A local fake of Kite Connect shaped after Kite's real responses, recording every request
+//! and scriptable to fail: market data (instruments dump, historical candles, quotes, ticker)
+//! and a small exchange (orders placed with tags, filled at scripted prices at once, partly,
+//! later or never, rejected with reasons, cancelled; positions; updates pushed as postbacks
+//! and ticker order messages; a response dropped after the order was taken).
 #![allow(dead_code)]
 
 use axum::extract::{Path, RawQuery, State};
@@ -135,18 +138,22 @@ pub struct KiteFake {
     pub ticker_url: String,
     state: Arc<Mutex<FakeState>>,
     task: tokio::task::JoinHandle<()>,
+    pusher: tokio::task::JoinHandle<()>,
     ticks: tokio::sync::broadcast::Sender<TickerCmd>,
+    exchange: Arc<Mutex<Exchange>>,
 }
 
 #[derive(Debug, Clone)]
 enum TickerCmd {
     Frame(Vec<u8>),
+    Text(String),
     Close,
 }
 
 impl Drop for KiteFake {
     fn drop(&mut self) {
         self.task.abort();
+        self.pusher.abort();
     }
 }
 
@@ -159,7 +166,17 @@ impl KiteFake {
             ..FakeState::default()
         }));
         let (ticks, _) = tokio::sync::broadcast::channel::<TickerCmd>(1024);
+        let exchange = Arc::new(Mutex::new(Exchange::default()));
         let app = Router::new()
+            // POST /orders/{variety} places; GET /orders/{order_id} is the history.
+            .route("/orders/{id}", get(order_history).post(place_order))
+            .route("/orders", get(list_orders))
+            .route(
+                "/orders/{variety}/{order_id}",
+                axum::routing::delete(cancel_order),
+            )
+            .route("/portfolio/positions", get(positions))
+            .layer(axum::Extension(exchange.clone()))
             .route("/session/token", axum::routing::post(session_token))
             .route("/user/profile", get(profile))
             .route("/user/margins", get(margins))
@@ -180,12 +197,24 @@ impl KiteFake {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("fake Kite server");
         });
+        let pusher = {
+            let exchange = exchange.clone();
+            let ticks = ticks.clone();
+            tokio::spawn(async move {
+                loop {
+                    push_updates(&exchange, &ticks).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            })
+        };
         KiteFake {
             url: format!("http://{addr}"),
             ticker_url: format!("ws://{addr}/ws"),
             state,
             task,
+            pusher,
             ticks,
+            exchange,
         }
     }
 
@@ -782,6 +811,9 @@ async fn ticker_ws(
                     Ok(TickerCmd::Frame(f)) => {
                         if socket.send(Message::Binary(f.into())).await.is_err() { return; }
                     }
+                    Ok(TickerCmd::Text(t)) => {
+                        if socket.send(Message::Text(t.into())).await.is_err() { return; }
+                    }
                     Ok(TickerCmd::Close) | Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                         let _ = socket.send(Message::Close(None)).await;
                         return;
@@ -800,4 +832,558 @@ async fn ticker_ws(
             }
         }
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The exchange: orders (place, list, history, cancel), positions, fills at scripted prices,
+// rejections, postbacks (good and bad checksums), ticker order messages, dropped responses.
+// ---------------------------------------------------------------------------------------------
+
+/// Kite's postback sample (the template of every postback the fake sends).
+pub const POSTBACK_JSON: &str = include_str!("../fixtures/kite/mocks/postback.json");
+
+/// One order at the fake exchange.
+#[derive(Debug, Clone)]
+pub struct FakeOrder {
+    pub order_id: String,
+    pub tag: Option<String>,
+    pub exchange: String,
+    pub tradingsymbol: String,
+    pub side: String,
+    pub order_type: String,
+    pub product: String,
+    pub quantity: i64,
+    /// Rupees.
+    pub price: f64,
+    pub trigger_price: f64,
+    pub market_protection: Option<String>,
+    pub status: String,
+    pub status_message: Option<String>,
+    pub filled: i64,
+    /// Rupees, average of the fills.
+    pub average_price: f64,
+    pub form: HashMap<String, String>,
+    pub seq: u64,
+}
+
+/// What happens to the next placed order (else: the market decides).
+#[derive(Debug, Clone)]
+pub enum Script {
+    /// Recorded, then answered HTTP 500 (as if the connection broke after Kite took it).
+    DropResponse,
+    /// Refused at placement with an InputException / OrderException envelope.
+    RefuseAtPlacement(String),
+    /// Accepted, then REJECTED with this status message.
+    Reject(String),
+    /// Accepted and filled only this much at once (the rest stays open).
+    Partial(i64),
+    /// Accepted and left OPEN whatever the price.
+    Hold,
+}
+
+#[derive(Default)]
+pub struct Exchange {
+    pub orders: Vec<FakeOrder>,
+    /// Last price per tradingsymbol, rupees.
+    prices: HashMap<String, f64>,
+    scripts: VecDeque<Script>,
+    held: std::collections::HashSet<String>,
+    next_id: u64,
+    postback_url: Option<String>,
+    postback_secret: String,
+    /// Send order updates as ticker text frames too.
+    ticker_orders: bool,
+    /// Updates queued for delivery (order ids), drained by the pusher task.
+    outbox: Vec<(String, bool)>,
+}
+
+impl KiteFake {
+    fn exchange(&self) -> std::sync::MutexGuard<'_, Exchange> {
+        self.exchange.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the market price of a symbol (rupees) and fills whatever it reaches.
+    pub fn set_market(&self, symbol: &str, rupees: f64) {
+        let mut x = self.exchange();
+        x.prices.insert(symbol.to_string(), rupees);
+        let ids: Vec<String> = x.orders.iter().map(|o| o.order_id.clone()).collect();
+        for id in ids {
+            x.try_fill(&id);
+        }
+    }
+
+    /// The next placed order follows this script.
+    pub fn script(&self, s: Script) {
+        self.exchange().scripts.push_back(s);
+    }
+
+    /// Fills `qty` more of an order at `rupees` (a manual, scripted fill).
+    pub fn fill(&self, order_id: &str, qty: i64, rupees: f64) {
+        let mut x = self.exchange();
+        x.fill_at(order_id, qty, rupees);
+    }
+
+    /// Postbacks go to this URL (the status server's /kite/postback), signed with `secret`.
+    pub fn postbacks_to(&self, url: &str, secret: &str) {
+        let mut x = self.exchange();
+        x.postback_url = Some(url.to_string());
+        x.postback_secret = secret.to_string();
+    }
+
+    /// Order updates are also sent as ticker text frames.
+    pub fn ticker_order_updates(&self, on: bool) {
+        self.exchange().ticker_orders = on;
+    }
+
+    pub fn orders(&self) -> Vec<FakeOrder> {
+        self.exchange().orders.clone()
+    }
+
+    pub fn orders_tagged(&self, tag: &str) -> Vec<FakeOrder> {
+        self.orders()
+            .into_iter()
+            .filter(|o| o.tag.as_deref() == Some(tag))
+            .collect()
+    }
+
+    pub fn order(&self, order_id: &str) -> Option<FakeOrder> {
+        self.orders().into_iter().find(|o| o.order_id == order_id)
+    }
+
+    /// Net quantity per (symbol, product) from the fills.
+    pub fn net(&self, symbol: &str, product: &str) -> i64 {
+        self.exchange().net(symbol, product).0
+    }
+
+    /// The postback body Kite would send for an order now, signed with `secret`.
+    pub fn postback_body(&self, order_id: &str, secret: &str) -> String {
+        let x = self.exchange();
+        let o = x
+            .orders
+            .iter()
+            .find(|o| o.order_id == order_id)
+            .expect("order exists");
+        postback_json(o, secret).to_string()
+    }
+
+    /// Delivers queued updates (postbacks, ticker frames). The pusher task calls this every
+    /// few milliseconds; tests may call it to deliver at once.
+    pub async fn push_updates(&self) {
+        push_updates(&self.exchange, &self.ticks).await;
+    }
+}
+
+async fn push_updates(
+    exchange: &Arc<Mutex<Exchange>>,
+    ticks: &tokio::sync::broadcast::Sender<TickerCmd>,
+) {
+    let (bodies, url, ticker) = {
+        let mut x = exchange.lock().unwrap_or_else(|e| e.into_inner());
+        let outbox = std::mem::take(&mut x.outbox);
+        let mut bodies = Vec::new();
+        for (id, _) in outbox {
+            if let Some(o) = x.orders.iter().find(|o| o.order_id == id) {
+                bodies.push(postback_json(o, &x.postback_secret));
+            }
+        }
+        (bodies, x.postback_url.clone(), x.ticker_orders)
+    };
+    for b in bodies {
+        if ticker {
+            let frame = json!({"type": "order", "data": b}).to_string();
+            let _ = ticks.send(TickerCmd::Text(frame));
+        }
+        if let Some(url) = &url {
+            let _ = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(b.to_string())
+                .send()
+                .await;
+        }
+    }
+}
+
+fn kite_now() -> String {
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Kolkata)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn order_json(o: &FakeOrder) -> Value {
+    let ts = kite_now();
+    json!({
+        "placed_by": USER_ID,
+        "order_id": o.order_id,
+        "exchange_order_id": format!("1{}", o.order_id),
+        "parent_order_id": null,
+        "status": o.status,
+        "status_message": o.status_message,
+        "status_message_raw": o.status_message,
+        "order_timestamp": ts,
+        "exchange_update_timestamp": ts,
+        "exchange_timestamp": ts,
+        "variety": "regular",
+        "modified": false,
+        "exchange": o.exchange,
+        "tradingsymbol": o.tradingsymbol,
+        "instrument_token": 408065,
+        "order_type": o.order_type,
+        "transaction_type": o.side,
+        "validity": "DAY",
+        "product": o.product,
+        "quantity": o.quantity,
+        "disclosed_quantity": 0,
+        "price": o.price,
+        "trigger_price": o.trigger_price,
+        "average_price": o.average_price,
+        "filled_quantity": o.filled,
+        "pending_quantity": if o.status == "OPEN" || o.status == "TRIGGER PENDING" { o.quantity - o.filled } else { 0 },
+        "cancelled_quantity": if o.status == "CANCELLED" { o.quantity - o.filled } else { 0 },
+        "market_protection": 0,
+        "meta": {},
+        "tag": o.tag,
+        "guid": format!("g{}", o.order_id),
+    })
+}
+
+/// Kite's postback for `o`, checksum sha256(order_id + order_timestamp + secret).
+pub fn postback_json(o: &FakeOrder, secret: &str) -> Value {
+    use sha2::Digest as _;
+    let mut v: Value = serde_json::from_str(POSTBACK_JSON).expect("postback fixture");
+    let base = order_json(o);
+    if let (Value::Object(dst), Value::Object(src)) = (&mut v, base) {
+        for (k, val) in src {
+            dst.insert(k, val);
+        }
+    }
+    let ts = v["order_timestamp"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    v["unfilled_quantity"] = json!(o.quantity - o.filled);
+    v["checksum"] = json!(hex::encode(sha2::Sha256::digest(
+        format!("{}{ts}{secret}", o.order_id).as_bytes()
+    )));
+    v
+}
+
+impl Exchange {
+    fn net(&self, symbol: &str, product: &str) -> (i64, f64) {
+        let mut qty = 0;
+        let mut value = 0.0;
+        for o in self
+            .orders
+            .iter()
+            .filter(|o| o.tradingsymbol == symbol && o.product == product)
+        {
+            let sign = if o.side == "BUY" { 1 } else { -1 };
+            qty += sign * o.filled;
+            if sign > 0 {
+                value += o.filled as f64 * o.average_price;
+            }
+        }
+        let bought: i64 = self
+            .orders
+            .iter()
+            .filter(|o| o.tradingsymbol == symbol && o.product == product && o.side == "BUY")
+            .map(|o| o.filled)
+            .sum();
+        (
+            qty,
+            if bought > 0 {
+                value / bought as f64
+            } else {
+                0.0
+            },
+        )
+    }
+
+    fn fill_at(&mut self, id: &str, qty: i64, rupees: f64) {
+        let Some(o) = self.orders.iter_mut().find(|o| o.order_id == id) else {
+            return;
+        };
+        let qty = qty.min(o.quantity - o.filled);
+        if qty <= 0 {
+            return;
+        }
+        let total = o.average_price * o.filled as f64 + rupees * qty as f64;
+        o.filled += qty;
+        o.average_price = (total / o.filled as f64 * 100.0).round() / 100.0;
+        o.status = if o.filled == o.quantity {
+            "COMPLETE".into()
+        } else {
+            "OPEN".into()
+        };
+        self.outbox.push((id.to_string(), true));
+    }
+
+    /// Fills an open order if the market reaches it.
+    fn try_fill(&mut self, id: &str) {
+        if self.held.contains(id) {
+            return;
+        }
+        let Some(o) = self.orders.iter().find(|o| o.order_id == id) else {
+            return;
+        };
+        if !(o.status == "OPEN" || o.status == "TRIGGER PENDING") {
+            return;
+        }
+        let Some(&px) = self.prices.get(&o.tradingsymbol) else {
+            return;
+        };
+        let buy = o.side == "BUY";
+        let fill_px = match o.order_type.as_str() {
+            "MARKET" => Some(px),
+            "LIMIT" if (buy && px <= o.price) || (!buy && px >= o.price) => Some(o.price),
+            "SL-M" if (buy && px >= o.trigger_price) || (!buy && px <= o.trigger_price) => Some(px),
+            _ => None,
+        };
+        let qty = o.quantity - o.filled;
+        if let Some(p) = fill_px {
+            self.fill_at(id, qty, p);
+        }
+    }
+}
+
+/// POST /orders/{variety}
+async fn place_order(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    axum::Extension(exchange): axum::Extension<Arc<Mutex<Exchange>>>,
+    Path(variety): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let form = parse_query(Some(body));
+    if let Some(f) = record(&state, format!("/orders/{variety}"), form.clone(), &headers) {
+        return envelope(&f);
+    }
+    if !version_ok(&headers) || !authorized(&state, &headers) {
+        return token_error();
+    }
+    if variety != "regular" {
+        return input_error("only the regular variety is open in this fake");
+    }
+    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let quantity: i64 = get("quantity").parse().unwrap_or(0);
+    let order_type = get("order_type");
+    if quantity <= 0 {
+        return input_error("Invalid `quantity`.");
+    }
+    if (order_type == "MARKET" || order_type == "SL-M") && !form.contains_key("market_protection") {
+        return input_error("Market orders without market protection are not allowed via API.");
+    }
+    if let Some(tag) = form.get("tag")
+        && (tag.len() > 20 || !tag.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return input_error("Invalid `tag`.");
+    }
+    let mut x = exchange.lock().unwrap_or_else(|e| e.into_inner());
+    let script = x.scripts.pop_front();
+    if let Some(Script::RefuseAtPlacement(reason)) = &script {
+        return envelope(&Failure {
+            status: 400,
+            error_type: "InputException".into(),
+            message: reason.clone(),
+        });
+    }
+    x.next_id += 1;
+    let order_id = format!("2611{:011}", x.next_id);
+    let seq = x.next_id;
+    let o = FakeOrder {
+        order_id: order_id.clone(),
+        tag: form.get("tag").cloned(),
+        exchange: get("exchange"),
+        tradingsymbol: get("tradingsymbol"),
+        side: get("transaction_type"),
+        order_type: order_type.clone(),
+        product: get("product"),
+        quantity,
+        price: get("price").parse().unwrap_or(0.0),
+        trigger_price: get("trigger_price").parse().unwrap_or(0.0),
+        market_protection: form.get("market_protection").cloned(),
+        status: if order_type == "SL-M" {
+            "TRIGGER PENDING".into()
+        } else {
+            "OPEN".into()
+        },
+        status_message: None,
+        filled: 0,
+        average_price: 0.0,
+        form: form.clone(),
+        seq,
+    };
+    x.orders.push(o);
+    x.outbox.push((order_id.clone(), false));
+    let dropped = matches!(script, Some(Script::DropResponse));
+    match script {
+        Some(Script::Reject(reason)) => {
+            if let Some(o) = x.orders.iter_mut().find(|o| o.order_id == order_id) {
+                o.status = "REJECTED".into();
+                o.status_message = Some(reason);
+            }
+        }
+        Some(Script::Partial(q)) => {
+            let px = x
+                .prices
+                .get(&get("tradingsymbol"))
+                .copied()
+                .unwrap_or_else(|| get("price").parse().unwrap_or(0.0));
+            x.fill_at(&order_id, q, px);
+            x.held.insert(order_id.clone());
+        }
+        Some(Script::Hold) => {
+            x.held.insert(order_id.clone());
+        }
+        _ => x.try_fill(&order_id),
+    }
+    if dropped {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "upstream connection reset",
+        )
+            .into_response();
+    }
+    success(json!({"order_id": order_id}))
+}
+
+/// GET /orders
+async fn list_orders(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    axum::Extension(exchange): axum::Extension<Arc<Mutex<Exchange>>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(f) = record(&state, "/orders".into(), HashMap::new(), &headers) {
+        return envelope(&f);
+    }
+    if !authorized(&state, &headers) {
+        return token_error();
+    }
+    let x = exchange.lock().unwrap_or_else(|e| e.into_inner());
+    success(Value::Array(x.orders.iter().map(order_json).collect()))
+}
+
+/// GET /orders/{order_id}: the history (the current state as its last entry).
+async fn order_history(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    axum::Extension(exchange): axum::Extension<Arc<Mutex<Exchange>>>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(f) = record(
+        &state,
+        format!("/orders/{order_id}"),
+        HashMap::new(),
+        &headers,
+    ) {
+        return envelope(&f);
+    }
+    if !authorized(&state, &headers) {
+        return token_error();
+    }
+    let x = exchange.lock().unwrap_or_else(|e| e.into_inner());
+    match x.orders.iter().find(|o| o.order_id == order_id) {
+        Some(o) => {
+            let mut first = order_json(o);
+            first["status"] = json!("PUT ORDER REQ RECEIVED");
+            first["filled_quantity"] = json!(0);
+            first["average_price"] = json!(0);
+            success(json!([first, order_json(o)]))
+        }
+        None => envelope(&Failure {
+            status: 400,
+            error_type: "OrderException".into(),
+            message: "Couldn't find that `order_id`.".into(),
+        }),
+    }
+}
+
+/// DELETE /orders/{variety}/{order_id}
+async fn cancel_order(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    axum::Extension(exchange): axum::Extension<Arc<Mutex<Exchange>>>,
+    Path((variety, order_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(f) = record(
+        &state,
+        format!("DELETE /orders/{variety}/{order_id}"),
+        HashMap::new(),
+        &headers,
+    ) {
+        return envelope(&f);
+    }
+    if !authorized(&state, &headers) {
+        return token_error();
+    }
+    let mut x = exchange.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(o) = x.orders.iter_mut().find(|o| o.order_id == order_id) else {
+        return envelope(&Failure {
+            status: 400,
+            error_type: "OrderException".into(),
+            message: "Couldn't find that `order_id`.".into(),
+        });
+    };
+    if !(o.status == "OPEN" || o.status == "TRIGGER PENDING") {
+        return envelope(&Failure {
+            status: 400,
+            error_type: "OrderException".into(),
+            message: format!("Order cannot be cancelled as it is {}.", o.status),
+        });
+    }
+    o.status = "CANCELLED".into();
+    x.outbox.push((order_id.clone(), false));
+    success(json!({"order_id": order_id}))
+}
+
+/// GET /portfolio/positions: net positions from the fills.
+async fn positions(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    axum::Extension(exchange): axum::Extension<Arc<Mutex<Exchange>>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(f) = record(
+        &state,
+        "/portfolio/positions".into(),
+        HashMap::new(),
+        &headers,
+    ) {
+        return envelope(&f);
+    }
+    if !authorized(&state, &headers) {
+        return token_error();
+    }
+    let x = exchange.lock().unwrap_or_else(|e| e.into_inner());
+    let mut keys: Vec<(String, String, String)> = x
+        .orders
+        .iter()
+        .filter(|o| o.filled > 0)
+        .map(|o| {
+            (
+                o.exchange.clone(),
+                o.tradingsymbol.clone(),
+                o.product.clone(),
+            )
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let net: Vec<Value> = keys
+        .into_iter()
+        .map(|(ex, sym, product)| {
+            let (qty, avg) = x.net(&sym, &product);
+            json!({
+                "tradingsymbol": sym, "exchange": ex, "instrument_token": 408065,
+                "product": product, "quantity": qty, "overnight_quantity": 0,
+                "multiplier": 1, "average_price": avg, "close_price": 0, "last_price": avg,
+                "value": 0, "pnl": 0, "m2m": 0, "unrealised": 0, "realised": 0,
+                "buy_quantity": 0, "buy_price": 0, "buy_value": 0, "buy_m2m": 0,
+                "sell_quantity": 0, "sell_price": 0, "sell_value": 0, "sell_m2m": 0,
+                "day_buy_quantity": 0, "day_buy_price": 0, "day_buy_value": 0,
+                "day_sell_quantity": 0, "day_sell_price": 0, "day_sell_value": 0
+            })
+        })
+        .collect();
+    success(json!({"net": net, "day": []}))
 }

@@ -213,8 +213,9 @@ impl Handler {
             )
         });
 
-        // 5. Stuck orders.
-        let stuck: Vec<String> = self
+        // 5. Stuck orders: open too long here, or (live) different from Kite's order book and
+        // positions (the reconciliation, run as a dry run: nothing is corrected here).
+        let mut stuck: Vec<String> = self
             .store
             .open_orders()
             .await?
@@ -222,6 +223,16 @@ impl Handler {
             .filter(|o| now - o.created_at > Duration::minutes(STUCK_MINUTES))
             .map(|o| format!("{} {}", o.request.tag, o.request.key))
             .collect();
+        let live = self.oms.broker().mode() == crate::config::Mode::Live;
+        if live {
+            let book = self.oms.lock_book().await?;
+            let r = self.oms.reconcile_with_broker(&book, false).await;
+            book.release().await;
+            match r {
+                Ok(report) => stuck.extend(report.mismatches),
+                Err(e) => stuck.push(format!("could not compare with Kite: {e}")),
+            }
+        }
         lines.push(if stuck.is_empty() {
             line(
                 Good,
@@ -234,8 +245,9 @@ impl Handler {
                 Failed,
                 "Open orders",
                 format!(
-                    "{} stuck longer than {STUCK_MINUTES} minutes: {}",
+                    "{} stuck longer than {STUCK_MINUTES} minutes{}: {}",
                     stuck.len(),
+                    if live { " or different from Kite" } else { "" },
                     stuck.join(", ")
                 ),
                 Some("check them on Kite and cancel or reconcile before trading"),

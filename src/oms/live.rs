@@ -1,0 +1,919 @@
+//! Live order updates and reconciliation: one merge function for every source of broker news
+//! (postback, ticker order message, order-history poll, tag lookup), the protective stop /
+//! target pair placed as an entry fills, and the comparison of the store with the broker's
+//! orders and positions.
+//!
+//! The merge is idempotent: updates carry cumulative fills, the store's compare-and-set is on
+//! the order's state AND its filled quantity, so the same update twice records one fill, a
+//! late OPEN after COMPLETE changes nothing (a final order never changes), and a partial fill
+//! moves the position by its delta inside the fill's transaction. Callers hold the book lock.
+
+use chrono::{DateTime, Utc};
+
+use super::{Brackets, Oms, OmsError, Placement, apply_fill};
+use crate::config::{ExitRule, Mode};
+use crate::domain::{
+    BrokerOrderUpdate, BrokerPosition, BrokerStatus, Fill, InstrumentKey, Leg, Order, OrderPurpose,
+    OrderRequest, OrderState, OrderType, Paise, Position, Product, Side, TagOf, leg_tag, parse_tag,
+    sibling_tag,
+};
+use crate::store::{NewReconciliation, RecordedOrder, StoreError};
+
+/// What one merged update did to the order.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Merged {
+    /// No order of ours has this tag or broker id.
+    NotOurs,
+    /// Nothing changed (a repeat, a stale or late update, a final order).
+    Unchanged {
+        order: Order,
+    },
+    /// Working at the broker now (acknowledged).
+    Opened {
+        order: Order,
+    },
+    /// More of the order filled; `complete` when all of it has.
+    Filled {
+        order: Order,
+        fill: Fill,
+        realized: Paise,
+        position: Position,
+        complete: bool,
+    },
+    /// The broker rejected it (`reason` is Kite's status message).
+    Rejected {
+        order: Order,
+        reason: String,
+    },
+    Cancelled {
+        order: Order,
+    },
+}
+
+impl Merged {
+    pub fn order(&self) -> Option<&Order> {
+        match self {
+            Merged::NotOurs => None,
+            Merged::Unchanged { order }
+            | Merged::Opened { order }
+            | Merged::Filled { order, .. }
+            | Merged::Rejected { order, .. }
+            | Merged::Cancelled { order } => Some(order),
+        }
+    }
+}
+
+/// What the follow-ups of a merge did: protective orders placed, siblings cancelled, and
+/// anything that failed (for the operator).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FollowUps {
+    pub placed: Vec<Order>,
+    pub cancelled: Vec<Order>,
+    pub errors: Vec<String>,
+}
+
+/// What a reconciliation found and did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReconcileReport {
+    /// Orders left Submitting / Unknown that were resolved by tag.
+    pub resolved: u32,
+    /// Each difference between the store and the broker, in words (one alert each).
+    pub mismatches: Vec<String>,
+    /// Merges the reconciliation made (fills found late, cancels, rejections).
+    pub merged: Vec<Merged>,
+    pub errors: Vec<String>,
+}
+
+impl Oms {
+    /// Merges one broker update (any source) into the order it is about, then does the
+    /// follow-ups: a protective pair for an entry's new fill (live, bracket exits), the
+    /// sibling's cancel when a protective order fills.
+    pub async fn merge_update(
+        &self,
+        _book: &super::BookGuard<'_>,
+        update: &BrokerOrderUpdate,
+    ) -> Result<(Merged, FollowUps), OmsError> {
+        let order = match update.tag.as_deref() {
+            Some(tag) => self.store.order_by_tag(tag).await?,
+            None => None,
+        };
+        let order = match order {
+            Some(o) => Some(o),
+            None if !update.broker_order_id.is_empty() => {
+                self.store
+                    .order_by_broker_id(&update.broker_order_id)
+                    .await?
+            }
+            None => None,
+        };
+        let Some(order) = order else {
+            return Ok((Merged::NotOurs, FollowUps::default()));
+        };
+        let merged = self.merge_into(order, update, None).await?;
+        let follow = self.follow_ups(&merged).await;
+        Ok((merged, follow))
+    }
+
+    /// The state an update moves an order to.
+    fn target_state(order: &Order, u: &BrokerOrderUpdate) -> OrderState {
+        let broker_order_id = if u.broker_order_id.is_empty() {
+            match &order.state {
+                OrderState::Open { broker_order_id } => broker_order_id.clone(),
+                _ => order.request.tag.clone(),
+            }
+        } else {
+            u.broker_order_id.clone()
+        };
+        match u.status {
+            BrokerStatus::Complete => OrderState::Filled {
+                broker_order_id,
+                avg_price: u.average_price,
+                filled_at: u.at,
+            },
+            BrokerStatus::Open => OrderState::Open { broker_order_id },
+            BrokerStatus::Cancelled => OrderState::Cancelled {
+                broker_order_id: Some(broker_order_id),
+            },
+            BrokerStatus::Rejected => OrderState::Rejected {
+                reason: u
+                    .status_message
+                    .clone()
+                    .filter(|m| !m.trim().is_empty())
+                    .unwrap_or_else(|| u.status_text.clone()),
+            },
+        }
+    }
+
+    /// Stop and target of an entry's proposal when positions end on brackets.
+    async fn entry_brackets(&self, order: &Order) -> Result<Option<Brackets>, OmsError> {
+        let OrderPurpose::Entry { proposal_id } = order.request.purpose else {
+            return Ok(None);
+        };
+        if self.settings.strategy.exit != ExitRule::Bracket {
+            return Ok(None);
+        }
+        Ok(self.store.proposal(proposal_id).await?.map(|p| Brackets {
+            stop: p.stop,
+            target: p.target,
+        }))
+    }
+
+    /// The merge itself (see the module docs). A lost compare-and-set (another process merged
+    /// first) re-reads the order once.
+    pub(super) async fn merge_into(
+        &self,
+        order: Order,
+        u: &BrokerOrderUpdate,
+        brackets: Option<Brackets>,
+    ) -> Result<Merged, OmsError> {
+        let mut order = order;
+        for _ in 0..2 {
+            match self.merge_once(order.clone(), u, brackets).await? {
+                Some(m) => return Ok(m),
+                None => match self.store.order(order.id).await? {
+                    Some(fresh) => order = fresh,
+                    None => return Ok(Merged::NotOurs),
+                },
+            }
+        }
+        Ok(Merged::Unchanged { order })
+    }
+
+    /// One attempt; None when the order changed under us.
+    async fn merge_once(
+        &self,
+        order: Order,
+        u: &BrokerOrderUpdate,
+        brackets: Option<Brackets>,
+    ) -> Result<Option<Merged>, OmsError> {
+        if order.state.is_terminal() {
+            return Ok(Some(Merged::Unchanged { order }));
+        }
+        let quantity = order.request.quantity;
+        let mut filled = u.filled_quantity.clamp(0, quantity);
+        if u.status == BrokerStatus::Complete {
+            filled = quantity;
+        }
+        if filled < order.filled_quantity {
+            // Older than what we already merged.
+            return Ok(Some(Merged::Unchanged { order }));
+        }
+        let mut target = Self::target_state(&order, u);
+        let delta = filled - order.filled_quantity;
+        if delta == 0 {
+            if target.name() == order.state.name() || !order.state.can_become(&target) {
+                return Ok(Some(Merged::Unchanged { order }));
+            }
+            let order = match self.transition(order, target).await {
+                Ok(o) => o,
+                Err(OmsError::Conflict { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            return Ok(Some(match &order.state {
+                OrderState::Open { .. } => Merged::Opened { order },
+                OrderState::Rejected { reason } => Merged::Rejected {
+                    reason: reason.clone(),
+                    order,
+                },
+                OrderState::Cancelled { .. } => Merged::Cancelled { order },
+                _ => Merged::Unchanged { order },
+            }));
+        }
+        if let OrderState::Rejected { .. } = target {
+            // Part filled, the rest refused: what filled stands.
+            target = OrderState::Cancelled {
+                broker_order_id: Some(u.broker_order_id.clone()),
+            };
+        }
+        let price = self.delta_price(&order, u, filled, delta).await?;
+        let brackets = match brackets {
+            Some(b) => Some(b),
+            None => self.entry_brackets(&order).await?,
+        };
+        let req = order.request.clone();
+        let fill = Fill {
+            order_id: order.id,
+            key: req.key.clone(),
+            side: req.side,
+            quantity: delta,
+            price,
+            ts: u.at,
+        };
+        let mut overflow = None;
+        let recorded = self
+            .store
+            .record_partial_fill(
+                &order.state,
+                order.filled_quantity,
+                &target,
+                &fill,
+                req.product,
+                |prev| {
+                    let applied =
+                        match apply_fill(prev, &req.key, req.product, req.side, delta, price, u.at)
+                        {
+                            Ok(a) => a,
+                            Err(e) => {
+                                let msg = e.to_string();
+                                overflow = Some(e);
+                                return Err(StoreError::Overflow(msg));
+                            }
+                        };
+                    let mut position = applied.position;
+                    if let Some(b) = brackets
+                        && req.is_entry()
+                        && position.quantity.signum() == req.side.sign()
+                    {
+                        position.stop = Some(b.stop);
+                        position.target = Some(b.target);
+                    }
+                    Ok((position, applied.realized))
+                },
+            )
+            .await;
+        let (position, realized) = match recorded {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(match overflow {
+                    Some(o) => OmsError::Overflow(o),
+                    None => e.into(),
+                });
+            }
+        };
+        let mut order = order;
+        order.filled_quantity = filled;
+        order.state = target;
+        order.updated_at = u.at;
+        let complete = filled == quantity;
+        Ok(Some(Merged::Filled {
+            order,
+            fill,
+            realized,
+            position,
+            complete,
+        }))
+    }
+
+    /// The price of the newly filled part: Kite reports the average of everything filled so
+    /// far, so the new part's price is what makes the totals add up.
+    async fn delta_price(
+        &self,
+        order: &Order,
+        u: &BrokerOrderUpdate,
+        filled: i64,
+        delta: i64,
+    ) -> Result<Paise, OmsError> {
+        let fallback = match order.request.order_type {
+            OrderType::Limit(p) => p,
+            OrderType::StopMarket { trigger } => trigger,
+            OrderType::Market => order.request.reference_price,
+        };
+        if u.average_price.0 <= 0 {
+            return Ok(fallback);
+        }
+        if order.filled_quantity == 0 {
+            return Ok(u.average_price);
+        }
+        let (_, value_before) = self.store.order_fill_totals(order.id).await?;
+        let total = u.average_price.0 as i128 * filled as i128;
+        let part = (total - value_before as i128) / delta as i128;
+        Ok(i64::try_from(part)
+            .ok()
+            .filter(|p| *p > 0)
+            .map(Paise)
+            .unwrap_or(u.average_price))
+    }
+
+    /// After a merge: protect an entry's new fill, cancel a filled protective order's sibling.
+    async fn follow_ups(&self, merged: &Merged) -> FollowUps {
+        let mut out = FollowUps::default();
+        let Merged::Filled { order, fill, .. } = merged else {
+            return out;
+        };
+        if self.broker.mode() != Mode::Live {
+            return out;
+        }
+        match parse_tag(&order.request.tag) {
+            Some(TagOf::Proposal {
+                proposal_id,
+                leg: Leg::Entry,
+            }) => {
+                if let Err(e) = self
+                    .place_protective_pair(proposal_id, order, fill.quantity, &mut out)
+                    .await
+                {
+                    out.errors.push(format!(
+                        "protecting {} {} of {}: {e}",
+                        fill.quantity, order.request.key, order.request.tag
+                    ));
+                }
+            }
+            Some(TagOf::Proposal {
+                leg: Leg::Stop(_) | Leg::Target(_),
+                ..
+            }) => {
+                if let Some(sibling) = sibling_tag(&order.request.tag)
+                    && let Err(e) = self.cancel_by_tag(&sibling, &mut out).await
+                {
+                    out.errors.push(format!("cancelling {sibling}: {e}"));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// An SL-M stop and a LIMIT target for `quantity` just filled by `entry`, tagged as the
+    /// proposal's next pair. Placed under the book lock the caller holds.
+    async fn place_protective_pair(
+        &self,
+        proposal_id: i64,
+        entry: &Order,
+        quantity: i64,
+        out: &mut FollowUps,
+    ) -> Result<(), OmsError> {
+        let Some(b) = self.entry_brackets(entry).await? else {
+            return Ok(());
+        };
+        let mut n: u16 = 1;
+        while self
+            .store
+            .order_by_tag(&leg_tag(proposal_id, Leg::Stop(n)))
+            .await?
+            .is_some()
+        {
+            n = n.saturating_add(1);
+            if n >= 999 {
+                return Err(OmsError::TagExhausted);
+            }
+        }
+        let side = entry.request.side.opposite();
+        for (leg, order_type, reason, reference) in [
+            (
+                Leg::Stop(n),
+                OrderType::StopMarket { trigger: b.stop },
+                "stop",
+                b.stop,
+            ),
+            (
+                Leg::Target(n),
+                OrderType::Limit(b.target),
+                "target",
+                b.target,
+            ),
+        ] {
+            let req = OrderRequest {
+                key: entry.request.key.clone(),
+                side,
+                quantity,
+                order_type,
+                product: entry.request.product,
+                tag: leg_tag(proposal_id, leg),
+                purpose: OrderPurpose::Exit {
+                    reason: reason.to_string(),
+                },
+                reference_price: reference,
+            };
+            let approved = self.approve_exit(req)?;
+            match self.place_locked(approved, None).await {
+                Ok(Placement::Rejected { reason, order }) => out.errors.push(format!(
+                    "the {} order {} was rejected: {reason}",
+                    reason_word(&order),
+                    order.request.tag
+                )),
+                Ok(p) => out.placed.push(p.order().clone()),
+                Err(e) => out.errors.push(format!("placing the {reason}: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels the order with `tag` if it is still working, then settles it with the broker's
+    /// word (it may have filled before the cancel arrived).
+    async fn cancel_by_tag(&self, tag: &str, out: &mut FollowUps) -> Result<(), OmsError> {
+        let Some(order) = self.store.order_by_tag(tag).await? else {
+            return Ok(());
+        };
+        if order.state.is_terminal() {
+            return Ok(());
+        }
+        let merged = self.cancel_live(order).await?;
+        if let Merged::Cancelled { order } = merged {
+            out.cancelled.push(order);
+        }
+        Ok(())
+    }
+
+    /// Cancels one not-final order at the broker and merges what the broker says afterwards.
+    /// An order still Submitting / Unknown is first looked up by its tag.
+    pub(super) async fn cancel_live(&self, order: Order) -> Result<Merged, OmsError> {
+        let order = match order.state {
+            OrderState::Submitting | OrderState::Unknown => {
+                let found = self
+                    .broker
+                    .lookup_tag(&order.request.tag, self.clock.now())
+                    .await
+                    .map_err(|source| OmsError::Unknown {
+                        tag: order.request.tag.clone(),
+                        source,
+                    })?;
+                match found {
+                    Some(u) => match self.merge_into(order, &u, None).await? {
+                        Merged::Opened { order } | Merged::Unchanged { order }
+                            if !order.state.is_terminal() =>
+                        {
+                            order
+                        }
+                        Merged::Filled { order, .. } if !order.state.is_terminal() => order,
+                        other => return Ok(other),
+                    },
+                    None => {
+                        let order = self
+                            .transition(
+                                order,
+                                OrderState::Rejected {
+                                    reason: "never reached the broker; not sent late".into(),
+                                },
+                            )
+                            .await?;
+                        return Ok(Merged::Rejected {
+                            reason: "never reached the broker".into(),
+                            order,
+                        });
+                    }
+                }
+            }
+            _ => order,
+        };
+        let OrderState::Open { broker_order_id } = &order.state else {
+            return Ok(Merged::Unchanged { order });
+        };
+        let id = broker_order_id.clone();
+        if let Err(e) = self.broker.cancel(&id).await {
+            // Kite refuses to cancel an order that already completed: its status says so.
+            tracing::warn!(order = %id, error = %e, "cancel refused or lost; reading the order's status");
+        }
+        match self.broker.order_status(&id).await {
+            Ok(Some(u)) => self.merge_into(order, &u, None).await,
+            Ok(None) => Ok(Merged::Unchanged { order }),
+            Err(source) => Err(OmsError::Unknown {
+                tag: order.request.tag.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Resolves an order found at the broker by its tag into a [`Placement`].
+    pub(super) async fn settle_found(
+        &self,
+        order: Order,
+        update: &BrokerOrderUpdate,
+        brackets: Option<Brackets>,
+    ) -> Result<Placement, OmsError> {
+        Ok(match self.merge_into(order, update, brackets).await? {
+            Merged::Filled {
+                order,
+                fill,
+                realized,
+                position,
+                complete: true,
+            } => Placement::Filled {
+                order,
+                fill,
+                realized,
+                position,
+            },
+            Merged::Filled { order, .. }
+            | Merged::Opened { order }
+            | Merged::Unchanged { order } => match &order.state {
+                OrderState::Rejected { reason } => Placement::Rejected {
+                    reason: reason.clone(),
+                    order,
+                },
+                OrderState::Filled { .. } => Placement::AlreadyPlaced { order },
+                OrderState::Unknown => Placement::Unknown { order },
+                _ => Placement::Working { order },
+            },
+            Merged::Rejected { order, reason } => Placement::Rejected { order, reason },
+            Merged::Cancelled { order } => Placement::Rejected {
+                reason: "cancelled at the broker".into(),
+                order,
+            },
+            Merged::NotOurs => {
+                return Err(OmsError::Store(StoreError::Corrupt(
+                    "an order vanished while it was being settled".into(),
+                )));
+            }
+        })
+    }
+
+    /// Polls the broker for every order still open in the store (the fallback when pushes are
+    /// lost): history for working orders, a tag lookup for Submitting / Unknown ones (one the
+    /// broker provably never got is marked Rejected, never sent late).
+    pub async fn poll_open_orders(
+        &self,
+        _book: &super::BookGuard<'_>,
+    ) -> Result<Vec<(Merged, FollowUps)>, OmsError> {
+        let mut out = Vec::new();
+        if self.broker.mode() != Mode::Live {
+            return Ok(out);
+        }
+        for order in self.store.open_orders().await? {
+            let found = match &order.state {
+                OrderState::Open { broker_order_id } => {
+                    self.broker.order_status(broker_order_id).await
+                }
+                _ => {
+                    self.broker
+                        .lookup_tag(&order.request.tag, self.clock.now())
+                        .await
+                }
+            };
+            let merged = match found {
+                Ok(Some(u)) => self.merge_into(order, &u, None).await?,
+                Ok(None) => match order.state {
+                    OrderState::Submitting | OrderState::Unknown => {
+                        let reason = "the broker has no order with this tag: it never arrived; \
+                                      not sent again"
+                            .to_string();
+                        match self
+                            .transition(
+                                order,
+                                OrderState::Rejected {
+                                    reason: reason.clone(),
+                                },
+                            )
+                            .await
+                        {
+                            Ok(order) => Merged::Rejected { order, reason },
+                            Err(OmsError::Conflict { .. }) => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    _ => continue,
+                },
+                Err(e) => {
+                    tracing::warn!(tag = %order.request.tag, error = %e, "polling an order failed; the next poll tries again");
+                    continue;
+                }
+            };
+            let follow = self.follow_ups(&merged).await;
+            out.push((merged, follow));
+        }
+        Ok(out)
+    }
+
+    /// Compares the store with the broker and corrects the store to the broker's truth, with
+    /// an audit row per difference; never places an order to "fix" one. With `apply` false it
+    /// only reports (the /preflight check). Paper has no book of its own: only orders left in
+    /// flight are resolved.
+    pub async fn reconcile_with_broker(
+        &self,
+        book: &super::BookGuard<'_>,
+        apply: bool,
+    ) -> Result<ReconcileReport, OmsError> {
+        let mut report = ReconcileReport::default();
+        if apply {
+            report.resolved = self.reconcile(book).await?;
+        }
+        if self.broker.mode() != Mode::Live {
+            return Ok(report);
+        }
+        let now = self.clock.now();
+        let broker_orders = self
+            .broker
+            .orders()
+            .await
+            .map_err(|source| OmsError::Unknown {
+                tag: "(order list)".into(),
+                source,
+            })?;
+        // 1. Orders we think are open.
+        for order in self.store.open_orders().await? {
+            let theirs = broker_orders.iter().rev().find(|u| {
+                u.tag.as_deref() == Some(order.request.tag.as_str())
+                    || matches!(&order.state, OrderState::Open { broker_order_id } if *broker_order_id == u.broker_order_id)
+            });
+            let ours = format!(
+                "{} {} {}/{} filled",
+                order.request.tag,
+                order.state.name(),
+                order.filled_quantity,
+                order.request.quantity
+            );
+            match theirs {
+                Some(u) if u.status.is_final() || u.filled_quantity != order.filled_quantity => {
+                    let text = format!(
+                        "order {} on {}: ours {}, Kite {} {}/{} filled",
+                        order.request.tag,
+                        order.request.key,
+                        order.state.name(),
+                        u.status_text,
+                        u.filled_quantity,
+                        order.request.quantity
+                    );
+                    report.mismatches.push(text);
+                    if apply {
+                        let key = order.request.key.to_string();
+                        let (id, tag) = (order.id, order.request.tag.clone());
+                        let merged = self.merge_into(order, u, None).await?;
+                        self.store
+                            .record_reconciliation(
+                                now,
+                                &NewReconciliation {
+                                    kind: "order_changed_at_broker".into(),
+                                    instrument: Some(key),
+                                    order_id: Some(id),
+                                    tag: Some(tag),
+                                    ours,
+                                    broker: format!(
+                                        "{} {} filled at {}",
+                                        u.status_text, u.filled_quantity, u.average_price
+                                    ),
+                                    action: "order updated to the broker's state".into(),
+                                },
+                            )
+                            .await?;
+                        let follow = self.follow_ups(&merged).await;
+                        report.errors.extend(follow.errors);
+                        report.merged.push(merged);
+                    }
+                }
+                Some(_) => {}
+                None if order.state == OrderState::Submitting
+                    || order.state == OrderState::Unknown =>
+                {
+                    // Resolved above when applying; in a dry run it is simply in flight.
+                    if !apply {
+                        report.mismatches.push(format!(
+                            "order {} on {} is {} here and unknown to Kite",
+                            order.request.tag,
+                            order.request.key,
+                            order.state.name()
+                        ));
+                    }
+                }
+                None => {
+                    report.mismatches.push(format!(
+                        "order {} on {} is open here but not in Kite's order book",
+                        order.request.tag, order.request.key
+                    ));
+                    if apply {
+                        let key = order.request.key.to_string();
+                        let (id, tag) = (order.id, order.request.tag.clone());
+                        let broker_order_id = match &order.state {
+                            OrderState::Open { broker_order_id } => Some(broker_order_id.clone()),
+                            _ => None,
+                        };
+                        match self
+                            .transition(order, OrderState::Cancelled { broker_order_id })
+                            .await
+                        {
+                            Ok(order) => report.merged.push(Merged::Cancelled { order }),
+                            Err(e) => report.errors.push(e.to_string()),
+                        }
+                        self.store
+                            .record_reconciliation(
+                                now,
+                                &NewReconciliation {
+                                    kind: "order_missing_at_broker".into(),
+                                    instrument: Some(key),
+                                    order_id: Some(id),
+                                    tag: Some(tag),
+                                    ours,
+                                    broker: "no such order today".into(),
+                                    action: "order marked cancelled".into(),
+                                },
+                            )
+                            .await?;
+                    }
+                }
+            }
+        }
+        // 2. Positions.
+        let Some(theirs) = self
+            .broker
+            .positions()
+            .await
+            .map_err(|source| OmsError::Unknown {
+                tag: "(positions)".into(),
+                source,
+            })?
+        else {
+            return Ok(report);
+        };
+        let ours = self.store.open_positions().await?;
+        let mut keys: Vec<(InstrumentKey, Product)> = ours
+            .iter()
+            .map(|p| (p.key.clone(), p.product))
+            .chain(theirs.iter().map(|p| (p.key.clone(), p.product)))
+            .collect();
+        keys.sort_by(|a, b| (a.0.to_string(), a.1.as_str()).cmp(&(b.0.to_string(), b.1.as_str())));
+        keys.dedup();
+        for (key, product) in keys {
+            let mine = ours.iter().find(|p| p.key == key && p.product == product);
+            let broker: Vec<&BrokerPosition> = theirs
+                .iter()
+                .filter(|p| p.key == key && p.product == product)
+                .collect();
+            let their_qty: i64 = broker.iter().map(|p| p.quantity).sum();
+            let my_qty = mine.map_or(0, |p| p.quantity);
+            if their_qty == my_qty {
+                continue;
+            }
+            let kind = match (mine, their_qty) {
+                (None, _) => "unknown_position",
+                (Some(_), 0) => "position_gone_at_broker",
+                _ => "quantity_differs",
+            };
+            let text = format!(
+                "position {key} {}: ours {my_qty}, Kite {their_qty}",
+                product.as_str()
+            );
+            report.mismatches.push(text);
+            if !apply {
+                continue;
+            }
+            let price = broker
+                .first()
+                .map(|p| p.average_price)
+                .filter(|p| p.0 > 0)
+                .or(mine.map(|p| p.avg_price))
+                .unwrap_or(Paise::ZERO);
+            match self
+                .adjust_position(&key, product, their_qty - my_qty, price, now)
+                .await
+            {
+                Ok(order_id) => {
+                    self.store
+                        .record_reconciliation(
+                            now,
+                            &NewReconciliation {
+                                kind: kind.into(),
+                                instrument: Some(key.to_string()),
+                                order_id: Some(order_id),
+                                tag: None,
+                                ours: format!("{my_qty}"),
+                                broker: format!("{their_qty} at {price}"),
+                                action: format!(
+                                    "position set to {their_qty} by an adjustment fill of {} at {price} (no order placed)",
+                                    their_qty - my_qty
+                                ),
+                            },
+                        )
+                        .await?;
+                }
+                Err(e) => report
+                    .errors
+                    .push(format!("correcting {key} {}: {e}", product.as_str())),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Moves a position by `delta` with a recorded adjustment (an order row that was never
+    /// sent, filled at `price`), so the positions still add up to their fills.
+    async fn adjust_position(
+        &self,
+        key: &InstrumentKey,
+        product: Product,
+        delta: i64,
+        price: Paise,
+        at: DateTime<Utc>,
+    ) -> Result<i64, OmsError> {
+        let side = if delta > 0 { Side::Buy } else { Side::Sell };
+        let mut req = OrderRequest {
+            key: key.clone(),
+            side,
+            quantity: delta.abs(),
+            order_type: OrderType::Market,
+            product,
+            tag: self.exit_tag('r'),
+            purpose: OrderPurpose::Exit {
+                reason: "reconciliation".into(),
+            },
+            reference_price: price,
+        };
+        let order = loop {
+            match self.store.record_order(&req, at).await? {
+                RecordedOrder::New(o) => break o,
+                RecordedOrder::Existing(_) => req.tag = self.exit_tag('r'),
+            }
+        };
+        let update = BrokerOrderUpdate {
+            broker_order_id: "reconciliation".into(),
+            tag: Some(order.request.tag.clone()),
+            status: BrokerStatus::Complete,
+            status_text: "COMPLETE".into(),
+            status_message: None,
+            filled_quantity: delta.abs(),
+            average_price: price,
+            at,
+        };
+        let id = order.id;
+        self.merge_into(order, &update, None).await?;
+        Ok(id)
+    }
+
+    /// Waits (polling the broker) until the orders `ids` are final or `wait` has passed;
+    /// returns the merges. Used by /kill and the square-off for their MARKET exits.
+    pub(super) async fn await_final(
+        &self,
+        ids: &[i64],
+        wait: std::time::Duration,
+    ) -> Result<Vec<Merged>, OmsError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pending: Vec<i64> = ids.to_vec();
+        let mut out = Vec::new();
+        let mut pause = std::time::Duration::from_millis(20);
+        loop {
+            let mut still = Vec::new();
+            for id in pending {
+                let Some(order) = self.store.order(id).await? else {
+                    continue;
+                };
+                if order.state.is_terminal() {
+                    continue;
+                }
+                let found = match &order.state {
+                    OrderState::Open { broker_order_id } => {
+                        self.broker.order_status(broker_order_id).await
+                    }
+                    _ => {
+                        self.broker
+                            .lookup_tag(&order.request.tag, self.clock.now())
+                            .await
+                    }
+                };
+                match found {
+                    Ok(Some(u)) => {
+                        let m = self.merge_into(order, &u, None).await?;
+                        let done = m.order().is_none_or(|o| o.state.is_terminal());
+                        if !matches!(m, Merged::Unchanged { .. }) {
+                            out.push(m);
+                        }
+                        if !done {
+                            still.push(id);
+                        }
+                    }
+                    _ => still.push(id),
+                }
+            }
+            if still.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(out);
+            }
+            pending = still;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(250));
+        }
+    }
+}
+
+fn reason_word(order: &Order) -> &str {
+    match &order.request.purpose {
+        OrderPurpose::Exit { reason } => reason,
+        OrderPurpose::Entry { .. } => "entry",
+    }
+}
