@@ -951,12 +951,10 @@ fn check_step(
                 }
                 (b, r) => return Err(format!("approving proposal {id} ({b:?}) answered {r:?}")),
             },
-            Op::Reject { .. } => {
-                if before != Some(ProposalStatus::Pending) && before != after {
-                    return Err(format!(
-                        "rejecting decided proposal {id} changed {before:?} to {after:?}"
-                    ));
-                }
+            Op::Reject { .. } if before != Some(ProposalStatus::Pending) && before != after => {
+                return Err(format!(
+                    "rejecting decided proposal {id} changed {before:?} to {after:?}"
+                ));
             }
             Op::CrashAfterApprove { .. } => {
                 if before == Some(ProposalStatus::Pending) && after != Some(ProposalStatus::Failed)
