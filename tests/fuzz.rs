@@ -1,5 +1,6 @@
-//! Parsers under random input: the CSV importer, button callback data, the config loader and
-//! Telegram command text never panic, and what they accept is well-formed.
+//! Parsers under random input: the CSV importer, button callback data, the config loader,
+//! Telegram command text and the LLM's verdict (parsed, then validated against the market) never
+//! panic, and what they accept is well-formed.
 //!
 //! Each property runs `PROPTEST_CASES` cases (default 2,000 here, which `.ci/run` uses). The
 //! figure for the hardening issue, one million cases each, is:
@@ -14,6 +15,7 @@ use std::path::Path;
 use mft::bot::{BotCommand, CallbackData};
 use mft::config::Settings;
 use mft::market::parse_candles_csv;
+use mft::mcp::llm::{MarketCheck, parse_verdict, validate};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 use teloxide::utils::command::BotCommands;
@@ -66,6 +68,183 @@ fn csv_text() -> impl Strategy<Value = String> {
         }
         s
     })
+}
+
+/// Any JSON value, nested a few levels: the junk a model may put where a field belongs.
+fn json_junk() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::from),
+        Just(Value::from("NaN")),
+        Just(Value::from("Infinity")),
+        Just(Value::from("buy")),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::vec(("[a-z]{1,8}", inner), 0..4)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+/// The JSON text of one verdict field: the right type, a wrong one, numbers JSON cannot hold
+/// (1e400, NaN, Infinity), numbers written as strings, or nested junk.
+fn verdict_value(right: &'static [&'static str]) -> impl Strategy<Value = String> {
+    prop_oneof![
+        12 => proptest::sample::select(right).prop_map(str::to_string),
+        2 => (-1e7f64..1e7).prop_map(|f| format!("{f}")),
+        1 => (1u32..100_000).prop_map(|c| format!("{}.{:02}", c / 100, c % 100)),
+        1 => any::<f64>().prop_map(|f| format!("{f:?}")),
+        1 => prop_oneof![
+            Just("1e400"), Just("-1e400"), Just("NaN"), Just("Infinity"), Just("-0"),
+            Just("\"NaN\""), Just("\"1500.5\""), Just("null"), Just("true"), Just("[]"),
+            Just("{}"), Just("1e308"), Just("18446744073709551616"), Just("0.000000001"),
+        ].prop_map(str::to_string),
+        1 => json_junk().prop_map(|v| v.to_string()),
+    ]
+}
+
+/// A reply from the model: a verdict object with fields right, wrong or missing, extra keys,
+/// maybe inside a ```json fence or prose, maybe cut short.
+fn verdict_text() -> impl Strategy<Value = String> {
+    let field = |name: &'static str, right: &'static [&'static str]| {
+        (prop::bool::weighted(0.95), verdict_value(right))
+            .prop_map(move |(present, v)| present.then(|| format!("\"{name}\": {v}")))
+    };
+    (
+        (
+            field(
+                "action",
+                &["\"buy\"", "\"sell\"", "\"hold\"", "\"BUY\"", "\"short\""],
+            ),
+            field("entry", &["1500", "1500.05", "100.5"]),
+            field("stop", &["1480", "1520.5", "99"]),
+            field("target", &["1540", "1460", "103.5"]),
+            field("confidence", &["0.7", "1", "0", "1.5"]),
+        ),
+        (
+            field("rationale", &["\"crossed up\"", "\"\"", "\"  padded  \""]),
+            field(
+                "evidence",
+                &[
+                    "[]",
+                    "[{\"tool\": \"ta\", \"fact\": \"rsi 60\"}]",
+                    "[{\"tool\": 1}]",
+                ],
+            ),
+            proptest::collection::vec(("[a-z_]{1,8}", json_junk()), 0..2),
+            0usize..4,
+            prop_oneof![4 => Just(None), 1 => (0usize..200).prop_map(Some)],
+        ),
+    )
+        .prop_map(|((a, e, s, t, c), (r, ev, extra, wrap, cut))| {
+            let mut fields: Vec<String> = [a, e, s, t, c, r, ev].into_iter().flatten().collect();
+            fields.extend(extra.into_iter().map(|(k, v)| format!("\"{k}\": {v}")));
+            let object = format!("{{{}}}", fields.join(", "));
+            let mut text = match wrap {
+                0 => object,
+                1 => format!("```json\n{object}\n```"),
+                2 => format!("Here is my verdict: {object} -- based on the {{tools}}."),
+                _ => format!("}} {object} {{"),
+            };
+            if let Some(n) = cut {
+                let mut at = n.min(text.len());
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                text.truncate(at);
+            }
+            text
+        })
+}
+
+/// A well-formed verdict around the market's last price (a trade the validator may accept), and
+/// that market: levels in ticks, sometimes off the tick, outside the circuit band or below the
+/// minimum reward:risk.
+fn consistent_verdict() -> impl Strategy<Value = (String, MarketCheck)> {
+    (
+        (
+            20u32..200_000,
+            any::<bool>(),
+            -30i64..30,
+            1i64..200,
+            1i64..600,
+        ),
+        (
+            0u32..=110,
+            prop::bool::weighted(0.9),
+            proptest::option::of(0.8f64..1.2),
+        ),
+        (0.0f64..2.0, 0.5f64..3.0),
+    )
+        .prop_map(
+            |((last, sell, off, stop, target), (conf, on_tick, band), (dev, rr))| {
+                let tick = 0.05;
+                let last = i64::from(last);
+                let entry = last + off;
+                let (stop, target) = if sell {
+                    (entry + stop, entry - target)
+                } else {
+                    (entry - stop, entry + target)
+                };
+                let price = |t: i64| format!("{:.2}", t as f64 * tick);
+                let entry_text = if on_tick {
+                    price(entry)
+                } else {
+                    format!("{:.3}", entry as f64 * tick + 0.012)
+                };
+                let text = format!(
+                    "{{\"action\": \"{}\", \"entry\": {entry_text}, \"stop\": {}, \"target\": {}, \
+                     \"confidence\": {}, \"rationale\": \"fast MA crossed the slow one\", \
+                     \"evidence\": [{{\"tool\": \"technical__compute\", \"fact\": \"rsi 61\"}}]}}",
+                    if sell { "sell" } else { "buy" },
+                    price(stop),
+                    price(target),
+                    f64::from(conf) / 100.0,
+                );
+                let last_price = last as f64 * tick;
+                let market = MarketCheck {
+                    last_price,
+                    tick,
+                    circuit: band
+                        .map(|b| (last_price * b.min(1.0) * 0.9, last_price * b.max(1.0) * 1.1)),
+                    max_deviation_pct: dev,
+                    min_reward_risk: rr,
+                };
+                (text, market)
+            },
+        )
+}
+
+/// What a verdict is checked against, from sane to degenerate (zero or negative prices and ticks).
+fn market_check() -> impl Strategy<Value = MarketCheck> {
+    (
+        prop_oneof![
+            8 => (1u32..2_000_000).prop_map(|p| f64::from(p) * 0.05),
+            1 => Just(0.0),
+            1 => Just(-5.0),
+            1 => Just(f64::MAX),
+        ],
+        prop_oneof![Just(0.05), Just(0.01), Just(1.0), Just(0.0), Just(-0.05)],
+        proptest::option::of((0.0f64..5e5, 0.0f64..5e5)),
+        0.0f64..20.0,
+        0.0f64..5.0,
+    )
+        .prop_map(
+            |(last_price, tick, circuit, max_deviation_pct, min_reward_risk)| MarketCheck {
+                last_price,
+                tick,
+                circuit,
+                max_deviation_pct,
+                min_reward_risk,
+            },
+        )
 }
 
 proptest! {
@@ -166,5 +345,40 @@ proptest! {
         ]
     ) {
         let _ = BotCommand::parse(&text, "mft_bot");
+    }
+
+    #[test]
+    fn llm_verdict_parser_never_panics_and_accepts_only_sane_verdicts(
+        (text, market) in prop_oneof![
+            3 => consistent_verdict(),
+            4 => (
+                prop_oneof![
+                    6 => verdict_text(),
+                    1 => "\\PC{0,200}",
+                    1 => "[{}\\[\\]\":,0-9a-z. -]{0,120}",
+                    1 => (1usize..400)
+                        .prop_map(|n| format!("{}{}", "{\"a\":[".repeat(n), "]}".repeat(n))),
+                ],
+                market_check(),
+            ),
+        ],
+    ) {
+        let Ok(v) = parse_verdict(&text) else {
+            return Ok(());
+        };
+        prop_assert!(["buy", "sell", "hold"].contains(&v.action.as_str()), "{v:?} from {text:?}");
+        prop_assert_eq!(v.rationale.trim(), v.rationale.as_str());
+        let sane = market.last_price.is_finite() && market.last_price > 0.0 && market.tick > 0.0;
+        if validate(&v, &market).is_ok() && v.action != "hold" && sane {
+            for p in [v.entry, v.stop, v.target] {
+                prop_assert!(p.is_finite() && p > 0.0, "{v:?} from {text:?}");
+            }
+            prop_assert!((0.0..=1.0).contains(&v.confidence), "{v:?}");
+            prop_assert!(!v.rationale.is_empty());
+            let (low, high) = if v.action == "buy" { (v.stop, v.target) } else { (v.target, v.stop) };
+            prop_assert!(low < v.entry && v.entry < high, "{v:?} against {market:?}");
+            let deviation = (v.entry - market.last_price).abs() / market.last_price * 100.0;
+            prop_assert!(deviation <= market.max_deviation_pct, "{v:?} against {market:?}");
+        }
     }
 }

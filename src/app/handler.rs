@@ -487,9 +487,8 @@ impl Handler {
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        if carried.is_empty() {
-            return Ok(Paise::ZERO);
-        }
+        // Even with nothing carried by net quantity the instruments still count: products that
+        // offset each other at the open locked in P&L before today (see `risk::day`).
         let closes = self
             .store
             .closes_before(&carried, self.settings.trading.interval, start)

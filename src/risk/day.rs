@@ -60,21 +60,34 @@ pub fn held_at_open(
 }
 
 /// The part of `realized_today + unrealized` earned before today's session (see the module
-/// docs). `previous_close` is asked only for instruments held at the open; an instrument without
-/// a stored close counts from its average price (nothing is taken out for it).
+/// docs), over every instrument held now or traded today. `previous_close` is asked only for
+/// instruments held at the open; an instrument without a stored close counts from its average
+/// price (nothing is taken out for it). An instrument flat at the open by its net quantity still
+/// counts: its products may offset each other (a carried MIS long against a CNC short), and what
+/// they locked in before today is not today's P&L; for one first traded today the term is 0 up
+/// to the rounding of average prices, so today's P&L is exactly the mark to market.
 pub fn earned_before_today(
     now: &BTreeMap<InstrumentKey, Holding>,
     today: &BTreeMap<InstrumentKey, FillsSummary>,
     previous_close: impl Fn(&InstrumentKey) -> Option<Paise>,
 ) -> Paise {
+    let mut keys: Vec<&InstrumentKey> = now.keys().chain(today.keys()).collect();
+    keys.sort();
+    keys.dedup();
     let mut total = Paise::ZERO;
-    for (key, q_open) in held_at_open(now, today) {
-        let Some(close) = previous_close(&key) else {
-            continue;
+    for key in keys {
+        let held = now.get(key).cloned().unwrap_or_default();
+        let fills = today.get(key).cloned().unwrap_or_default();
+        let q_open = held.quantity - fills.net_quantity;
+        let at_open = if q_open == 0 {
+            Paise::ZERO
+        } else {
+            match previous_close(key) {
+                Some(close) => close * q_open,
+                None => continue,
+            }
         };
-        let held = now.get(&key).cloned().unwrap_or_default();
-        let fills = today.get(&key).cloned().unwrap_or_default();
-        total += fills.realized - held.cost + close * q_open + fills.net_cash;
+        total += fills.realized - held.cost + at_open + fills.net_cash;
     }
     total
 }
@@ -171,6 +184,49 @@ mod tests {
         let e = earned_before_today(&at(-10, 100), &BTreeMap::new(), |_| Some(rs(120)));
         assert_eq!(e, rs(-200));
         assert_eq!(day(0, -10, 100, 110, e), rs(100));
+    }
+
+    #[test]
+    fn products_offsetting_at_the_open_count_only_todays_move() {
+        // Carried from yesterday: MIS long 10 at avg 100.05 and CNC short 10 at avg 99.95 (the
+        // same entry, paper slippage both ways). Flat by net quantity, but -1 was locked in
+        // before today; nothing moved today.
+        let now = BTreeMap::from([(
+            key(),
+            Holding {
+                quantity: 0,
+                cost: Paise(10_005) * 10 - Paise(9_995) * 10,
+            },
+        )]);
+        let e = earned_before_today(&now, &BTreeMap::new(), |_| Some(rs(100)));
+        assert_eq!(e, rs(-1));
+        let unrealized = (rs(100) - Paise(10_005)) * 10 + (rs(100) - Paise(9_995)) * -10;
+        assert_eq!(unrealized - e, Paise::ZERO);
+    }
+
+    #[test]
+    fn a_position_opened_and_averaged_today_is_marked_to_market_exactly() {
+        // Bought 1 at 100.01 and 2 at 100.00 today: avg 100.0033 is stored rounded (100.00),
+        // so realized + unrealized misses the third of a paisa; the correction puts it back.
+        let held = BTreeMap::from([(
+            key(),
+            Holding {
+                quantity: 3,
+                cost: Paise(10_000) * 3,
+            },
+        )]);
+        let today = BTreeMap::from([(
+            key(),
+            FillsSummary {
+                net_quantity: 3,
+                net_cash: Paise(10_001 + 2 * 10_000),
+                realized: Paise::ZERO,
+            },
+        )]);
+        let e = earned_before_today(&held, &today, |_| None);
+        let last = Paise(10_010);
+        let day = (last - Paise(10_000)) * 3 - e;
+        assert_eq!(day, last * 3 - Paise(30_001));
     }
 
     #[test]
