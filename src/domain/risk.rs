@@ -19,11 +19,12 @@ pub struct RecentOrder {
     pub value: Paise,
 }
 
-/// The price an order is valued and circuit-checked at: its limit price, else the price it was
-/// sized at.
+/// The price an order is valued and circuit-checked at: its limit price, a stop's trigger (where
+/// it becomes a market order), else the price it was sized at.
 pub fn order_price(req: &OrderRequest) -> Paise {
     match req.order_type {
         OrderType::Limit(p) => p,
+        OrderType::StopMarket { trigger } => trigger,
         OrderType::Market => req.reference_price,
     }
 }

@@ -231,9 +231,10 @@ impl KiteRiskReads {
 
 /// One order of the `/margins/orders` body, as Kite names the fields (prices in rupees).
 pub fn margin_order(req: &OrderRequest) -> Value {
-    let (order_type, price) = match req.order_type {
-        OrderType::Market => ("MARKET", 0.0),
-        OrderType::Limit(_) => ("LIMIT", order_price(req).as_rupees_f64()),
+    let (order_type, price, trigger) = match req.order_type {
+        OrderType::Market => ("MARKET", 0.0, 0.0),
+        OrderType::Limit(_) => ("LIMIT", order_price(req).as_rupees_f64(), 0.0),
+        OrderType::StopMarket { trigger } => ("SL-M", 0.0, trigger.as_rupees_f64()),
     };
     json!({
         "exchange": req.key.exchange,
@@ -244,7 +245,7 @@ pub fn margin_order(req: &OrderRequest) -> Value {
         "order_type": order_type,
         "quantity": req.quantity,
         "price": price,
-        "trigger_price": 0.0,
+        "trigger_price": trigger,
     })
 }
 

@@ -416,7 +416,9 @@ impl Oms {
                 },
                 reference_price: reference,
             };
-            let approved = self.approve_exit(req)?;
+            // Checked against the position as stored now (the caller holds the book lock).
+            let pos = self.store.position(&req.key, req.product).await?;
+            let approved = self.approve_exit(req, pos.as_ref()).await?;
             match self.place_locked(approved, None).await {
                 Ok(Placement::Rejected { reason, order }) => out.errors.push(format!(
                     "the {} order {} was rejected: {reason}",
