@@ -333,7 +333,20 @@ pub struct KillTestReport {
 #[async_trait::async_trait]
 pub trait CommandHandler: Send + Sync {
     async fn handle(&self, req: Request) -> Result<Reply, CommandError>;
+
+    /// [`handle`](Self::handle), firing `claimed` as soon as an Approve has won its proposal
+    /// (before the risk check and the broker), so a caller that must answer at once (a
+    /// Telegram button) can; the final reply still comes back from this call. `claimed` is
+    /// dropped unfired when the command ends without winning. The default never fires it: the
+    /// caller then answers with the final reply.
+    async fn handle_claimed(&self, req: Request, claimed: Claimed) -> Result<Reply, CommandError> {
+        drop(claimed);
+        self.handle(req).await
+    }
 }
+
+/// The "this Approve won its proposal" signal of [`CommandHandler::handle_claimed`].
+pub type Claimed = tokio::sync::oneshot::Sender<()>;
 
 /// A command that could not be carried out; the text is shown to the operator, so it must not
 /// carry secrets.

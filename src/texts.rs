@@ -586,6 +586,23 @@ pub fn card_caption(card: &ProposalCard) -> String {
     proposal_caption(&card.proposal, card.capital, None)
 }
 
+/// The answer to an Approve tap that won its proposal: the order is being placed; the outcome
+/// then edits the card.
+pub const PLACING: &str = "Placing…";
+
+/// How a failed approval names itself in [`command_failed`].
+pub fn approve_what(proposal_id: i64) -> String {
+    format!("Approve #{proposal_id}")
+}
+
+/// An approval's task ended without an answer (it panicked or was cancelled).
+pub fn approval_stopped(proposal_id: i64) -> String {
+    format!(
+        "Approve #{proposal_id} stopped before it finished; check its card and /positions \
+         before approving anything else for that instrument."
+    )
+}
+
 /// Short callback answer (<= 200 chars) for an Approve / Reject tap.
 pub fn decision_answer(d: &Decision) -> String {
     let s = match d {

@@ -28,7 +28,7 @@ use crate::oms::{
     Brackets, ExitFill, FlattenReport, Oms, OmsError, PaperBroker, Placement, proposal_tag,
 };
 use crate::ports::{
-    Alert, ClosedPosition, CommandError, CommandHandler, Decision, KillReport, Notifier,
+    Alert, Claimed, ClosedPosition, CommandError, CommandHandler, Decision, KillReport, Notifier,
     NotifyError, Outcome, PositionView, ProposalCard, Reply, ScanError, ScanResult, Scanner,
     StatusReport,
 };
@@ -257,13 +257,25 @@ impl Handler {
 
     /// Executes one command.
     pub async fn handle(&self, req: Request) -> Result<Reply, HandlerError> {
+        self.handle_claimed(req, None).await
+    }
+
+    /// Executes one command; for an Approve, `claimed` fires as soon as this request has won
+    /// the proposal (the compare-and-set Pending -> Approved), before the risk check and the
+    /// broker. It is dropped unfired when the command ends without winning (already decided,
+    /// not found, an error before the claim) and for every other command.
+    pub async fn handle_claimed(
+        &self,
+        req: Request,
+        claimed: Option<Claimed>,
+    ) -> Result<Reply, HandlerError> {
         let by = match req.actor {
             Actor::Telegram { user_id } => Some(user_id),
             Actor::Scheduler | Actor::Cli | Actor::Web => None,
         };
         let audited = audit_name(&req.command);
         let actor = req.actor;
-        let reply = self.dispatch(req, by).await;
+        let reply = self.dispatch(req, by, claimed).await;
         if let Some((command, proposal_id)) = audited {
             self.audit(actor, command, proposal_id, &reply).await;
         }
@@ -298,9 +310,14 @@ impl Handler {
         }
     }
 
-    async fn dispatch(&self, req: Request, by: Option<i64>) -> Result<Reply, HandlerError> {
+    async fn dispatch(
+        &self,
+        req: Request,
+        by: Option<i64>,
+        claimed: Option<Claimed>,
+    ) -> Result<Reply, HandlerError> {
         match req.command {
-            Command::Approve { proposal_id } => self.approve(proposal_id, by).await,
+            Command::Approve { proposal_id } => self.approve(proposal_id, by, claimed).await,
             Command::Reject { proposal_id } => self.reject(proposal_id, by).await,
             Command::ExpirySweep => self.expiry_sweep().await,
             Command::Scan { only } => {
@@ -580,7 +597,12 @@ impl Handler {
         ))
     }
 
-    async fn approve(&self, proposal_id: i64, by: Option<i64>) -> Result<Reply, HandlerError> {
+    async fn approve(
+        &self,
+        proposal_id: i64,
+        by: Option<i64>,
+        claimed: Option<Claimed>,
+    ) -> Result<Reply, HandlerError> {
         let now = self.clock.now();
         if !self
             .store
@@ -595,6 +617,10 @@ impl Handler {
             .await?
         {
             return self.decided_elsewhere(proposal_id).await;
+        }
+        // Won: the caller may answer now ("Placing…"); the outcome reaches the card below.
+        if let Some(tx) = claimed {
+            let _ = tx.send(());
         }
         let Some(p) = self.store.proposal(proposal_id).await? else {
             return Ok(Reply::Decision(Decision::NotFound { proposal_id }));
@@ -1089,6 +1115,12 @@ fn audit_name(c: &Command) -> Option<(&'static str, Option<i64>)> {
 impl CommandHandler for Handler {
     async fn handle(&self, req: Request) -> Result<Reply, CommandError> {
         Handler::handle(self, req)
+            .await
+            .map_err(|e| CommandError(e.to_string()))
+    }
+
+    async fn handle_claimed(&self, req: Request, claimed: Claimed) -> Result<Reply, CommandError> {
+        Handler::handle_claimed(self, req, Some(claimed))
             .await
             .map_err(|e| CommandError(e.to_string()))
     }
