@@ -142,7 +142,7 @@ impl CommandHandler for FakeHandler {
             if proposal_id == FAILS_AFTER_CLAIM {
                 self.requests.lock().unwrap().push(req.clone());
                 let _ = claimed.send(());
-                return Err(CommandError(
+                return Err(CommandError::Unavailable(
                     "could not record the outcome: database is locked; check the card".into(),
                 ));
             }

@@ -390,8 +390,9 @@ mod card_race {
                     created_at: now,
                     expires_at: now + Duration::minutes(10),
                 })
-                .await?
-                .ok_or("a pending proposal exists")?;
+                .await
+                .expect("insert a proposal")
+                .expect("no other pending proposal");
             Ok(ScanResult {
                 summary: ScanSummary {
                     id: 1,

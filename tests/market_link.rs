@@ -656,7 +656,10 @@ impl mft::ports::Scanner for CountingScanner {
         _open: &[InstrumentKey],
     ) -> Result<mft::ports::ScanResult, mft::ports::ScanError> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Err("counted".into())
+        Err(mft::ports::ScanError::Failed {
+            message: "counted".into(),
+            recoverable: true,
+        })
     }
 }
 

@@ -344,7 +344,7 @@ async fn on_message(bot: Bot, msg: Message, me: Me, state: Arc<BotState>) -> Han
             return send_login_button(&bot, chat, &url).await;
         }
         Ok(reply) => texts::reply(&reply),
-        Err(e) => texts::command_failed(&what, &e.0),
+        Err(e) => texts::command_failed(&what, &e.to_string()),
     };
     send_html(&bot, chat, out).await
 }
@@ -435,7 +435,7 @@ async fn on_callback(bot: Bot, q: CallbackQuery, state: Arc<BotState>) -> Handle
             close_confirmation(&bot, origin, confirmed).await;
             let out = match state.run(user_id, command).await {
                 Ok(reply) => texts::reply(&reply),
-                Err(e) => texts::command_failed(what, &e.0),
+                Err(e) => texts::command_failed(what, &e.to_string()),
             };
             send_html(&bot, chat, out).await?;
         }
@@ -492,7 +492,7 @@ async fn approve_tap(
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(texts::command_failed(
                 &texts::approve_what(proposal_id),
-                &e.0,
+                &e.to_string(),
             )),
             Err(e) => {
                 tracing::error!(proposal_id, error = %e, "the approval task failed");
@@ -621,7 +621,7 @@ mod tests {
         #[async_trait::async_trait]
         impl CommandHandler for Nope {
             async fn handle(&self, _: Request) -> Result<Reply, CommandError> {
-                Err(CommandError("unused".into()))
+                Err(CommandError::Failed("unused".into()))
             }
         }
         let c = BotConfig::from_settings(&settings(Some(1), vec![])).unwrap();
