@@ -198,18 +198,23 @@ async fn run(name: &str, db_url: &str) {
         let start = fake.call_count();
         let tapped = Instant::now();
         let cb = fake.inject_callback(OPERATOR, OPERATOR, message_id, &format!("v1:a:{id}"));
+        // The tap is answered "Placing…" at once; the card edit with the fill comes after.
         let done = fake
             .wait_for(
                 |c| {
-                    c.get(start..).unwrap_or_default().iter().any(|c| {
+                    let c = c.get(start..).unwrap_or_default();
+                    c.iter().any(|c| {
                         c.method == "answerCallbackQuery"
                             && c.str("callback_query_id") == Some(cb.as_str())
-                    })
+                    }) && edit_of(c, message_id).is_some()
                 },
                 WAIT,
             )
             .await;
-        assert!(done, "{name}: tap on proposal #{id} not answered");
+        assert!(
+            done,
+            "{name}: tap on proposal #{id} not answered and edited"
+        );
         let calls = fake.calls_since(start);
         let edit = edit_of(&calls, message_id)
             .unwrap_or_else(|| panic!("{name}: card of #{id} not edited"));

@@ -204,7 +204,12 @@ impl Scheduler {
             };
             match handler.handle(req).await {
                 Ok(reply) => tracing::info!(job = job.name(), ?reply, "job done"),
-                Err(e) => tracing::warn!(job = job.name(), error = %e, "job failed"),
+                // A passing failure is retried by the job's next run; anything else needs the
+                // operator, so it is logged as an error.
+                Err(e) if e.is_recoverable() => {
+                    tracing::warn!(job = job.name(), error = %e, "job failed; its next run retries")
+                }
+                Err(e) => tracing::error!(job = job.name(), error = %e, "job failed"),
             }
         }
     }

@@ -355,13 +355,49 @@ pub struct KillTestReport {
 #[async_trait::async_trait]
 pub trait CommandHandler: Send + Sync {
     async fn handle(&self, req: Request) -> Result<Reply, CommandError>;
+
+    /// [`handle`](Self::handle), firing `claimed` as soon as an Approve has won its proposal
+    /// (before the risk check and the broker), so a caller that must answer at once (a
+    /// Telegram button) can; the final reply still comes back from this call. `claimed` is
+    /// dropped unfired when the command ends without winning. The default never fires it: the
+    /// caller then answers with the final reply.
+    async fn handle_claimed(&self, req: Request, claimed: Claimed) -> Result<Reply, CommandError> {
+        drop(claimed);
+        self.handle(req).await
+    }
 }
 
-/// A command that could not be carried out; the text is shown to the operator, so it must not
-/// carry secrets.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct CommandError(pub String);
+/// The "this Approve won its proposal" signal of [`CommandHandler::handle_claimed`].
+pub type Claimed = tokio::sync::oneshot::Sender<()>;
+
+/// A command that could not be carried out, classified for the caller (the bot, the status
+/// page, the scheduler). The text is shown to the operator as it is, so it says what failed and
+/// what to do, and never carries secrets.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    /// Not allowed now (HALTED, outside the trading window, ...): nothing was done.
+    #[error("{0}")]
+    Refused(DenyReason),
+    /// The command cannot work as given (bad input, a command this process cannot run, a
+    /// setting that forbids it): change the request or the settings; retrying alone does not help.
+    #[error("{0}")]
+    Invalid(String),
+    /// Something failed for the moment (the database busy or unreachable, the broker or Kite
+    /// unavailable): the same command may succeed when retried.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Needs the operator before anything is retried (an order whose fate is unknown, a corrupt
+    /// or inconsistent book, a bug): the text says what to check.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CommandError {
+    /// Whether retrying the same command may succeed without anyone changing anything.
+    pub fn is_recoverable(&self) -> bool {
+        matches!(self, CommandError::Unavailable(_))
+    }
+}
 
 /// What a scan produced, as the handler needs it (the agents' `MetaAgent` implements
 /// [`Scanner`]).
@@ -376,7 +412,34 @@ pub struct ScanResult {
     pub errors: Vec<(InstrumentKey, String)>,
 }
 
-pub type ScanError = Box<dyn std::error::Error + Send + Sync>;
+/// Why a whole scan failed. One instrument's failure is not a `ScanError`: it is reported in
+/// [`ScanResult::errors`] and the others are still scanned.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// Every instrument's latest candle is missing: nothing was analysed. The next scan after
+    /// the data arrives works.
+    #[error("nothing to scan: every instrument's data is stale")]
+    AllStale,
+    /// This process does not scan (`mft kill`, the CLI).
+    #[error("scanning is not available from this command; use `mft run`")]
+    NotAvailable,
+    /// The scanner itself failed (the database, the charts folder, the strategy settings, the
+    /// analyst); `recoverable` says whether the next scan may work without the operator
+    /// changing anything.
+    #[error("{message}")]
+    Failed { message: String, recoverable: bool },
+}
+
+impl ScanError {
+    /// Whether the next scan may succeed without anyone changing anything.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            ScanError::AllStale => true,
+            ScanError::NotAvailable => false,
+            ScanError::Failed { recoverable, .. } => *recoverable,
+        }
+    }
+}
 
 /// Runs the analysis over the watchlist (or one instrument). Implemented by the meta-agent.
 #[async_trait::async_trait]
@@ -413,7 +476,7 @@ pub trait Scanner: Send + Sync {
         }
         match merged {
             Some(m) => Ok(m),
-            None => Err("nothing to scan: every instrument's data is stale".into()),
+            None => Err(ScanError::AllStale),
         }
     }
 }

@@ -650,6 +650,23 @@ pub fn card_caption(card: &ProposalCard) -> String {
     proposal_caption(&card.proposal, card.capital, None)
 }
 
+/// The answer to an Approve tap that won its proposal: the order is being placed; the outcome
+/// then edits the card.
+pub const PLACING: &str = "Placing…";
+
+/// How a failed approval names itself in [`command_failed`].
+pub fn approve_what(proposal_id: i64) -> String {
+    format!("Approve #{proposal_id}")
+}
+
+/// An approval's task ended without an answer (it panicked or was cancelled).
+pub fn approval_stopped(proposal_id: i64) -> String {
+    format!(
+        "Approve #{proposal_id} stopped before it finished; check its card and /positions \
+         before approving anything else for that instrument."
+    )
+}
+
 /// Short callback answer (<= 200 chars) for an Approve / Reject tap.
 pub fn decision_answer(d: &Decision) -> String {
     let s = match d {
@@ -965,6 +982,73 @@ pub fn card_not_posted(error: &str) -> String {
 pub const EXPIRED_UNPOSTED: &str =
     "expired at start-up: its card was never confirmed posted (the service stopped first)";
 
+/// The state an order left in flight by a crash is rejected with when the broker never got it:
+/// it is not sent late (the market has moved on).
+pub const NOT_SENT_LATE: &str = "interrupted before it reached the broker; not sent late";
+
+/// Why a proposal left Approved by a crash is settled as failed at start-up.
+pub const INTERRUPTED_BY_RESTART: &str = "interrupted by a restart before the order was placed";
+
+/// The stored detail of a rejected proposal.
+pub const REJECTED_BY_OPERATOR: &str = "rejected by the operator";
+
+/// The stored detail of an executed proposal: "order paper-mft-p7 BUY 10 at ₹1,500.75".
+pub fn order_detail(
+    order_id: &str,
+    side: crate::domain::Side,
+    quantity: i64,
+    price: Paise,
+) -> String {
+    format!("order {order_id} {side} {quantity} at {price}")
+}
+
+/// An approved proposal whose order exists but is neither filled nor working.
+pub fn entry_order_state(state: &str) -> String {
+    format!("the order for this proposal is {state}")
+}
+
+/// The start-up alert when positions and fills disagree for an instrument.
+pub fn book_inconsistent(instrument: &str, positions: i64, fills: i64) -> String {
+    format!(
+        "the book is inconsistent for {instrument}: positions hold {positions}, fills net {fills}; check before trading it"
+    )
+}
+
+/// The alert when a paper stop/target exit could not be carried out.
+pub fn exit_failed(error: &str) -> String {
+    format!("a stop/target exit failed: {error}")
+}
+
+/// The alert when the intraday square-off could not close a position; it stays open.
+pub fn square_off_failed(error: &str) -> String {
+    format!("the square-off could not close everything: {error}; close it by hand or /kill")
+}
+
+/// The alert when a proposal's card could not be posted.
+pub fn proposal_not_posted(proposal_id: i64, reason: &str) -> String {
+    format!("proposal #{proposal_id}: {reason}")
+}
+
+/// Who asked for a kill, as the halt reason and the trade log record it.
+pub fn kill_by(actor: crate::domain::Actor) -> String {
+    match actor {
+        crate::domain::Actor::Telegram { user_id } => format!("/kill by Telegram user {user_id}"),
+        crate::domain::Actor::Scheduler => "kill by the scheduler".into(),
+        crate::domain::Actor::Cli => "`mft kill` on the command line".into(),
+        crate::domain::Actor::Web => "kill from the web dashboard".into(),
+    }
+}
+
+/// The trade log line of a kill.
+pub fn kill_logged(who: &str, cancelled: u32, closed: usize, errors: usize) -> String {
+    format!("{who}: cancelled {cancelled}, closed {closed}, errors {errors}")
+}
+
+/// The action audit's result of a command that failed.
+pub fn action_failed(error: &str) -> String {
+    format!("error: {error}")
+}
+
 /// Caption of the equity chart a finished /backtest sends (the summary follows as text).
 pub fn backtest_chart_caption(key: &crate::domain::InstrumentKey) -> String {
     format!("Backtest of {}: equity and drawdown", esc(&key.to_string()))
@@ -1128,5 +1212,48 @@ mod tests {
             status: ProposalStatus::Executed,
         };
         assert_eq!(decision_answer(&d), "Already decided (executed)");
+    }
+
+    #[test]
+    fn texts_moved_from_the_handler_and_the_oms_read_as_before() {
+        use crate::domain::Actor;
+        assert_eq!(
+            NOT_SENT_LATE,
+            "interrupted before it reached the broker; not sent late"
+        );
+        assert_eq!(
+            INTERRUPTED_BY_RESTART,
+            "interrupted by a restart before the order was placed"
+        );
+        assert_eq!(REJECTED_BY_OPERATOR, "rejected by the operator");
+        assert_eq!(
+            order_detail("paper-mft-p7", Side::Buy, 10, Paise(150_075)),
+            "order paper-mft-p7 BUY 10 at ₹1,500.75"
+        );
+        assert_eq!(
+            entry_order_state("rejected"),
+            "the order for this proposal is rejected"
+        );
+        assert_eq!(
+            book_inconsistent("NSE:INFY", 10, 5),
+            "the book is inconsistent for NSE:INFY: positions hold 10, fills net 5; check before trading it"
+        );
+        assert_eq!(exit_failed("boom"), "a stop/target exit failed: boom");
+        assert_eq!(proposal_not_posted(7, "no chat"), "proposal #7: no chat");
+        assert_eq!(
+            kill_by(Actor::Telegram { user_id: 42 }),
+            "/kill by Telegram user 42"
+        );
+        assert_eq!(kill_by(Actor::Scheduler), "kill by the scheduler");
+        assert_eq!(kill_by(Actor::Cli), "`mft kill` on the command line");
+        assert_eq!(kill_by(Actor::Web), "kill from the web dashboard");
+        assert_eq!(
+            kill_logged("kill by the scheduler", 1, 2, 0),
+            "kill by the scheduler: cancelled 1, closed 2, errors 0"
+        );
+        assert_eq!(action_failed("HALTED"), "error: HALTED");
+        assert_eq!(PLACING, "Placing…");
+        assert_eq!(approve_what(7), "Approve #7");
+        assert!(approval_stopped(7).chars().count() <= ANSWER_LIMIT);
     }
 }

@@ -309,12 +309,26 @@ async fn kill_on_the_command_line_flattens_and_halts_and_run_stays_halted() {
         fake.wait_for(
             |c| c.iter().any(|c| c.method == "answerCallbackQuery"
                 && c.str("callback_query_id") == Some(cb.as_str())
-                && c.str("text").is_some_and(|t| t.starts_with("Executed"))),
+                && c.str("text") == Some("Placing…")),
+            WAIT
+        )
+        .await,
+        "the approve tap is not answered \"Placing…\": {:?}",
+        fake.calls("answerCallbackQuery")
+    );
+    // The outcome edits the card.
+    let mid = card.message_id;
+    assert!(
+        fake.wait_for(
+            |c| c.iter().any(|c| c.method == "editMessageCaption"
+                && c.i64("message_id") == Some(mid)
+                && c.str("caption")
+                    .is_some_and(|t| t.contains("Executed: BUY"))),
             WAIT
         )
         .await,
         "approval not executed: {:?}",
-        fake.calls("answerCallbackQuery")
+        fake.message(mid)
     );
     let (exit, stderr) = terminate(child).await;
     assert!(exit.success(), "{stderr}");

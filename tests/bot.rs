@@ -1,20 +1,26 @@
 //! The real teloxide dispatcher and the TelegramNotifier against the local Telegram fake, with a
-//! recording fake command handler: commands, help, authorization, buttons, confirmations, cards.
+//! recording fake command handler: commands, help, authorization, buttons, confirmations, cards;
+//! and with the real handler and a slow broker: an approve tap is answered before the order.
 
 mod support;
 
 use chrono::{TimeZone, Utc};
+use mft::app::handler::{Handler, NoScanner};
 use mft::bot::{BotConfig, TelegramNotifier, run_bot};
+use mft::clock::{Clock, ManualClock};
+use mft::config::Mode;
 use mft::config::Secret;
 use mft::domain::{
-    Actor, Command, DenyReason, InstrumentKey, Paise, Product, Proposal, ProposalStatus, Request,
-    Side,
+    Actor, Candle, Command, DenyReason, InstrumentKey, Interval, NewProposal, OrderRequest, Paise,
+    Product, Proposal, ProposalStatus, Request, Side,
 };
+use mft::oms::{Broker, BrokerAck, BrokerError};
 use mft::ports::{
     Alert, ClosedPosition, Decision, KillReport, Notifier, Outcome, ProposalCard, Reply,
     ScanSummary, StatusReport,
 };
-use mft::ports::{CommandError, CommandHandler};
+use mft::ports::{Claimed, CommandError, CommandHandler};
+use mft::risk::RiskApproved;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,7 +32,11 @@ const OPERATOR: i64 = 4242;
 const STRANGER: i64 = 666;
 const WAIT: Duration = Duration::from_secs(15);
 
-/// Records every request; Approve is decided once per proposal (like the store's CAS).
+/// An Approve of this proposal wins it, then fails (as a broken database after the claim would).
+const FAILS_AFTER_CLAIM: i64 = 99;
+
+/// Records every request; Approve is decided once per proposal (like the store's CAS) and
+/// signals the claim when it wins, as the real handler does.
 #[derive(Default)]
 struct FakeHandler {
     requests: Mutex<Vec<Request>>,
@@ -125,6 +135,22 @@ impl CommandHandler for FakeHandler {
             }),
             _ => Reply::Done { changed: 0 },
         })
+    }
+
+    async fn handle_claimed(&self, req: Request, claimed: Claimed) -> Result<Reply, CommandError> {
+        if let Command::Approve { proposal_id } = req.command {
+            if proposal_id == FAILS_AFTER_CLAIM {
+                self.requests.lock().unwrap().push(req.clone());
+                let _ = claimed.send(());
+                return Err(CommandError::Unavailable(
+                    "could not record the outcome: database is locked; check the card".into(),
+                ));
+            }
+            if !self.decided.lock().unwrap().contains(&proposal_id) {
+                let _ = claimed.send(());
+            }
+        }
+        self.handle(req).await
     }
 }
 
@@ -359,10 +385,8 @@ async fn approve_tap_sends_one_approve_and_a_redelivery_is_already_decided() {
         .wait_answered(&cb, WAIT)
         .await
         .expect("tap not answered");
-    assert_eq!(
-        a.text.as_deref(),
-        Some("Executed BUY 10 @ ₹1,500.75 (paper)")
-    );
+    // Answered as soon as the handler claimed the proposal; the outcome is the card's.
+    assert_eq!(a.text.as_deref(), Some("Placing…"));
     assert_eq!(
         h.handler.commands(),
         vec![Command::Approve { proposal_id: 7 }]
@@ -749,4 +773,234 @@ async fn tap_to_answer_latency_figures() {
         lat[lat.len() - 1]
     );
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_failing_after_its_claim_is_reported_in_the_chat() {
+    let h = Harness::start().await;
+    let before = h.fake.calls("sendMessage").len();
+    let cb = h
+        .fake
+        .inject_callback(OPERATOR, OPERATOR, 1, &format!("v1:a:{FAILS_AFTER_CLAIM}"));
+    let a = h.fake.wait_answered(&cb, WAIT).await.expect("answered");
+    assert_eq!(a.text.as_deref(), Some("Placing…"));
+    assert!(h.fake.wait_for(|c| sends(c) > before, WAIT).await);
+    let text = h.fake.calls("sendMessage")[before]
+        .str("text")
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        text,
+        "Failed: Approve #99 could not be done: could not record the outcome: database is locked; check the card"
+    );
+    // Answered once.
+    assert_eq!(
+        h.fake
+            .calls("answerCallbackQuery")
+            .iter()
+            .filter(|c| c.str("callback_query_id") == Some(cb.as_str()))
+            .count(),
+        1
+    );
+    h.stop().await;
+}
+
+/// A broker slower than any tap: each placement waits until the test opens the gate, then
+/// fills at ₹100 and notes when it finished. (A gate rather than a sleep: the test proves the
+/// answer cannot depend on the placement, instead of hoping a delay is long enough.)
+struct SlowBroker {
+    gate: tokio::sync::Semaphore,
+    placed: Mutex<Vec<(String, std::time::Instant)>>,
+}
+
+#[async_trait::async_trait]
+impl Broker for SlowBroker {
+    fn name(&self) -> &str {
+        "slow"
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::Paper
+    }
+
+    async fn place(&self, order: RiskApproved<OrderRequest>) -> Result<BrokerAck, BrokerError> {
+        self.gate.acquire().await.expect("gate open").forget();
+        let req = order.into_inner();
+        self.placed
+            .lock()
+            .unwrap()
+            .push((req.tag.clone(), std::time::Instant::now()));
+        Ok(BrokerAck::Filled {
+            broker_order_id: format!("S-{}", req.tag),
+            price: Paise::from_rupees(100),
+            quantity: req.quantity,
+            at: Utc::now(),
+        })
+    }
+
+    async fn cancel(&self, _broker_order_id: &str) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    async fn find_by_tag(&self, _tag: &str) -> Result<Option<BrokerAck>, BrokerError> {
+        Ok(None)
+    }
+}
+
+/// The real handler behind the bot, with a broker that does not answer until the test lets it:
+/// the tap is answered "Placing…" while the order is still being placed, a second tap meanwhile
+/// is answered "Already decided" at once, then the card shows the outcome; one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_broker_does_not_hold_the_tap_and_a_double_tap_places_one_order() {
+    for db in support::db::test_stores().await {
+        let name = db.name;
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 5, 0, 0).unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now));
+        let key = InstrumentKey::new("NSE", "INFY");
+        db.store
+            .upsert_candles(
+                &key,
+                Interval::Minute15,
+                &[Candle {
+                    ts: now - chrono::Duration::minutes(15),
+                    open: 100.0,
+                    high: 100.0,
+                    low: 100.0,
+                    close: 100.0,
+                    volume: 1,
+                    oi: None,
+                }],
+            )
+            .await
+            .expect("a price");
+        let p = db
+            .store
+            .insert_proposal(&NewProposal {
+                key: key.clone(),
+                side: Side::Buy,
+                quantity: 1,
+                entry: Paise::from_rupees(100),
+                stop: Paise::from_rupees(90),
+                target: Paise::from_rupees(120),
+                product: Product::Cnc,
+                confidence: 0.5,
+                rationale: "slow broker".into(),
+                created_at: now,
+                expires_at: now + chrono::Duration::minutes(10),
+            })
+            .await
+            .expect("insert")
+            .expect("no other pending proposal");
+        let mut settings = mft::config::Settings::default();
+        settings.risk.trading_window = "00:00-23:59".parse().expect("valid");
+        settings.risk.trading_days = "Mon-Sun".parse().expect("valid");
+        let settings = Arc::new(settings);
+
+        let fake = TelegramFake::start(TOKEN).await;
+        let config = BotConfig {
+            token: Secret::new(TOKEN),
+            api_url: fake.url(),
+            chat_id: OPERATOR,
+            allowed_users: vec![OPERATOR],
+        };
+        let notifier = Arc::new(TelegramNotifier::new(
+            config.bot().unwrap(),
+            OPERATOR,
+            settings.trading.capital,
+        ));
+        let card = notifier
+            .post_proposal(&ProposalCard {
+                proposal: p.clone(),
+                chart_png: None,
+                capital: settings.trading.capital,
+            })
+            .await
+            .expect("card posted");
+        db.store
+            .set_proposal_message(p.id, card)
+            .await
+            .expect("message id");
+        let broker = Arc::new(SlowBroker {
+            gate: tokio::sync::Semaphore::new(0),
+            placed: Mutex::new(Vec::new()),
+        });
+        let handler = Arc::new(Handler::new(
+            db.store.clone(),
+            settings,
+            clock,
+            broker.clone(),
+            notifier,
+            Arc::new(NoScanner),
+        ));
+        let shutdown = CancellationToken::new();
+        let bot = tokio::spawn(run_bot(config, handler, shutdown.clone()));
+
+        let data = format!("v1:a:{}", p.id);
+        let first = fake.inject_callback(OPERATOR, OPERATOR, card, &data);
+        let a = fake.wait_answered(&first, WAIT).await.expect("first tap");
+        assert_eq!(a.text.as_deref(), Some("Placing…"), "{name}");
+        assert!(
+            broker.placed.lock().unwrap().is_empty(),
+            "{name}: answered while the broker still holds the order"
+        );
+        // The second tap is not queued behind the first one's placement.
+        let second = fake.inject_callback(OPERATOR, OPERATOR, card, &data);
+        let a = fake.wait_answered(&second, WAIT).await.expect("second tap");
+        assert_eq!(
+            a.text.as_deref(),
+            Some("Already decided (approved)"),
+            "{name}"
+        );
+        assert!(broker.placed.lock().unwrap().is_empty(), "{name}");
+
+        broker.gate.add_permits(10);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while fake.message(card).is_none_or(|m| m.edits == 0) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: the card never showed the outcome"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let edited = fake.message(card).unwrap();
+        let outcome = edited.body().lines().last().unwrap_or("");
+        assert_eq!(
+            outcome,
+            format!(
+                "Executed: BUY 1 @ ₹100.00 (paper, order S-{})",
+                mft::oms::proposal_tag(p.id)
+            ),
+            "{name}"
+        );
+        assert!(edited.buttons().is_empty(), "{name}: buttons removed");
+
+        // Ordering, not timing: the answer was recorded before the placement finished.
+        let placed = broker.placed.lock().unwrap().clone();
+        assert_eq!(placed.len(), 1, "{name}: one placement: {placed:?}");
+        let answers = fake.calls("answerCallbackQuery");
+        let placing = answers
+            .iter()
+            .find(|c| c.str("callback_query_id") == Some(first.as_str()))
+            .unwrap();
+        assert!(placing.at < placed[0].1, "{name}");
+        let texts: Vec<&str> = answers.iter().filter_map(|c| c.str("text")).collect();
+        assert_eq!(
+            texts,
+            vec!["Placing…", "Already decided (approved)"],
+            "{name}"
+        );
+        let orders = db.store.orders_for_proposal(p.id).await.unwrap();
+        assert_eq!(orders.len(), 1, "{name}: {orders:?}");
+        assert_eq!(
+            db.store.proposal(p.id).await.unwrap().unwrap().status,
+            ProposalStatus::Executed,
+            "{name}"
+        );
+        shutdown.cancel();
+        let r = tokio::time::timeout(WAIT, bot)
+            .await
+            .expect("the bot stops")
+            .expect("bot task");
+        assert!(r.is_ok(), "{name}: {r:?}");
+    }
 }

@@ -78,7 +78,8 @@ async fn page_approval_and_telegram_tap_at_once_place_one_order() {
             let answered = fake.wait_answered(&cb, WAIT).await;
             let answer = answered.and_then(|a| a.text).unwrap_or_default();
             let web_decided = web["reply"]["Decision"]["Decided"].is_object();
-            let tap_decided = answer.starts_with("Executed");
+            // A winning tap is answered at once; its outcome goes to the card.
+            let tap_decided = answer == "Placing…";
             assert!(
                 web_decided ^ tap_decided,
                 "{name}: exactly one decides; web {web}, tap {answer:?}"
@@ -89,10 +90,7 @@ async fn page_approval_and_telegram_tap_at_once_place_one_order() {
                 web["message"].as_str().unwrap_or_default().to_string()
             };
             assert!(loser.starts_with("Already decided"), "{name}: {loser}");
-            let orders = db.store.orders_for_proposal(id).await.unwrap();
-            assert_eq!(orders.len(), 1, "{name}: one order for #{id}: {orders:?}");
-            assert_eq!(status_of(&db.store, id).await, ProposalStatus::Executed);
-            // The card is edited once, with the outcome.
+            // The card is edited once, with the outcome (after the order, whoever won).
             assert!(
                 poll_until(|| async {
                     fake.message(card.message_id).is_some_and(|m| m.edits >= 1)
@@ -100,6 +98,9 @@ async fn page_approval_and_telegram_tap_at_once_place_one_order() {
                 .await,
                 "{name}: card not edited"
             );
+            let orders = db.store.orders_for_proposal(id).await.unwrap();
+            assert_eq!(orders.len(), 1, "{name}: one order for #{id}: {orders:?}");
+            assert_eq!(status_of(&db.store, id).await, ProposalStatus::Executed);
             let edited = fake.message(card.message_id).unwrap();
             assert_eq!(edited.edits, 1, "{name}: edited once");
             assert!(
@@ -389,8 +390,9 @@ mod card_race {
                     created_at: now,
                     expires_at: now + Duration::minutes(10),
                 })
-                .await?
-                .ok_or("a pending proposal exists")?;
+                .await
+                .expect("insert a proposal")
+                .expect("no other pending proposal");
             Ok(ScanResult {
                 summary: ScanSummary {
                     id: 1,

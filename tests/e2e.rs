@@ -259,6 +259,19 @@ impl Service {
         self.answers(cb).remove(0)
     }
 
+    /// Waits for the answer to the winning approve tap `cb` ("Placing…", before any order),
+    /// then for card `message_id`'s outcome edit; returns the outcome line.
+    async fn placed(&self, cb: &str, message_id: i64) -> String {
+        let answer = self.answer(cb).await;
+        assert_eq!(
+            answer, "Placing…",
+            "{}: the tap is answered at once",
+            self.name
+        );
+        let edited = self.wait_edited(message_id, 1).await;
+        edited.body().lines().last().unwrap_or("").to_string()
+    }
+
     /// Waits until message `message_id` has been edited at least `edits` times.
     async fn wait_edited(&self, message_id: i64, edits: u32) -> SentMessage {
         let ok = poll_until(|| {
@@ -376,10 +389,10 @@ async fn scan_card_approve_executes_once_and_positions_show_it() {
         assert_eq!(p.message_id, Some(card.message_id), "{name}");
 
         let cb = svc.tap(OPERATOR, card.message_id, &format!("v1:a:{id}"));
-        let answer = svc.answer(&cb).await;
+        let outcome = svc.placed(&cb, card.message_id).await;
         assert!(
-            answer.starts_with("Executed BUY 250 @ ₹93.55 (paper)"),
-            "{name}: {answer}"
+            outcome.starts_with("Executed: BUY 250 @ ₹93.55 (paper"),
+            "{name}: {outcome}"
         );
         let edited = svc.wait_edited(card.message_id, 1).await;
         assert_eq!(edited.reply_markup, None, "{name}: buttons gone");
@@ -474,7 +487,8 @@ async fn double_taps_redeliveries_and_two_devices_give_one_order() {
             a.message_id,
             &format!("v1:a:{ida}"),
         );
-        assert!(svc.answer(&cb1).await.starts_with("Executed"), "{name}");
+        let outcome = svc.placed(&cb1, a.message_id).await;
+        assert!(outcome.starts_with("Executed"), "{name}: {outcome}");
         let cb2 = svc.tap(OPERATOR, a.message_id, &format!("v1:a:{ida}"));
         assert_eq!(
             svc.answer(&cb2).await,
@@ -501,10 +515,15 @@ async fn double_taps_redeliveries_and_two_devices_give_one_order() {
         let (x, y) = (svc.answer(&d1).await, svc.answer(&d2).await);
         let mut both = [x.clone(), y.clone()];
         both.sort();
+        // The loser may tap while the winner's order is still being placed.
         assert!(
-            both[0] == "Already decided (executed)" && both[1].starts_with("Executed"),
+            (both[0] == "Already decided (approved)" || both[0] == "Already decided (executed)")
+                && both[1] == "Placing…",
             "{name}: {x:?} / {y:?}"
         );
+        let edited = svc.wait_edited(b.message_id, 1).await;
+        let outcome = edited.body().lines().last().unwrap_or("");
+        assert!(outcome.starts_with("Executed"), "{name}: {outcome}");
         assert_eq!(
             db.store.orders_for_proposal(idb).await.unwrap().len(),
             1,
@@ -635,7 +654,8 @@ async fn daily_loss_vetoes_the_next_entry_and_halts_with_an_alert() {
         let (a, b) = (&cards[0], &cards[1]);
         let (ida, idb) = (card_id(a), card_id(b));
         let cb = svc.tap(OPERATOR, a.message_id, &format!("v1:a:{ida}"));
-        assert!(svc.answer(&cb).await.starts_with("Executed"), "{name}");
+        let outcome = svc.placed(&cb, a.message_id).await;
+        assert!(outcome.starts_with("Executed"), "{name}: {outcome}");
         assert!(!db.store.system_state().await.unwrap().halted, "{name}");
 
         // INFY drops 0.15: the open position is now 37.50 down, over the 20 limit.
@@ -649,11 +669,8 @@ async fn daily_loss_vetoes_the_next_entry_and_halts_with_an_alert() {
             .unwrap();
         let before = svc.sent_count();
         let cb = svc.tap(OPERATOR, b.message_id, &format!("v1:a:{idb}"));
-        let answer = svc.answer(&cb).await;
-        assert!(
-            answer.starts_with("Vetoed: MAX_DAILY_LOSS"),
-            "{name}: {answer}"
-        );
+        // The tap wins the proposal ("Placing…"); the risk check then vetoes it on the card.
+        svc.placed(&cb, b.message_id).await;
         let edited = svc.wait_edited(b.message_id, 1).await;
         assert_eq!(edited.reply_markup, None, "{name}");
         let outcome = edited.body().lines().last().unwrap_or("").to_string();
@@ -695,7 +712,8 @@ async fn kill_flattens_and_halts_and_the_halt_survives_a_restart() {
         let card = svc.scan(1).await.remove(0);
         let id = card_id(&card);
         let cb = svc.tap(OPERATOR, card.message_id, &format!("v1:a:{id}"));
-        assert!(svc.answer(&cb).await.starts_with("Executed"), "{name}");
+        let outcome = svc.placed(&cb, card.message_id).await;
+        assert!(outcome.starts_with("Executed"), "{name}: {outcome}");
         assert_eq!(db.store.open_positions().await.unwrap().len(), 1);
 
         let confirm = svc.say("/kill", |t| t.starts_with("Kill:")).await;
@@ -829,7 +847,8 @@ async fn status_help_unknown_start_and_stop() {
         let cards = svc.scan(2).await;
         let ida = card_id(&cards[0]);
         let cb = svc.tap(OPERATOR, cards[0].message_id, &format!("v1:a:{ida}"));
-        assert!(svc.answer(&cb).await.starts_with("Executed"), "{name}");
+        let outcome = svc.placed(&cb, cards[0].message_id).await;
+        assert!(outcome.starts_with("Executed"), "{name}: {outcome}");
 
         let status = svc.say("/status", |t| t.contains("MFT-1 status")).await;
         for want in [
@@ -870,7 +889,8 @@ async fn status_page_needs_its_token_and_healthz_is_open() {
         let card = svc.scan(1).await.remove(0);
         let id = card_id(&card);
         let cb = svc.tap(OPERATOR, card.message_id, &format!("v1:a:{id}"));
-        assert!(svc.answer(&cb).await.starts_with("Executed"), "{name}");
+        let outcome = svc.placed(&cb, card.message_id).await;
+        assert!(outcome.starts_with("Executed"), "{name}: {outcome}");
 
         let http = reqwest::Client::new();
         let base = format!("http://{addr}");

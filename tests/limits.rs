@@ -298,7 +298,11 @@ enum Target {
     Postgres { db: TestDb, raw: sqlx::PgConnection },
 }
 
-const RESET: [&str; 9] = [
+const RESET: [&str; 12] = [
+    // The audits reference orders: emptied first.
+    "DELETE FROM risk_decisions",
+    "DELETE FROM reconciliations",
+    "DELETE FROM live_state",
     "DELETE FROM fills",
     "DELETE FROM orders",
     "DELETE FROM positions",

@@ -50,6 +50,10 @@ fn settings(fake: &KiteFake) -> Settings {
     s.risk.max_open_positions = 100;
     s.risk.allowed_instruments = (0..400).map(sym).collect();
     s.risk.max_orders_per_day = 10_000;
+    // The exchange's scripts place many orders on few instruments within seconds: the
+    // duplicate and rate checks (tests/risk.rs) would veto them.
+    s.risk.duplicate_window_seconds = 0;
+    s.risk.max_orders_per_minute = 400;
     s.risk.max_position_value = Paise::from_rupees(10_000_000);
     s.risk.max_daily_loss = Paise::from_rupees(10_000_000);
     s.trading.capital = Paise::from_rupees(100_000_000);

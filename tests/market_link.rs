@@ -551,11 +551,21 @@ async fn live_ticks_pass_an_approval_and_stopped_ticks_veto_stale_price() {
             kite_fake::ltp_packet(999, 1),
         ]));
         tokio::time::sleep(Duration::from_millis(300)).await;
+        // A winning tap is answered "Placing…" at once; the outcome then edits the card.
+        let outcome = |mid: i64| {
+            svc.tg
+                .message(mid)
+                .filter(|m| m.edits > 0)
+                .map(|m| m.body().lines().last().unwrap_or("").to_string())
+        };
         let (mid, data) = id_of(infy);
         let cb = svc.tg.inject_callback(OPERATOR, OPERATOR, mid, &data);
         let answer = svc.tg.wait_answered(&cb, WAIT).await;
         let text = answer.and_then(|a| a.text).unwrap_or_default();
-        assert!(text.starts_with("Executed BUY"), "{}: {text}", db.name);
+        assert_eq!(text, "Placing…", "{}", db.name);
+        assert!(poll_until(|| outcome(mid).is_some()).await, "{}", db.name);
+        let text = outcome(mid).unwrap_or_default();
+        assert!(text.starts_with("Executed: BUY"), "{}: {text}", db.name);
 
         // The ticks stop: two minutes later the RELIANCE price is too old.
         svc.clock.advance(chrono::Duration::seconds(120));
@@ -567,6 +577,9 @@ async fn live_ticks_pass_an_approval_and_stopped_ticks_veto_stale_price() {
             .await
             .and_then(|a| a.text)
             .unwrap_or_default();
+        assert_eq!(text, "Placing…", "{}", db.name);
+        assert!(poll_until(|| outcome(mid).is_some()).await, "{}", db.name);
+        let text = outcome(mid).unwrap_or_default();
         assert!(text.contains("STALE_PRICE"), "{}: {text}", db.name);
         assert!(text.contains("120s old (max 60s)"), "{}: {text}", db.name);
 
@@ -643,7 +656,10 @@ impl mft::ports::Scanner for CountingScanner {
         _open: &[InstrumentKey],
     ) -> Result<mft::ports::ScanResult, mft::ports::ScanError> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Err("counted".into())
+        Err(mft::ports::ScanError::Failed {
+            message: "counted".into(),
+            recoverable: true,
+        })
     }
 }
 

@@ -182,7 +182,7 @@ async fn every_decision_is_audited_with_its_inputs() {
         assert_eq!(vetoed.decision.code, "DUPLICATE_ORDER");
         assert_eq!(vetoed.decision.stage, "execution");
         assert_eq!(vetoed.order_id, None);
-        assert_eq!(vetoed.decision.request.tag, format!("mft-p{}", b.id));
+        assert_eq!(vetoed.decision.request.tag, mft::oms::proposal_tag(b.id));
         assert_eq!(vetoed.decision.inputs["orders_today"], 1);
         assert_eq!(vetoed.decision.inputs["same_side_seconds_ago"], 10);
         assert!(

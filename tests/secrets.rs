@@ -188,6 +188,18 @@ async fn no_planted_secret_reaches_a_log_a_chat_a_page_or_an_error() {
     let id: i64 = approve.trim_start_matches("v1:a:").parse().expect("id");
     let cb = fake.inject_callback(OPERATOR, OPERATOR, card.message_id, &approve);
     assert!(fake.wait_answered(&cb, WAIT).await.is_some());
+    // The tap is answered at once; the outcome then edits the card.
+    let mid = card.message_id;
+    assert!(
+        fake.wait_for(
+            |c| c
+                .iter()
+                .any(|c| c.method == "editMessageCaption" && c.i64("message_id") == Some(mid)),
+            WAIT
+        )
+        .await,
+        "the approved card is not edited"
+    );
     say(&fake, &format!("/why {id}"), &format!("#{id}")).await;
     say(&fake, "/positions", "").await;
 

@@ -206,11 +206,26 @@ async fn one_service_per_database_and_kill_goes_through_it() {
             fake.wait_for(
                 |c| c.iter().any(|c| c.method == "answerCallbackQuery"
                     && c.str("callback_query_id") == Some(cb.as_str())
-                    && c.str("text").is_some_and(|t| t.starts_with("Executed"))),
+                    && c.str("text") == Some("Placing…")),
                 WAIT
             )
             .await,
-            "{name}: approval not executed"
+            "the approve tap is not answered \"Placing…\": {:?}",
+            fake.calls("answerCallbackQuery")
+        );
+        // The outcome edits the card.
+        let mid = card.message_id;
+        assert!(
+            fake.wait_for(
+                |c| c.iter().any(|c| c.method == "editMessageCaption"
+                    && c.i64("message_id") == Some(mid)
+                    && c.str("caption")
+                        .is_some_and(|t| t.contains("Executed: BUY"))),
+                WAIT
+            )
+            .await,
+            "approval not executed: {:?}",
+            fake.message(mid)
         );
 
         // `mft kill --yes` while the service runs: carried out by the service.

@@ -59,3 +59,57 @@ pub enum AgentError {
     #[error("{0}")]
     Replay(String),
 }
+
+impl AgentError {
+    /// Whether the next scan may succeed without anyone changing anything: the database was
+    /// busy, or the analyst (an LLM) failed this time. Settings, charts folder, missing candles
+    /// and recordings need the operator.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            AgentError::Store(e) => e.is_recoverable(),
+            AgentError::Analysis(_) => true,
+            AgentError::InvalidStrategy(_)
+            | AgentError::Indicator { .. }
+            | AgentError::Chart { .. }
+            | AgentError::ChartsDir { .. }
+            | AgentError::NoCandles { .. }
+            | AgentError::Replay(_) => false,
+        }
+    }
+}
+
+/// A scan that failed as a whole reaches the handler with its text and its class.
+impl From<AgentError> for crate::ports::ScanError {
+    fn from(e: AgentError) -> Self {
+        crate::ports::ScanError::Failed {
+            recoverable: e.is_recoverable(),
+            message: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::ScanError;
+
+    #[test]
+    fn a_failed_scan_keeps_its_text_and_class() {
+        let busy = AgentError::Store(crate::store::StoreError::BookLockBusy {
+            detail: "held".into(),
+        });
+        let text = busy.to_string();
+        let e = ScanError::from(busy);
+        assert!(e.is_recoverable());
+        assert_eq!(e.to_string(), text);
+        let e = ScanError::from(AgentError::InvalidStrategy("fast >= slow".into()));
+        assert!(!e.is_recoverable());
+        assert_eq!(
+            e.to_string(),
+            "strategy settings are invalid: fast >= slow; fix [strategy] in mft.toml"
+        );
+        assert!(ScanError::from(AgentError::Analysis("timeout".into())).is_recoverable());
+        assert!(ScanError::AllStale.is_recoverable());
+        assert!(!ScanError::NotAvailable.is_recoverable());
+    }
+}

@@ -29,7 +29,7 @@ use crate::oms::{
     Brackets, ExitFill, FlattenReport, Oms, OmsError, PaperBroker, Placement, proposal_tag,
 };
 use crate::ports::{
-    Alert, ClosedPosition, CommandError, CommandHandler, Decision, KillReport, Notifier,
+    Alert, Claimed, ClosedPosition, CommandError, CommandHandler, Decision, KillReport, Notifier,
     NotifyError, Outcome, PositionView, ProposalCard, Reply, ScanError, ScanResult, Scanner,
     StatusReport,
 };
@@ -46,7 +46,7 @@ impl Scanner for NoScanner {
         _only: Option<&InstrumentKey>,
         _open_positions: &[InstrumentKey],
     ) -> Result<ScanResult, ScanError> {
-        Err("scanning is not available from this command; use `mft run`".into())
+        Err(ScanError::NotAvailable)
     }
 }
 
@@ -79,6 +79,9 @@ impl Notifier for LogNotifier {
 /// Provides the next scheduled scan time for /status (the scheduler knows it).
 pub type NextScan = Arc<dyn Fn() -> Option<DateTime<Utc>> + Send + Sync>;
 
+/// Why a command failed. [`HandlerError::is_recoverable`] separates what a retry may fix from
+/// what needs the operator; the bot, the status page and the scheduler see it as a
+/// [`CommandError`] of the matching class.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     /// The command is not allowed now (e.g. HALTED): show the reason to the operator.
@@ -89,18 +92,70 @@ pub enum HandlerError {
     #[error(transparent)]
     Oms(#[from] OmsError),
     #[error("the scan failed: {0}")]
-    Scan(String),
-    /// A Kite call or the session failed; the text says what to do ("Kite session expired: tap Log in").
-    #[error("{0}")]
-    Market(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    Scan(#[from] ScanError),
+    /// A Kite call failed; the text says what to do.
+    #[error(transparent)]
+    Market(#[from] crate::market::MarketError),
+    /// Kite's margin or circuit band for an approved order could not be read.
+    #[error("{0}; the order was not placed")]
+    RiskReads(crate::market::MarketError),
+    /// The Kite session is missing, expired or refused ("Kite session expired: tap Log in").
+    #[error(transparent)]
+    Session(#[from] crate::market::session::SessionError),
+    /// A Kite command in a process without the market connection (the CLI's handler).
+    #[error(
+        "this command needs the Kite connection of the running service; use it from Telegram or the dashboard"
+    )]
+    NoMarket,
+    /// A command answered with a reply of another kind: a bug.
+    #[error("internal error: {command} answered {reply}; report this with the log")]
+    UnexpectedReply {
+        command: &'static str,
+        reply: String,
+    },
     #[error("{}", crate::texts::KILL_LIVE_UNAVAILABLE)]
     LiveBrokerUnavailable,
+    /// `mft kill` could not reach the running service; the text says what to do instead.
     #[error("{0}")]
     ServiceKill(String),
+    /// A /backtest that cannot start as asked (bad span, no data, one already running).
     #[error("{0}")]
     Backtest(String),
+}
+
+impl HandlerError {
+    /// Whether the same command may succeed when retried without anyone changing anything (the
+    /// database busy, the broker or Kite unreachable for the moment).
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            HandlerError::Store(e) => e.is_recoverable(),
+            HandlerError::Oms(e) => e.is_recoverable(),
+            HandlerError::Scan(e) => e.is_recoverable(),
+            HandlerError::Market(e) | HandlerError::RiskReads(e) => e.is_recoverable(),
+            HandlerError::Session(e) => e.is_recoverable(),
+            HandlerError::Refused(_)
+            | HandlerError::NoMarket
+            | HandlerError::UnexpectedReply { .. }
+            | HandlerError::LiveBrokerUnavailable
+            | HandlerError::ServiceKill(_)
+            | HandlerError::Backtest(_) => false,
+        }
+    }
+}
+
+/// The class a caller acts on; the text is the operator's.
+impl From<HandlerError> for CommandError {
+    fn from(e: HandlerError) -> Self {
+        let text = e.to_string();
+        match e {
+            HandlerError::Refused(reason) => CommandError::Refused(reason),
+            HandlerError::NoMarket
+            | HandlerError::LiveBrokerUnavailable
+            | HandlerError::Backtest(_) => CommandError::Invalid(text),
+            e if e.is_recoverable() => CommandError::Unavailable(text),
+            _ => CommandError::Failed(text),
+        }
+    }
 }
 
 /// The command handler. Build one per process and share it (`Arc<Handler>`).
@@ -199,10 +254,7 @@ impl Handler {
         // The book invariant: positions add up to their fills. A mismatch is not repaired
         // here (which side is right needs a human), but the operator hears of it at once.
         for d in self.store.book_discrepancies().await? {
-            let error = format!(
-                "the book is inconsistent for {}: positions hold {}, fills net {}; check before trading it",
-                d.instrument, d.positions, d.fills
-            );
+            let error = crate::texts::book_inconsistent(&d.instrument, d.positions, d.fills);
             tracing::error!("{error}");
             self.notify(Alert::ScanFailed { key: None, error }).await;
         }
@@ -233,7 +285,7 @@ impl Handler {
             let (status, detail, outcome) = match filled {
                 Some((order_id, price, quantity)) => (
                     ProposalStatus::Executed,
-                    format!("order {order_id} {} {quantity} at {price}", p.side),
+                    crate::texts::order_detail(&order_id, p.side, quantity, price),
                     Outcome::Executed {
                         side: p.side,
                         quantity,
@@ -243,7 +295,7 @@ impl Handler {
                     },
                 ),
                 None => {
-                    let reason = "interrupted by a restart before the order was placed".to_string();
+                    let reason = crate::texts::INTERRUPTED_BY_RESTART.to_string();
                     (
                         ProposalStatus::Failed,
                         reason.clone(),
@@ -279,13 +331,25 @@ impl Handler {
 
     /// Executes one command.
     pub async fn handle(&self, req: Request) -> Result<Reply, HandlerError> {
+        self.handle_claimed(req, None).await
+    }
+
+    /// Executes one command; for an Approve, `claimed` fires as soon as this request has won
+    /// the proposal (the compare-and-set Pending -> Approved), before the risk check and the
+    /// broker. It is dropped unfired when the command ends without winning (already decided,
+    /// not found, an error before the claim) and for every other command.
+    pub async fn handle_claimed(
+        &self,
+        req: Request,
+        claimed: Option<Claimed>,
+    ) -> Result<Reply, HandlerError> {
         let by = match req.actor {
             Actor::Telegram { user_id } => Some(user_id),
             Actor::Scheduler | Actor::Cli | Actor::Web => None,
         };
         let audited = audit_name(&req.command);
         let actor = req.actor;
-        let reply = self.dispatch(req, by).await;
+        let reply = self.dispatch(req, by, claimed).await;
         if let Some((command, proposal_id)) = audited {
             self.audit(actor, command, proposal_id, &reply).await;
         }
@@ -303,7 +367,7 @@ impl Handler {
     ) {
         let result = match reply {
             Ok(r) => crate::texts::reply_answer(r),
-            Err(e) => format!("error: {e}"),
+            Err(e) => crate::texts::action_failed(&e.to_string()),
         };
         if let Err(e) = self
             .store
@@ -320,9 +384,14 @@ impl Handler {
         }
     }
 
-    async fn dispatch(&self, req: Request, by: Option<i64>) -> Result<Reply, HandlerError> {
+    async fn dispatch(
+        &self,
+        req: Request,
+        by: Option<i64>,
+        claimed: Option<Claimed>,
+    ) -> Result<Reply, HandlerError> {
         match req.command {
-            Command::Approve { proposal_id } => self.approve(proposal_id, by).await,
+            Command::Approve { proposal_id } => self.approve(proposal_id, by, claimed).await,
             Command::Reject { proposal_id } => self.reject(proposal_id, by).await,
             Command::ExpirySweep => self.expiry_sweep().await,
             Command::Scan { only } => {
@@ -342,8 +411,15 @@ impl Handler {
                 };
                 let changed = report.closed.len() as u32;
                 self.after_exits(&report.closed).await?;
+                // A position the square-off could not close stays open into the close: the
+                // operator must hear of it, not only the log.
                 for e in &report.errors {
-                    tracing::error!("square-off: {e}");
+                    tracing::error!(recoverable = e.is_recoverable(), "square-off: {e}");
+                    self.notify(Alert::ScanFailed {
+                        key: None,
+                        error: crate::texts::square_off_failed(&e.to_string()),
+                    })
+                    .await;
                 }
                 Ok(Reply::Done { changed })
             }
@@ -593,10 +669,10 @@ impl Handler {
         // A failed exit (an overflow on an absurd price, a stale order) stops only that exit
         // and is told to the operator.
         for e in &report.errors {
-            tracing::error!("bracket exit: {e}");
+            tracing::error!(recoverable = e.is_recoverable(), "bracket exit: {e}");
             self.notify(Alert::ScanFailed {
                 key: None,
-                error: format!("a stop/target exit failed: {e}"),
+                error: crate::texts::exit_failed(&e.to_string()),
             })
             .await;
         }
@@ -616,7 +692,12 @@ impl Handler {
         ))
     }
 
-    async fn approve(&self, proposal_id: i64, by: Option<i64>) -> Result<Reply, HandlerError> {
+    async fn approve(
+        &self,
+        proposal_id: i64,
+        by: Option<i64>,
+        claimed: Option<Claimed>,
+    ) -> Result<Reply, HandlerError> {
         let now = self.clock.now();
         if !self
             .store
@@ -631,6 +712,10 @@ impl Handler {
             .await?
         {
             return self.decided_elsewhere(proposal_id).await;
+        }
+        // Won: the caller may answer now ("Placing…"); the outcome reaches the card below.
+        if let Some(tx) = claimed {
+            let _ = tx.send(());
         }
         let Some(p) = self.store.proposal(proposal_id).await? else {
             return Ok(Reply::Decision(Decision::NotFound { proposal_id }));
@@ -741,9 +826,7 @@ impl Handler {
         let mut verdict = self.risk.check(req, &ctx);
         if let (Some(ports), Ok(passed)) = (&self.risk_ports, &verdict) {
             let req = passed.inner().clone();
-            let kite = |e: crate::market::MarketError| {
-                HandlerError::Market(format!("{e}; the order was not placed"))
-            };
+            let kite = HandlerError::RiskReads;
             ctx.margin = Some(ports.margins.order_margin(&req).await.map_err(kite)?);
             ctx.circuit_band = ports.circuits.circuit_band(&req.key).await.map_err(kite)?;
             verdict = self.risk.check(req, &ctx);
@@ -778,7 +861,7 @@ impl Handler {
             };
             (
                 ProposalStatus::Executed,
-                format!("order {order_id} {} {} at {price}", p.side, p.quantity),
+                crate::texts::order_detail(&order_id, p.side, p.quantity, price),
                 Outcome::Executed {
                     side: p.side,
                     quantity: order.request.quantity,
@@ -838,7 +921,7 @@ impl Handler {
                     },
                 ),
                 other => {
-                    let reason = format!("the order for this proposal is {}", other.name());
+                    let reason = crate::texts::entry_order_state(other.name());
                     (
                         ProposalStatus::Failed,
                         reason.clone(),
@@ -868,7 +951,7 @@ impl Handler {
                 ProposalStatus::Rejected,
                 self.clock.now(),
                 by,
-                Some("rejected by the operator"),
+                Some(crate::texts::REJECTED_BY_OPERATOR),
             )
             .await?
         {
@@ -941,13 +1024,12 @@ impl Handler {
         }) {
             Ok(r) => r,
             Err(e) => {
-                let error = e.to_string();
                 self.notify(Alert::ScanFailed {
                     key: only.cloned(),
-                    error: error.clone(),
+                    error: e.to_string(),
                 })
                 .await;
-                return Err(HandlerError::Scan(error));
+                return Err(HandlerError::Scan(e));
             }
         };
         let mut summary = result.summary.clone();
@@ -974,7 +1056,7 @@ impl Handler {
             for e in &report.errors {
                 self.notify(Alert::OrderFailed {
                     key: key.clone(),
-                    error: e.clone(),
+                    error: e.to_string(),
                 })
                 .await;
             }
@@ -1033,7 +1115,7 @@ impl Handler {
                     .await?;
                 self.notify(Alert::ScanFailed {
                     key: Some(card.proposal.key.clone()),
-                    error: format!("proposal #{id}: {reason}"),
+                    error: crate::texts::proposal_not_posted(id, &reason),
                 })
                 .await;
                 Ok(false)
@@ -1080,12 +1162,7 @@ impl Handler {
     }
 
     async fn kill(&self, actor: Actor) -> Result<KillReport, HandlerError> {
-        let who = match actor {
-            Actor::Telegram { user_id } => format!("/kill by Telegram user {user_id}"),
-            Actor::Scheduler => "kill by the scheduler".to_string(),
-            Actor::Cli => "`mft kill` on the command line".to_string(),
-            Actor::Web => "kill from the web dashboard".to_string(),
-        };
+        let who = crate::texts::kill_by(actor);
         let FlattenReport {
             cancelled,
             closed,
@@ -1116,19 +1193,22 @@ impl Handler {
                 })
                 .collect(),
             realized_today: self.store.realized_since(self.day_start()).await?,
-            errors,
+            errors: errors.iter().map(ToString::to_string).collect(),
         };
+        for e in &errors {
+            tracing::error!(recoverable = e.is_recoverable(), "kill: {e}");
+        }
         self.store
             .log_trade_event(
                 self.clock.now(),
                 "kill",
                 None,
                 None,
-                &format!(
-                    "{who}: cancelled {}, closed {}, errors {}",
+                &crate::texts::kill_logged(
+                    &who,
                     report.cancelled_orders,
                     report.closed.len(),
-                    report.errors.len()
+                    report.errors.len(),
                 ),
             )
             .await?;
@@ -1208,9 +1288,11 @@ fn audit_name(c: &Command) -> Option<(&'static str, Option<i64>)> {
 #[async_trait::async_trait]
 impl CommandHandler for Handler {
     async fn handle(&self, req: Request) -> Result<Reply, CommandError> {
-        Handler::handle(self, req)
-            .await
-            .map_err(|e| CommandError(e.to_string()))
+        Ok(Handler::handle(self, req).await?)
+    }
+
+    async fn handle_claimed(&self, req: Request, claimed: Claimed) -> Result<Reply, CommandError> {
+        Ok(Handler::handle_claimed(self, req, Some(claimed)).await?)
     }
 }
 
@@ -1230,8 +1312,7 @@ pub async fn configured_broker_for(
                 settings.clone(),
                 clock.clone(),
             )
-            .await
-            .map_err(|e| HandlerError::Market(e.to_string()))?;
+            .await?;
             // Without a key or a session nothing could be cancelled or closed at Kite: refuse
             // before the halt or any order is touched.
             if !session.configured() || session.current().is_err() {
@@ -1296,8 +1377,105 @@ pub async fn kill_directly(
         .await;
     match reply? {
         Reply::Killed(report) => Ok(report),
-        other => Err(HandlerError::Internal(format!(
-            "unexpected reply to kill: {other:?}"
-        ))),
+        other => Err(HandlerError::UnexpectedReply {
+            command: "kill",
+            reply: format!("{other:?}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oms::BrokerError;
+
+    fn busy() -> StoreError {
+        StoreError::BookLockBusy {
+            detail: "held by pid 7".into(),
+        }
+    }
+
+    #[test]
+    fn handler_errors_reach_callers_in_their_class_with_their_text() {
+        let cases: Vec<(HandlerError, CommandError)> = vec![
+            (
+                HandlerError::Refused(DenyReason::Halted),
+                CommandError::Refused(DenyReason::Halted),
+            ),
+            (
+                HandlerError::Store(busy()),
+                CommandError::Unavailable(
+                    "another mft process kept the order book locked (held by pid 7); retry, and \
+                     check that no command is stuck"
+                        .into(),
+                ),
+            ),
+            (
+                HandlerError::Oms(OmsError::Unknown {
+                    tag: "mft-p7".into(),
+                    source: BrokerError::Unavailable("timeout".into()),
+                }),
+                CommandError::Failed(
+                    "the broker's answer for order mft-p7 is unknown (the broker could not be \
+                     reached or failed: timeout; check the connection and the order book before \
+                     retrying); the order stays Submitting and is reconciled by its tag on the \
+                     next placement: check the broker's order book"
+                        .into(),
+                ),
+            ),
+            (
+                HandlerError::Scan(ScanError::AllStale),
+                CommandError::Unavailable(
+                    "the scan failed: nothing to scan: every instrument's data is stale".into(),
+                ),
+            ),
+            (
+                HandlerError::Scan(ScanError::Failed {
+                    message: "cannot create the charts folder x".into(),
+                    recoverable: false,
+                }),
+                CommandError::Failed("the scan failed: cannot create the charts folder x".into()),
+            ),
+            (
+                HandlerError::Session(crate::market::SessionError::Expired),
+                CommandError::Failed("Kite session expired: tap Log in".into()),
+            ),
+            (
+                HandlerError::Market(crate::market::MarketError::RetriesExhausted {
+                    what: "quote".into(),
+                    attempts: 3,
+                    retries: 2,
+                    last: "429".into(),
+                }),
+                CommandError::Unavailable(
+                    "quote failed 3 times (2 retries with exponential backoff); last error: 429. \
+                     Try again later or raise [kite] max_retries"
+                        .into(),
+                ),
+            ),
+            (
+                HandlerError::LiveBrokerUnavailable,
+                CommandError::Invalid(crate::texts::KILL_LIVE_UNAVAILABLE.into()),
+            ),
+            (
+                HandlerError::Backtest("bad span".into()),
+                CommandError::Invalid("bad span".into()),
+            ),
+            (
+                HandlerError::UnexpectedReply {
+                    command: "kill",
+                    reply: "Paused".into(),
+                },
+                CommandError::Failed(
+                    "internal error: kill answered Paused; report this with the log".into(),
+                ),
+            ),
+        ];
+        for (e, want) in cases {
+            let recoverable = e.is_recoverable();
+            let got = CommandError::from(e);
+            assert_eq!(got, want);
+            assert_eq!(got.is_recoverable(), recoverable, "{got}");
+        }
     }
 }

@@ -24,6 +24,7 @@ use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup, Me, MessageId,
 use teloxide::update_listeners::{Polling, UpdateListener};
 use teloxide::utils::command::{BotCommands, ParseError};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BotError {
@@ -104,6 +105,8 @@ pub struct BotState {
     confirms: Mutex<HashMap<u64, (Confirm, Instant)>>,
     nonce_seed: std::collections::hash_map::RandomState,
     nonce_counter: std::sync::atomic::AtomicU64,
+    /// Approvals still running after their tap was answered; shutdown waits for them.
+    approvals: TaskTracker,
 }
 
 impl BotState {
@@ -114,6 +117,7 @@ impl BotState {
             confirms: Mutex::new(HashMap::new()),
             nonce_seed: std::collections::hash_map::RandomState::new(),
             nonce_counter: std::sync::atomic::AtomicU64::new(0),
+            approvals: TaskTracker::new(),
         }
     }
 
@@ -340,7 +344,7 @@ async fn on_message(bot: Bot, msg: Message, me: Me, state: Arc<BotState>) -> Han
             return send_login_button(&bot, chat, &url).await;
         }
         Ok(reply) => texts::reply(&reply),
-        Err(e) => texts::command_failed(&what, &e.0),
+        Err(e) => texts::command_failed(&what, &e.to_string()),
     };
     send_html(&bot, chat, out).await
 }
@@ -396,13 +400,11 @@ async fn on_callback(bot: Bot, q: CallbackQuery, state: Arc<BotState>) -> Handle
     let origin = q.message.as_ref().map(|m| (m.chat().id, m.id()));
     let chat = ChatId(chat_id.unwrap_or(state.config.chat_id));
     match data {
-        CallbackData::Approve(proposal_id) | CallbackData::Reject(proposal_id) => {
-            let command = if matches!(data, CallbackData::Approve(_)) {
-                Command::Approve { proposal_id }
-            } else {
-                Command::Reject { proposal_id }
-            };
-            let text = match state.run(user_id, command).await {
+        CallbackData::Approve(proposal_id) => {
+            approve_tap(&bot, &q, &state, user_id, chat, proposal_id).await?;
+        }
+        CallbackData::Reject(proposal_id) => {
+            let text = match state.run(user_id, Command::Reject { proposal_id }).await {
                 Ok(reply) => texts::reply_answer(&reply),
                 Err(e) => texts::truncate_chars(&format!("Failed: {e}"), texts::ANSWER_LIMIT),
             };
@@ -433,7 +435,7 @@ async fn on_callback(bot: Bot, q: CallbackQuery, state: Arc<BotState>) -> Handle
             close_confirmation(&bot, origin, confirmed).await;
             let out = match state.run(user_id, command).await {
                 Ok(reply) => texts::reply(&reply),
-                Err(e) => texts::command_failed(what, &e.0),
+                Err(e) => texts::command_failed(what, &e.to_string()),
             };
             send_html(&bot, chat, out).await?;
         }
@@ -443,6 +445,69 @@ async fn on_callback(bot: Bot, q: CallbackQuery, state: Arc<BotState>) -> Handle
             close_confirmation(&bot, origin, texts::cancelled()).await;
         }
     }
+    Ok(())
+}
+
+/// An Approve tap. The approval runs in its own task; the tap is answered as soon as the
+/// handler has claimed the proposal ("Placing…"), before the risk check and the broker, and
+/// the handler then edits the card with the outcome. A tap that does not win (already decided,
+/// not found, an error before the claim) is answered with the final reply instead. Either way
+/// the callback is answered exactly once. An error after the claim reaches the chat as a
+/// message (the card edit is the handler's).
+async fn approve_tap(
+    bot: &Bot,
+    q: &CallbackQuery,
+    state: &Arc<BotState>,
+    user_id: i64,
+    chat: ChatId,
+    proposal_id: i64,
+) -> HandlerResult {
+    let (claimed, won) = tokio::sync::oneshot::channel();
+    let handler = state.handler.clone();
+    let request = Request {
+        command: Command::Approve { proposal_id },
+        actor: Actor::Telegram { user_id },
+    };
+    let run = state
+        .approvals
+        .spawn(async move { handler.handle_claimed(request, claimed).await });
+    if won.await.is_err() {
+        // Ended without winning the proposal: the final reply is quick and is the answer.
+        let text = match run.await {
+            Ok(Ok(reply)) => texts::reply_answer(&reply),
+            Ok(Err(e)) => texts::truncate_chars(&format!("Failed: {e}"), texts::ANSWER_LIMIT),
+            Err(e) => {
+                tracing::error!(proposal_id, error = %e, "the approval task failed");
+                texts::approval_stopped(proposal_id)
+            }
+        };
+        bot.answer_callback_query(q.id.clone()).text(text).await?;
+        return Ok(());
+    }
+    // The rest (risk, broker, the card edit) may take a while: it must not hold this update,
+    // nor the next taps in the chat, which the dispatcher handles in order.
+    let bot_for_outcome = bot.clone();
+    state.approvals.spawn(async move {
+        let failed = match run.await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(texts::command_failed(
+                &texts::approve_what(proposal_id),
+                &e.to_string(),
+            )),
+            Err(e) => {
+                tracing::error!(proposal_id, error = %e, "the approval task failed");
+                Some(texts::approval_stopped(proposal_id))
+            }
+        };
+        if let Some(text) = failed
+            && let Err(e) = send_html(&bot_for_outcome, chat, text).await
+        {
+            tracing::error!(proposal_id, error = %e, "could not report a failed approval");
+        }
+    });
+    bot.answer_callback_query(q.id.clone())
+        .text(texts::PLACING)
+        .await?;
     Ok(())
 }
 
@@ -469,7 +534,7 @@ pub async fn run_bot(
     }
     let state = Arc::new(BotState::new(config, handler));
     let mut dispatcher = Dispatcher::builder(bot.clone(), schema())
-        .dependencies(dptree::deps![state])
+        .dependencies(dptree::deps![state.clone()])
         .default_handler(|_| async {})
         .error_handler(LoggingErrorHandler::with_custom_text(
             "handling a Telegram update failed",
@@ -497,6 +562,9 @@ pub async fn run_bot(
         )
         .await;
     stopper.abort();
+    // Approvals answered "Placing…" finish (their cards are edited) before the bot is gone.
+    state.approvals.close();
+    state.approvals.wait().await;
     tracing::info!("Telegram bot stopped");
     result.map_err(|e| BotError::Telegram(e.to_string()))
 }
@@ -553,7 +621,7 @@ mod tests {
         #[async_trait::async_trait]
         impl CommandHandler for Nope {
             async fn handle(&self, _: Request) -> Result<Reply, CommandError> {
-                Err(CommandError("unused".into()))
+                Err(CommandError::Failed("unused".into()))
             }
         }
         let c = BotConfig::from_settings(&settings(Some(1), vec![])).unwrap();

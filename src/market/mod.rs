@@ -122,4 +122,25 @@ impl MarketError {
     pub fn is_session_expired(&self) -> bool {
         matches!(self, MarketError::SessionExpired)
     }
+
+    /// Whether the same call may succeed when retried later without anyone changing anything:
+    /// Kite kept failing with 429s or network errors, or the database was busy. A missing
+    /// credential, an expired session, Kite's refusals and bad data need the operator.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            MarketError::RetriesExhausted { .. } => true,
+            MarketError::Store(e) => e.is_recoverable(),
+            MarketError::MissingCredential(_)
+            | MarketError::SessionExpired
+            | MarketError::Kite { .. }
+            | MarketError::Request { .. }
+            | MarketError::Config(_)
+            | MarketError::MalformedDump { .. }
+            | MarketError::UnknownInstrument(_)
+            | MarketError::InvalidRange { .. }
+            | MarketError::Io { .. }
+            | MarketError::Csv { .. }
+            | MarketError::AbsurdCandles { .. } => false,
+        }
+    }
 }

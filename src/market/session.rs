@@ -48,6 +48,24 @@ pub enum SessionError {
     Market(#[from] MarketError),
 }
 
+impl SessionError {
+    /// Whether the same login step may succeed when retried without anyone changing anything
+    /// (the database or Kite failing for the moment). Everything else needs a fresh login or a
+    /// setting.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            SessionError::Store(e) => e.is_recoverable(),
+            SessionError::Market(e) => e.is_recoverable(),
+            SessionError::MissingCredential(_)
+            | SessionError::Expired
+            | SessionError::NotLoggedIn
+            | SessionError::BadLogin(_)
+            | SessionError::KiteRefused(_)
+            | SessionError::Undecryptable => false,
+        }
+    }
+}
+
 /// Encrypts and decrypts the access token. The key never leaves this type.
 pub struct Sealer {
     cipher: XChaCha20Poly1305,

@@ -77,6 +77,139 @@ pub enum OmsError {
     Overflow(#[from] FillOverflow),
 }
 
+impl OmsError {
+    /// Whether the same operation may succeed when retried without anyone changing anything
+    /// (the database busy, a concurrent update, a tag collision). An order whose fate at the
+    /// broker is unknown, an illegal state change, a refused exit or an overflow need the
+    /// operator.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            OmsError::Store(e) => e.is_recoverable(),
+            OmsError::Conflict { .. } | OmsError::TagExhausted => true,
+            OmsError::TagTooLong(_)
+            | OmsError::Unknown { .. }
+            | OmsError::IllegalTransition { .. }
+            | OmsError::ExitRefused(_)
+            | OmsError::Overflow(_) => false,
+        }
+    }
+}
+
+// Here rather than in `broker`, beside the other classifications of the money path.
+impl BrokerError {
+    /// Whether placing or cancelling again may succeed without anyone changing anything (the
+    /// broker unreachable, the database busy). A missing price needs data first.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            BrokerError::Unavailable(_) => true,
+            BrokerError::Store(e) => e.is_recoverable(),
+            BrokerError::NoPrice(_) | BrokerError::Refused(_) => false,
+        }
+    }
+}
+
+/// One order or position that a flatten, square-off or exit check could not settle; the others
+/// were still handled. The text names it, says what failed and what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum FlattenError {
+    /// A stop/target exit could not be recorded.
+    #[error("{reason} exit of {position}: {source}")]
+    Exit {
+        reason: &'static str,
+        position: String,
+        #[source]
+        source: OmsError,
+    },
+    /// An order left in flight by a crash could not be settled from the broker's answer.
+    #[error("settling order {tag}: {source}")]
+    Settle {
+        tag: String,
+        #[source]
+        source: OmsError,
+    },
+    #[error("order {tag} is in flight and the broker could not say whether it has it: {source}")]
+    InFlight {
+        tag: String,
+        #[source]
+        source: BrokerError,
+    },
+    #[error("cancelling order {tag}: {source}")]
+    CancelAtBroker {
+        tag: String,
+        #[source]
+        source: BrokerError,
+    },
+    #[error("cancelling order {tag}: {source}")]
+    Cancel {
+        tag: String,
+        #[source]
+        source: OmsError,
+    },
+    /// An exit signal formed on a candle that jumped: the next price decides.
+    #[error(
+        "closing {position}: the last candle moved more than {max_move_pct}% from the one before; \
+         waiting for a fresh price before acting on this exit signal"
+    )]
+    PriceJumped { position: String, max_move_pct: f64 },
+    /// The broker refused the closing order.
+    #[error("closing {position}: {reason}")]
+    Rejected { position: String, reason: String },
+    #[error("closing {position}: the order is {state} at the broker, not confirmed filled")]
+    NotFilled {
+        position: String,
+        state: &'static str,
+    },
+    #[error("closing {position}: {source}")]
+    Close {
+        position: String,
+        #[source]
+        source: OmsError,
+    },
+    /// Live: a cancel Kite has not confirmed within the wait.
+    #[error("order {tag} on {key} is still {state} at the broker after the cancel")]
+    StillWorking {
+        tag: String,
+        key: String,
+        state: &'static str,
+    },
+    /// Live: an exit sent but not (fully) filled within the wait.
+    #[error(
+        "closing {position}: the exit {tag} is {state} at the broker ({filled} of {quantity} filled{detail})"
+    )]
+    ExitUnconfirmed {
+        position: String,
+        tag: String,
+        state: &'static str,
+        filled: i64,
+        quantity: i64,
+        detail: String,
+    },
+    #[error("closing {position}: the exit order vanished")]
+    ExitVanished { position: String },
+}
+
+impl FlattenError {
+    /// Whether running the same flatten again may settle it without anyone changing anything.
+    /// A refused or unconfirmed closing order needs a look at the broker first.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            FlattenError::Exit { source, .. }
+            | FlattenError::Settle { source, .. }
+            | FlattenError::Cancel { source, .. }
+            | FlattenError::Close { source, .. } => source.is_recoverable(),
+            FlattenError::InFlight { source, .. } | FlattenError::CancelAtBroker { source, .. } => {
+                source.is_recoverable()
+            }
+            FlattenError::PriceJumped { .. } => true,
+            FlattenError::Rejected { .. }
+            | FlattenError::NotFilled { .. }
+            | FlattenError::StillWorking { .. }
+            | FlattenError::ExitUnconfirmed { .. }
+            | FlattenError::ExitVanished { .. } => false,
+        }
+    }
+}
+
 /// Proof that the caller holds the book lock (in-process and in the database); every
 /// book-changing [`Oms`] method takes one. Release it with [`BookGuard::release`] (dropping it
 /// also releases it, a moment later on PostgreSQL).
@@ -151,11 +284,11 @@ pub struct ExitFill {
 }
 
 /// What flatten / square-off did.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct FlattenReport {
     pub cancelled: u32,
     pub closed: Vec<ExitFill>,
-    pub errors: Vec<String>,
+    pub errors: Vec<FlattenError>,
 }
 
 /// The order manager. Share it behind an `Arc`; mutations are serialized by the book lock.
@@ -463,8 +596,7 @@ impl Oms {
                     self.transition(
                         order,
                         OrderState::Rejected {
-                            reason: "interrupted before it reached the broker; not sent late"
-                                .into(),
+                            reason: crate::texts::NOT_SENT_LATE.into(),
                         },
                     )
                     .await?;
@@ -634,11 +766,11 @@ impl Oms {
             let (order, req) = match self.record_exit(req, &pos).await {
                 Ok(r) => r,
                 Err(e @ OmsError::ExitRefused(_)) => {
-                    report.errors.push(format!(
-                        "{reason} exit of {} {}: {e}",
-                        pos.key,
-                        pos.product.as_str()
-                    ));
+                    report.errors.push(FlattenError::Exit {
+                        reason,
+                        position: position_label(&pos),
+                        source: e,
+                    });
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -651,12 +783,12 @@ impl Oms {
             };
             let placed = match self.apply_ack(order, ack, None).await {
                 Ok(p) => p,
-                Err(e) => {
-                    report.errors.push(format!(
-                        "{reason} exit of {} {}: {e}",
-                        pos.key,
-                        pos.product.as_str()
-                    ));
+                Err(source) => {
+                    report.errors.push(FlattenError::Exit {
+                        reason,
+                        position: position_label(&pos),
+                        source,
+                    });
                     continue;
                 }
             };
@@ -767,7 +899,7 @@ impl Oms {
                         waiting.push(order.id)
                     }
                     Ok(_) => {}
-                    Err(e) => report.errors.push(format!("cancelling order {tag}: {e}")),
+                    Err(source) => report.errors.push(FlattenError::Cancel { tag, source }),
                 }
                 continue;
             }
@@ -776,25 +908,22 @@ impl Oms {
                     Ok(Some(update)) => match self.settle_found(order, &update, None).await {
                         Ok(Placement::Working { order }) => order,
                         Ok(_) => continue,
-                        Err(e) => {
-                            report.errors.push(format!("settling order {tag}: {e}"));
+                        Err(source) => {
+                            report.errors.push(FlattenError::Settle { tag, source });
                             continue;
                         }
                     },
                     Ok(None) => {
                         let rejected = OrderState::Rejected {
-                            reason: "interrupted before it reached the broker; not sent late"
-                                .into(),
+                            reason: crate::texts::NOT_SENT_LATE.into(),
                         };
-                        if let Err(e) = self.transition(order, rejected).await {
-                            report.errors.push(format!("settling order {tag}: {e}"));
+                        if let Err(source) = self.transition(order, rejected).await {
+                            report.errors.push(FlattenError::Settle { tag, source });
                         }
                         continue;
                     }
-                    Err(e) => {
-                        report.errors.push(format!(
-                            "order {tag} is in flight and the broker could not say whether it has it: {e}"
-                        ));
+                    Err(source) => {
+                        report.errors.push(FlattenError::InFlight { tag, source });
                         continue;
                     }
                 }
@@ -806,9 +935,11 @@ impl Oms {
                 _ => None,
             };
             if let Some(id) = &broker_order_id
-                && let Err(e) = self.broker.cancel(id).await
+                && let Err(source) = self.broker.cancel(id).await
             {
-                report.errors.push(format!("cancelling order {tag}: {e}"));
+                report
+                    .errors
+                    .push(FlattenError::CancelAtBroker { tag, source });
                 continue;
             }
             match self
@@ -816,7 +947,7 @@ impl Oms {
                 .await
             {
                 Ok(_) => report.cancelled += 1,
-                Err(e) => report.errors.push(format!("cancelling order {tag}: {e}")),
+                Err(source) => report.errors.push(FlattenError::Cancel { tag, source }),
             }
         }
         if !waiting.is_empty() {
@@ -831,12 +962,11 @@ impl Oms {
                 if let Some(o) = self.store.order(id).await?
                     && !o.state.is_terminal()
                 {
-                    report.errors.push(format!(
-                        "order {} on {} is still {} at the broker after the cancel",
-                        o.request.tag,
-                        o.request.key,
-                        o.state.name()
-                    ));
+                    report.errors.push(FlattenError::StillWorking {
+                        tag: o.request.tag.clone(),
+                        key: o.request.key.to_string(),
+                        state: o.state.name(),
+                    });
                 }
             }
         }
@@ -865,7 +995,7 @@ impl Oms {
             match self.cancel_live(order).await {
                 Ok(Merged::Cancelled { .. }) => report.cancelled += 1,
                 Ok(_) => {}
-                Err(e) => report.errors.push(format!("cancelling order {tag}: {e}")),
+                Err(source) => report.errors.push(FlattenError::Cancel { tag, source }),
             }
         }
         Ok(())
@@ -885,13 +1015,12 @@ impl Oms {
             if !which(&pos) {
                 continue;
             }
-            let label = format!("{} {}", pos.key, pos.product.as_str());
+            let label = position_label(&pos);
             if needs_fresh_price && self.last_bar_jumped(&pos.key).await? {
-                report.errors.push(format!(
-                    "closing {label}: the last candle moved more than {}% from the one before; \
-                     waiting for a fresh price before acting on this exit signal",
-                    self.settings.risk.max_bar_move_pct
-                ));
+                report.errors.push(FlattenError::PriceJumped {
+                    position: label,
+                    max_move_pct: self.settings.risk.max_bar_move_pct,
+                });
                 continue;
             }
             if live {
@@ -919,8 +1048,11 @@ impl Oms {
             let req = self.exit_request(&pos, quantity, reason, kind, last);
             let approved = match self.approve_exit(req, Some(&pos)).await {
                 Ok(a) => a,
-                Err(e) => {
-                    report.errors.push(format!("closing {label}: {e}"));
+                Err(source) => {
+                    report.errors.push(FlattenError::Close {
+                        position: label,
+                        source,
+                    });
                     continue;
                 }
             };
@@ -935,14 +1067,20 @@ impl Oms {
                     order_id: fill.order_id,
                 }),
                 Ok(Placement::Rejected { reason, .. }) => {
-                    report.errors.push(format!("closing {label}: {reason}"))
+                    report.errors.push(FlattenError::Rejected {
+                        position: label,
+                        reason,
+                    })
                 }
                 Ok(other) if live => sent.push((other.order().id, pos.clone())),
-                Ok(other) => report.errors.push(format!(
-                    "closing {label}: the order is {} at the broker, not confirmed filled",
-                    other.order().state.name()
-                )),
-                Err(e) => report.errors.push(format!("closing {label}: {e}")),
+                Ok(other) => report.errors.push(FlattenError::NotFilled {
+                    position: label,
+                    state: other.order().state.name(),
+                }),
+                Err(source) => report.errors.push(FlattenError::Close {
+                    position: label,
+                    source,
+                }),
             }
         }
         if sent.is_empty() {
@@ -976,24 +1114,29 @@ impl Oms {
             let state = self.store.order(id).await?;
             match state {
                 Some(o) if matches!(o.state, OrderState::Filled { .. }) => {}
-                Some(o) => report.errors.push(format!(
-                    "closing {label}: the exit {} is {} at the broker ({} of {} filled{})",
-                    o.request.tag,
-                    o.state.name(),
-                    o.filled_quantity.max(closed_qty),
-                    o.request.quantity,
-                    match &o.state {
+                Some(o) => report.errors.push(FlattenError::ExitUnconfirmed {
+                    position: label,
+                    tag: o.request.tag.clone(),
+                    state: o.state.name(),
+                    filled: o.filled_quantity.max(closed_qty),
+                    quantity: o.request.quantity,
+                    detail: match &o.state {
                         OrderState::Rejected { reason } => format!(": {reason}"),
                         _ => String::new(),
-                    }
-                )),
+                    },
+                }),
                 None => report
                     .errors
-                    .push(format!("closing {label}: the exit order vanished")),
+                    .push(FlattenError::ExitVanished { position: label }),
             }
         }
         Ok(())
     }
+}
+
+/// How a position is named in flatten failures: "NSE:INFY MIS".
+fn position_label(pos: &Position) -> String {
+    format!("{} {}", pos.key, pos.product.as_str())
 }
 
 /// How far (percent) a candle's open, high and low reach from `reference` (the previous close);
@@ -1151,5 +1294,116 @@ mod tests {
             999_999_999_999_999
         )));
         assert!(proposal_tag(999_999_999_999_999).len() <= MAX_TAG_LEN);
+    }
+
+    fn busy() -> StoreError {
+        StoreError::BookLockBusy {
+            detail: "held by pid 7".into(),
+        }
+    }
+
+    #[test]
+    fn oms_and_broker_errors_say_whether_a_retry_may_work() {
+        assert!(OmsError::Store(busy()).is_recoverable());
+        assert!(!OmsError::Store(StoreError::Corrupt("side X".into())).is_recoverable());
+        assert!(OmsError::Conflict { id: 3 }.is_recoverable());
+        assert!(OmsError::TagExhausted.is_recoverable());
+        let unknown = OmsError::Unknown {
+            tag: "mft-p7".into(),
+            source: BrokerError::Unavailable("timeout".into()),
+        };
+        assert!(
+            !unknown.is_recoverable(),
+            "an order whose fate is unknown needs the broker's order book, not a blind retry"
+        );
+        assert!(!OmsError::ExitRefused(DenyReason::Halted).is_recoverable());
+        assert!(!OmsError::TagTooLong("x".repeat(30)).is_recoverable());
+        assert!(BrokerError::Unavailable("timeout".into()).is_recoverable());
+        assert!(!BrokerError::NoPrice("NSE:INFY".into()).is_recoverable());
+        assert!(BrokerError::Store(busy()).is_recoverable());
+    }
+
+    #[test]
+    fn flatten_failures_are_classified_and_read_as_before() {
+        let cases: Vec<(FlattenError, bool, &str)> = vec![
+            (
+                FlattenError::PriceJumped {
+                    position: "NSE:INFY MIS".into(),
+                    max_move_pct: 20.0,
+                },
+                true,
+                "closing NSE:INFY MIS: the last candle moved more than 20% from the one before; \
+                 waiting for a fresh price before acting on this exit signal",
+            ),
+            (
+                FlattenError::Rejected {
+                    position: "NSE:INFY MIS".into(),
+                    reason: "margin exceeded".into(),
+                },
+                false,
+                "closing NSE:INFY MIS: margin exceeded",
+            ),
+            (
+                FlattenError::NotFilled {
+                    position: "NSE:TCS CNC".into(),
+                    state: "open",
+                },
+                false,
+                "closing NSE:TCS CNC: the order is open at the broker, not confirmed filled",
+            ),
+            (
+                FlattenError::CancelAtBroker {
+                    tag: "mft-kabc".into(),
+                    source: BrokerError::Unavailable("timeout".into()),
+                },
+                true,
+                "cancelling order mft-kabc: the broker could not be reached or failed: timeout; \
+                 check the connection and the order book before retrying",
+            ),
+            (
+                FlattenError::InFlight {
+                    tag: "mft-p4".into(),
+                    source: BrokerError::Unavailable("timeout".into()),
+                },
+                true,
+                "order mft-p4 is in flight and the broker could not say whether it has it: the \
+                 broker could not be reached or failed: timeout; check the connection and the \
+                 order book before retrying",
+            ),
+            (
+                FlattenError::Settle {
+                    tag: "mft-p5".into(),
+                    source: OmsError::Conflict { id: 9 },
+                },
+                true,
+                "settling order mft-p5: order 9 changed state while it was being updated; re-read it",
+            ),
+            (
+                FlattenError::Exit {
+                    reason: "stop",
+                    position: "NSE:INFY MIS".into(),
+                    source: OmsError::IllegalTransition {
+                        id: 2,
+                        from: "filled",
+                        to: "cancelled",
+                    },
+                },
+                false,
+                "stop exit of NSE:INFY MIS: order 2: illegal state change filled -> cancelled",
+            ),
+            (
+                FlattenError::Close {
+                    position: "NSE:INFY MIS".into(),
+                    source: OmsError::Store(busy()),
+                },
+                true,
+                "closing NSE:INFY MIS: another mft process kept the order book locked (held by \
+                 pid 7); retry, and check that no command is stuck",
+            ),
+        ];
+        for (e, recoverable, text) in cases {
+            assert_eq!(e.is_recoverable(), recoverable, "{e}");
+            assert_eq!(e.to_string(), text);
+        }
     }
 }

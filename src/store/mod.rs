@@ -224,6 +224,59 @@ pub enum StoreError {
     ServiceRunning { pid: i64, since: String },
 }
 
+impl StoreError {
+    /// Whether the same operation may succeed when retried without anyone changing anything:
+    /// the database was unreachable, busy or locked for the moment, or another process held the
+    /// book lock. Everything else (a bad URL, a failed migration, a refused or corrupt value,
+    /// another service on the database) needs the operator.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } | StoreError::BookLockBusy { .. } => true,
+            StoreError::Query { source, .. } => transient(source),
+            StoreError::UnsupportedScheme { .. }
+            | StoreError::InvalidUrl { .. }
+            | StoreError::CreateDir { .. }
+            | StoreError::Migrate { .. }
+            | StoreError::InvalidCandle { .. }
+            | StoreError::InvalidRange { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::LockFile { .. }
+            | StoreError::Overflow(_)
+            | StoreError::ServiceRunning { .. } => false,
+        }
+    }
+}
+
+/// A database failure that a retry may not meet again: the connection, the pool, or the
+/// database busy, locked or aborting a transaction to resolve a conflict.
+fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| transient_code(&c)),
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs are five characters: connection exceptions (08), serialization failure
+/// (40001), deadlock (40P01), lock not available (55P03), insufficient resources (53), server
+/// shutting down (57P01-57P03). SQLite reports numeric extended result codes whose low byte is
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6) when another connection holds the database.
+fn transient_code(code: &str) -> bool {
+    if code.len() == 5 {
+        code.starts_with("08")
+            || code.starts_with("53")
+            || matches!(
+                code,
+                "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03"
+            )
+    } else {
+        code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+    }
+}
+
 /// Adds "what was being done" to sqlx errors: `query.execute(pool).await.ctx("storing candles")?`.
 pub(crate) trait QueryContext<T> {
     fn ctx(self, what: &'static str) -> Result<T, StoreError>;
@@ -460,5 +513,54 @@ mod tests {
         );
         assert_eq!(redact("postgres://bob@db/mft"), "postgres://bob@db/mft");
         assert_eq!(redact("sqlite://data/mft.db"), "sqlite://data/mft.db");
+    }
+
+    #[test]
+    fn only_passing_database_trouble_is_recoverable() {
+        let query = |source| StoreError::Query {
+            what: "testing",
+            source,
+        };
+        assert!(query(sqlx::Error::PoolTimedOut).is_recoverable());
+        assert!(
+            query(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())).is_recoverable()
+        );
+        assert!(!query(sqlx::Error::RowNotFound).is_recoverable());
+        assert!(!query(sqlx::Error::PoolClosed).is_recoverable());
+        assert!(
+            StoreError::BookLockBusy {
+                detail: "held".into()
+            }
+            .is_recoverable()
+        );
+        assert!(!StoreError::Corrupt("side X".into()).is_recoverable());
+        assert!(!StoreError::Overflow("adding fills".into()).is_recoverable());
+        assert!(
+            !StoreError::ServiceRunning {
+                pid: 1,
+                since: "now".into()
+            }
+            .is_recoverable()
+        );
+    }
+
+    #[test]
+    fn busy_locked_and_conflicting_database_codes_are_transient() {
+        // PostgreSQL: serialization failure, deadlock, lock timeout, connection, shutdown.
+        for code in ["40001", "40P01", "55P03", "08006", "53300", "57P01"] {
+            assert!(transient_code(code), "{code}");
+        }
+        // Unique and foreign-key violations, syntax: retrying meets them again.
+        for code in ["23505", "23503", "42601"] {
+            assert!(!transient_code(code), "{code}");
+        }
+        // SQLite: BUSY (5), BUSY_SNAPSHOT (517), LOCKED (6), LOCKED_SHAREDCACHE (262).
+        for code in ["5", "517", "6", "262"] {
+            assert!(transient_code(code), "{code}");
+        }
+        // SQLite: CONSTRAINT_UNIQUE (2067), READONLY (8), CORRUPT (11).
+        for code in ["2067", "8", "11", "x"] {
+            assert!(!transient_code(code), "{code}");
+        }
     }
 }

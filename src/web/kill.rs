@@ -62,6 +62,6 @@ pub(super) async fn kill(State(state): State<AppState>, headers: HeaderMap) -> R
                 "the handler gave an unexpected answer",
             )
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.0),
+        Err(e) => error(super::command_status(&e), &e.to_string()),
     }
 }

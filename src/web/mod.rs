@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Secret;
 use crate::domain::{Actor, Command, Paise, Request};
-use crate::ports::{CommandHandler, Reply, StatusReport};
+use crate::ports::{CommandError, CommandHandler, Reply, StatusReport};
 use crate::store::Store;
 use crate::texts;
 use auth::{Access, LoginLimiter, Peer};
@@ -290,10 +290,7 @@ async fn kite_callback(
                 "unexpected answer from the service\n".into(),
             )
         }
-        Err(e) => plain(
-            StatusCode::BAD_GATEWAY,
-            format!("Kite login failed: {}\n", e.0),
-        ),
+        Err(e) => plain(StatusCode::BAD_GATEWAY, format!("Kite login failed: {e}\n")),
     }
 }
 
@@ -869,6 +866,16 @@ fn wants_json(headers: &HeaderMap) -> bool {
             .is_some_and(|a| a.contains("application/json"))
 }
 
+/// The HTTP status of a command that failed: refused now or invalid as asked (409), failing for
+/// the moment so a retry may work (503), needing the operator (500).
+pub(crate) fn command_status(e: &CommandError) -> StatusCode {
+    match e {
+        CommandError::Refused(_) | CommandError::Invalid(_) => StatusCode::CONFLICT,
+        CommandError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        CommandError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 fn action_error(headers: &HeaderMap, status: StatusCode, message: &str) -> Response {
     if wants_json(headers) {
         let mut r = (
@@ -933,9 +940,9 @@ async fn act(
             serde_json::to_value(r).unwrap_or_default(),
         ),
         Err(e) => (
-            StatusCode::CONFLICT,
+            command_status(e),
             false,
-            format!("Failed: {}", e.0),
+            format!("Failed: {e}"),
             serde_json::Value::Null,
         ),
     };
@@ -1246,6 +1253,18 @@ async fn js() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_commands_answer_by_class() {
+        let status = |e: CommandError| command_status(&e).as_u16();
+        assert_eq!(
+            status(CommandError::Refused(crate::domain::DenyReason::Halted)),
+            409
+        );
+        assert_eq!(status(CommandError::Invalid("bad span".into())), 409);
+        assert_eq!(status(CommandError::Unavailable("busy".into())), 503);
+        assert_eq!(status(CommandError::Failed("unknown order".into())), 500);
+    }
 
     #[test]
     fn without_a_token_only_loopback_is_bound() {

@@ -33,9 +33,7 @@ impl Handler {
     }
 
     fn link(&self) -> Result<&Arc<MarketLink>, HandlerError> {
-        self.market.as_ref().ok_or_else(|| {
-            HandlerError::Internal("this command is not connected to the market".into())
-        })
+        self.market.as_ref().ok_or(HandlerError::NoMarket)
     }
 
     /// The Kite session for /status and the status page.
@@ -203,9 +201,9 @@ impl Handler {
     pub(super) async fn kite_failed(&self, e: MarketError) -> HandlerError {
         if e.is_session_expired() {
             self.session_expired("Kite answered TokenException").await;
-            return HandlerError::Market(SessionError::Expired.to_string());
+            return HandlerError::Session(SessionError::Expired);
         }
-        HandlerError::Market(e.to_string())
+        HandlerError::Market(e)
     }
 
     /// The daily instruments refresh (the exchanges of the watchlist).
@@ -378,7 +376,7 @@ impl Handler {
 }
 
 fn session_err(e: SessionError) -> HandlerError {
-    HandlerError::Market(e.to_string())
+    HandlerError::Session(e)
 }
 
 fn refused_or_err(e: SessionError) -> Result<Reply, HandlerError> {
