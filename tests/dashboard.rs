@@ -111,16 +111,20 @@ async fn page_approval_and_telegram_tap_at_once_place_one_order() {
                     .unwrap()
                     .starts_with("Executed")
             );
-            // Both attempts are in the audit, each with its actor.
-            let actions: Vec<_> = db
-                .store
-                .recent_actions(50)
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|a| a.proposal_id == Some(id))
-                .map(|a| a.actor)
-                .collect();
+            // Both attempts are in the audit, each with its actor. A winning tap is audited
+            // when its approval ends, just after the card edit: wait for it.
+            let actions_of = || async {
+                db.store
+                    .recent_actions(50)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|a| a.proposal_id == Some(id))
+                    .map(|a| a.actor)
+                    .collect::<Vec<_>>()
+            };
+            poll_until(|| async { actions_of().await.len() >= 2 }).await;
+            let actions = actions_of().await;
             assert_eq!(actions.len(), 2, "{name}: {actions:?}");
             assert!(actions.contains(&"web".to_string()));
             assert!(actions.contains(&format!("telegram:{OPERATOR}")));

@@ -656,6 +656,24 @@ async fn daily_loss_vetoes_the_next_entry_and_halts_with_an_alert() {
         let cb = svc.tap(OPERATOR, a.message_id, &format!("v1:a:{ida}"));
         let outcome = svc.placed(&cb, a.message_id).await;
         assert!(outcome.starts_with("Executed"), "{name}: {outcome}");
+        // The card is edited before the approval's daily-loss check; the approval is over
+        // when its action is audited. Only then does the price move (else that check would
+        // already see the drop below and halt before the next tap).
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !db
+            .store
+            .recent_actions(10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.proposal_id == Some(ida))
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: approval of #{ida} never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert!(!db.store.system_state().await.unwrap().halted, "{name}");
 
         // INFY drops 0.15: the open position is now 37.50 down, over the 20 limit.

@@ -1,6 +1,6 @@
 //! Parsers under random input: the CSV importer, button callback data, the config loader,
-//! Telegram command text and the LLM's verdict (parsed, then validated against the market) never
-//! panic, and what they accept is well-formed.
+//! Telegram command text, the LLM's verdict (parsed, then validated against the market) and Kite's
+//! postback body never panic, and what they accept is well-formed.
 //!
 //! Each property runs `PROPTEST_CASES` cases (default 2,000 here, which `.ci/run` uses). The
 //! figure for the hardening issue, one million cases each, is:
@@ -380,5 +380,92 @@ proptest! {
             let deviation = (v.entry - market.last_price).abs() / market.last_price * 100.0;
             prop_assert!(deviation <= market.max_deviation_pct, "{v:?} against {market:?}");
         }
+    }
+}
+
+const POSTBACK_SECRET: &str = "fuzz-api-secret";
+
+/// A postback body: Kite's JSON with random (often hostile) field values, signed with the
+/// right checksum (so the conversion behind the check is reached) or a wrong one.
+fn postback_body() -> impl Strategy<Value = (String, bool)> {
+    let text = prop_oneof!["[ -~]{0,30}", "\\PC{0,20}", Just(String::new())];
+    let number = prop_oneof![
+        any::<f64>().prop_map(|f| serde_json::json!(f)),
+        any::<i64>().prop_map(|i| serde_json::json!(i)),
+        Just(serde_json::json!("12")),
+        Just(serde_json::json!(null)),
+        Just(serde_json::json!(1e308)),
+        Just(serde_json::json!(-1e308)),
+    ];
+    let status = prop_oneof![
+        Just("COMPLETE".to_string()),
+        Just("OPEN".to_string()),
+        Just("CANCELLED".to_string()),
+        Just("REJECTED".to_string()),
+        Just("TRIGGER PENDING".to_string()),
+        "[A-Z ]{0,20}",
+    ];
+    let time = prop_oneof![
+        Just("2026-11-30 10:15:02".to_string()),
+        "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}",
+        "[ -~]{0,25}",
+    ];
+    (
+        text.clone(),
+        time.clone(),
+        status,
+        text.clone(),
+        number.clone(),
+        number,
+        proptest::option::of(time),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(order_id, ts, status, tag, filled, avg, exch_ts, signed, drop_checksum)| {
+                let mut body = serde_json::json!({
+                    "order_id": order_id,
+                    "order_timestamp": ts,
+                    "status": status,
+                    "tag": tag,
+                    "filled_quantity": filled,
+                    "average_price": avg,
+                    "exchange_update_timestamp": exch_ts,
+                });
+                let sum = if signed {
+                    mft::web::postback::checksum(&order_id, &ts, POSTBACK_SECRET)
+                } else {
+                    "0".repeat(64)
+                };
+                if !drop_checksum {
+                    body["checksum"] = serde_json::json!(sum);
+                }
+                (body.to_string(), signed && !drop_checksum)
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The Kite postback body (issue 13 item 11): never a panic; a body is accepted only with
+    /// the right checksum, and an accepted update carries the body's order id.
+    #[test]
+    fn kite_postback_body_never_panics_and_needs_its_checksum((body, signed) in postback_body()) {
+        match mft::web::postback::verify(body.as_bytes(), Some(POSTBACK_SECRET)) {
+            Ok(update) => {
+                prop_assert!(signed, "accepted without the right checksum: {body}");
+                let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+                prop_assert_eq!(Some(update.broker_order_id.as_str()), v["order_id"].as_str());
+            }
+            Err(mft::web::postback::PostbackError::BadChecksum) => prop_assert!(!signed, "{body}"),
+            Err(_) => {}
+        }
+    }
+
+    #[test]
+    fn kite_postback_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = mft::web::postback::verify(&bytes, Some(POSTBACK_SECRET));
+        let _ = mft::web::postback::verify(&bytes, None);
     }
 }
