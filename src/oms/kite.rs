@@ -241,6 +241,8 @@ impl Broker for KiteBroker {
                 });
             }
         };
+        // Kite's order-write limits (10/s, 400/min) across the process: wait for a start.
+        crate::market::kite_order_limiter().acquire().await;
         match client.place_order(Variety::Regular, params).await {
             Ok(r) => Ok(BrokerAck::Open {
                 broker_order_id: r.order_id,
@@ -255,7 +257,9 @@ impl Broker for KiteBroker {
     }
 
     async fn cancel(&self, broker_order_id: &str) -> Result<(), BrokerError> {
-        self.client()?
+        let client = self.client()?;
+        crate::market::kite_order_limiter().acquire().await;
+        client
             .cancel_order(Variety::Regular, broker_order_id, None)
             .await
             .map(|_| ())
