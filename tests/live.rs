@@ -877,6 +877,14 @@ async fn mft_run_live_starts_only_after_preflight_and_places_tagged_limit_orders
         let dir = tempfile::tempdir().expect("tempdir");
         let infy = InstrumentKey::new("NSE", "INFY");
         support::service::seed(&db.store, &["NSE:INFY"]).await;
+        // The instruments dump: the ticker subscribes by token.
+        let rows =
+            mft::market::parse_instruments_csv(support::kite_fake::INSTRUMENTS_CSV.as_bytes())
+                .expect("instruments fixture");
+        db.store
+            .upsert_instruments(&rows)
+            .await
+            .expect("instruments");
         let mut s = support::service::settings(
             Some(&tg),
             &db.url,
@@ -888,7 +896,12 @@ async fn mft_run_live_starts_only_after_preflight_and_places_tagged_limit_orders
         s.zerodha.api_key = Some(Secret::new(API_KEY));
         s.zerodha.api_secret = Some(Secret::new(API_SECRET));
         s.zerodha.api_url = fake.url.clone();
+        s.zerodha.ticker_url = fake.ticker_url.clone();
         s.trading.capital = Paise::from_rupees(1_000_000);
+        // The poll and the minute's reconciliation stay out of the way: the fill below comes
+        // through the ticker's order message.
+        s.live.poll_seconds = 60;
+        s.live.reconcile_seconds = 3600;
 
         // No session: refused, with the failed line.
         let refused = tokio::time::timeout(
@@ -944,6 +957,8 @@ async fn mft_run_live_starts_only_after_preflight_and_places_tagged_limit_orders
             .expect("insert a proposal")
             .expect("no other pending proposal");
 
+        fake.set_market("INFY", entry.0 as f64 / 100.0);
+        fake.ticker_order_updates(true);
         let svc = Running::start(s.clone()).await;
         let first = db
             .store
@@ -964,6 +979,10 @@ async fn mft_run_live_starts_only_after_preflight_and_places_tagged_limit_orders
             tg.messages()
         );
         let card = has_card().expect("the card");
+        assert!(
+            support::service::poll_until(|| async { !fake.ticker_connections().is_empty() }).await,
+            "{name}: the ticker never connected"
+        );
         let cb = tg.inject_callback(OPERATOR, OPERATOR, card.message_id, &data);
         let answer = tg
             .wait_answered(&cb, StdDuration::from_secs(30))
@@ -983,6 +1002,13 @@ async fn mft_run_live_starts_only_after_preflight_and_places_tagged_limit_orders
         assert!(
             (sent[0].price - entry.0 as f64 / 100.0).abs() < 1e-9,
             "{name}: {sent:?}"
+        );
+        // The fill arrives as a ticker text message and is merged: the position opens.
+        assert!(
+            support::service::poll_until(|| async { position_qty(&db.store, &infy).await == 5 })
+                .await,
+            "{name}: the ticker's fill was not merged: {:?}",
+            fake.orders()
         );
         svc.stop().await;
     }

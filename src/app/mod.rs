@@ -412,12 +412,33 @@ pub async fn run_with(
             tokio::spawn(async move { handler.session_expired(&reason).await });
         })
     };
+    // Order updates on the ticker (live): merged like a postback or a poll, idempotently.
+    let on_order: crate::market::prices::OnOrderUpdate = {
+        let sink = sink.clone();
+        Arc::new(move |order: Box<kiteconnect::Order>| {
+            if !live {
+                return;
+            }
+            let sink = sink.clone();
+            let update = crate::oms::kite::order_update(&order);
+            tokio::spawn(async move {
+                let req = crate::domain::Request {
+                    command: crate::domain::Command::OrderUpdate(Box::new(update)),
+                    actor: crate::domain::Actor::Scheduler,
+                };
+                if let Err(e) = sink.handle(req).await {
+                    tracing::warn!(error = %e, "ticker order update not merged");
+                }
+            });
+        })
+    };
     let ticker = tokio::spawn(crate::market::prices::run_ticker(
         link.clone(),
         store.clone(),
         settings.clone(),
         clock.clone(),
         on_rejected,
+        on_order,
         shutdown.clone(),
     ));
     // The 06:00 IST expiry, checked every few seconds against the (injected) clock.
