@@ -570,7 +570,8 @@ async fn live_start(
             store.clone(),
             crate::oms::TokenSource::Session(link.session.clone()),
         )
-        .map_err(|e| AppError::LiveBroker(e.to_string()))?,
+        .map_err(|e| AppError::LiveBroker(e.to_string()))?
+        .with_order_limiter(crate::market::kite_order_limiter()),
     );
     let api_key = settings
         .zerodha
