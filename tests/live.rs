@@ -838,3 +838,182 @@ async fn figures_approval_to_order_and_kill_of_50() {
     assert!(r.store.open_positions().await.expect("p").is_empty());
     println!("FIGURE /kill with 50 live positions (100 protective orders): all closed in {took:?}");
 }
+
+/// The capital ramp counts trading days (weekends excluded) from the first live day: capped
+/// through day `ramp_days`, the whole capital after.
+#[test]
+fn the_capital_ramp_caps_the_first_trading_days() {
+    let mut s = Settings::default();
+    s.trading.capital = Paise::from_rupees(1_000_000);
+    s.live.ramp_days = 2;
+    s.live.start_fraction = 0.1;
+    let cal = mft::market::MarketCalendar::new(Vec::new());
+    let d = |day: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, day).expect("date");
+    let capped = Paise::from_rupees(100_000);
+    // Mon 23 first: Mon, Tue capped; Wed is the third trading day.
+    assert_eq!(mft::app::ramp_capital(&s, &cal, d(23), d(23)), capped);
+    assert_eq!(mft::app::ramp_capital(&s, &cal, d(23), d(24)), capped);
+    assert_eq!(
+        mft::app::ramp_capital(&s, &cal, d(23), d(25)),
+        s.trading.capital
+    );
+    // Fri 27 first: the weekend does not count, Mon 30 is the second day.
+    assert_eq!(mft::app::ramp_capital(&s, &cal, d(27), d(30)), capped);
+    s.live.ramp_days = 0;
+    assert_eq!(
+        mft::app::ramp_capital(&s, &cal, d(23), d(23)),
+        s.trading.capital
+    );
+}
+
+/// `mft run` with MODE=live (run_with, the service itself) against the Kite fake and the
+/// Telegram fake: without a Kite session the preflight fails and the start is refused with the
+/// failed lines; with a stored session it starts, stores the first live day, and an approval
+/// tapped on the card places one tagged LIMIT order at the fake at the approved entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mft_run_live_starts_only_after_preflight_and_places_tagged_limit_orders() {
+    use support::service::{BOT_TOKEN, OPERATOR, Running, start_time};
+    use support::telegram_fake::TelegramFake;
+    for db in test_stores().await {
+        let name = db.name;
+        let fake = KiteFake::start().await;
+        let tg = TelegramFake::start(BOT_TOKEN).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let infy = InstrumentKey::new("NSE", "INFY");
+        support::service::seed(&db.store, &["NSE:INFY"]).await;
+        // The instruments dump: the ticker subscribes by token.
+        let rows =
+            mft::market::parse_instruments_csv(support::kite_fake::INSTRUMENTS_CSV.as_bytes())
+                .expect("instruments fixture");
+        db.store
+            .upsert_instruments(&rows)
+            .await
+            .expect("instruments");
+        let mut s = support::service::settings(
+            Some(&tg),
+            &db.url,
+            &dir.path().join("charts"),
+            &["NSE:INFY"],
+            Some("live-token"),
+        );
+        s.mode = Mode::Live;
+        s.zerodha.api_key = Some(Secret::new(API_KEY));
+        s.zerodha.api_secret = Some(Secret::new(API_SECRET));
+        s.zerodha.api_url = fake.url.clone();
+        s.zerodha.ticker_url = fake.ticker_url.clone();
+        s.trading.capital = Paise::from_rupees(1_000_000);
+        // The poll and the minute's reconciliation stay out of the way: the fill below comes
+        // through the ticker's order message.
+        s.live.poll_seconds = 60;
+        s.live.reconcile_seconds = 3600;
+
+        // No session: refused, with the failed line.
+        let refused = tokio::time::timeout(
+            StdDuration::from_secs(60),
+            mft::app::run_with(
+                Arc::new(s.clone()),
+                Arc::new(ManualClock::new(start_time())),
+                CancellationToken::new(),
+            ),
+        )
+        .await
+        .expect("the refusal is immediate");
+        let err = refused
+            .expect_err("no session: the live start is refused")
+            .to_string();
+        assert!(err.contains("/preflight has failed lines"), "{name}: {err}");
+        assert!(err.contains("failed: Kite session"), "{name}: {err}");
+        assert!(fake.orders().is_empty(), "{name}: nothing sent");
+
+        // A stored session (as /login leaves it), then a pending proposal without a card.
+        let (sealer, _) = mft::market::session::Sealer::from_settings(&s).expect("a sealing key");
+        db.store
+            .insert_session(
+                "AB1234",
+                "Test",
+                &sealer.seal(ACCESS_TOKEN),
+                start_time(),
+                start_time() + Duration::hours(12),
+            )
+            .await
+            .expect("store the session");
+        let last = support::series::rising_cross(support::service::closed_by(), 0.0)
+            .last()
+            .expect("candles")
+            .close;
+        let entry = Paise(((last * 20.0).round() as i64) * 5);
+        let p = db
+            .store
+            .insert_proposal(&NewProposal {
+                key: infy.clone(),
+                side: Side::Buy,
+                quantity: 5,
+                entry,
+                stop: Paise(entry.0 - entry.0 / 50),
+                target: Paise(entry.0 + entry.0 / 25),
+                product: Product::Mis,
+                confidence: 0.7,
+                rationale: "live start test".into(),
+                created_at: start_time(),
+                expires_at: start_time() + Duration::minutes(30),
+            })
+            .await
+            .expect("insert a proposal")
+            .expect("no other pending proposal");
+
+        fake.set_market("INFY", entry.0 as f64 / 100.0);
+        fake.ticker_order_updates(true);
+        let svc = Running::start(s.clone()).await;
+        let first = db
+            .store
+            .first_live_day(chrono::NaiveDate::from_ymd_opt(2099, 1, 1).expect("date"))
+            .await
+            .expect("first live day");
+        assert_eq!(first, mft::clock::ist_date(start_time()), "{name}");
+        // The card re-posted at start (no chart: a text card); the operator taps Approve.
+        let data = format!("v1:a:{}", p.id);
+        let has_card = || {
+            tg.messages()
+                .into_iter()
+                .find(|m| m.buttons().iter().any(|(_, d)| *d == data))
+        };
+        assert!(
+            support::service::poll_until(|| async { has_card().is_some() }).await,
+            "{name}: no card: {:?}",
+            tg.messages()
+        );
+        let card = has_card().expect("the card");
+        assert!(
+            support::service::poll_until(|| async { !fake.ticker_connections().is_empty() }).await,
+            "{name}: the ticker never connected"
+        );
+        let cb = tg.inject_callback(OPERATOR, OPERATOR, card.message_id, &data);
+        let answer = tg
+            .wait_answered(&cb, StdDuration::from_secs(30))
+            .await
+            .and_then(|a| a.text)
+            .unwrap_or_default();
+        let tag = leg_tag(p.id, Leg::Entry);
+        let sent = fake.orders_tagged(&tag);
+        assert_eq!(
+            sent.len(),
+            1,
+            "{name}: one entry order ({answer}): {sent:?}"
+        );
+        assert_eq!(sent[0].order_type, "LIMIT", "{name}");
+        assert_eq!(sent[0].side, "BUY", "{name}");
+        assert_eq!(sent[0].quantity, 5, "{name}");
+        assert!(
+            (sent[0].price - entry.0 as f64 / 100.0).abs() < 1e-9,
+            "{name}: {sent:?}"
+        );
+        // The fill arrives as a ticker text message and is merged: the position opens.
+        assert!(
+            support::service::poll_until(|| async { position_qty(&db.store, &infy).await == 5 })
+                .await,
+            "{name}: the ticker's fill was not merged: {:?}",
+            fake.orders()
+        );
+        svc.stop().await;
+    }
+}

@@ -1323,7 +1323,8 @@ pub async fn configured_broker_for(
                 store.clone(),
                 crate::oms::TokenSource::Session(Arc::new(session)),
             )
-            .map_err(|_| HandlerError::LiveBrokerUnavailable)?;
+            .map_err(|_| HandlerError::LiveBrokerUnavailable)?
+            .with_order_limiter(crate::market::kite_order_limiter());
             Ok(Arc::new(broker))
         }
     }

@@ -40,12 +40,11 @@ pub enum AppError {
     #[error("the LLM analyst cannot start: {0}")]
     Analyst(String),
     #[error(
-        "MODE=live is not enabled in `mft run` yet: the Kite broker, order updates (postback, poll), \
-         reconciliation and the live /kill are built and tested against a Kite fake, but the \
-         service does not yet gate the start on /preflight, cap capital during the ramp or run \
-         the 5-second poll and the minute's reconciliation. Set MODE=paper"
+        "MODE=live does not start: /preflight has failed lines. Fix them (or set MODE=paper):\n{0}"
     )]
-    LiveNotAvailable,
+    LivePreflight(String),
+    #[error("MODE=live cannot build the Kite broker: {0}")]
+    LiveBroker(String),
     #[error(
         "cannot write the kill token file {path}: {error}; check the data folder's permissions"
     )]
@@ -225,9 +224,7 @@ pub async fn run_with(
     } else {
         None
     };
-    if settings.mode == Mode::Live {
-        return Err(AppError::LiveNotAvailable);
-    }
+    let live = settings.mode == Mode::Live;
     let scheduler = Arc::new(Scheduler::from_settings(
         &settings.schedules,
         clock.clone(),
@@ -254,6 +251,23 @@ pub async fn run_with(
         clock.clone(),
         hub.clone(),
     ));
+    // MODE=live: the Kite broker and the execution-time risk reads, both reading the access
+    // token from the stored login session at each call (a new /login is used at once). The
+    // service starts only when /preflight has no failed line; the capital ramp then applies.
+    let (broker, risk_ports, settings): (Arc<dyn crate::oms::Broker>, _, _) = if live {
+        match live_start(&store, &settings, &clock, &link, &notifier).await {
+            Ok((broker, ports, settings)) => (broker, Some(ports), settings),
+            Err(e) => {
+                store.close().await;
+                service_lock.release().await;
+                return Err(e);
+            }
+        }
+    } else {
+        let paper = PaperBroker::new(store.clone(), settings.clone(), clock.clone())
+            .with_live_prices(link.prices.clone());
+        (Arc::new(paper), None, settings)
+    };
     let analyst = build_analyst(&settings, &store, &clock, Some(notifier.clone())).await?;
     let scanner = Arc::new(MetaAgent::new(
         store.clone(),
@@ -261,23 +275,21 @@ pub async fn run_with(
         settings.clone(),
         clock.clone(),
     ));
-    let broker = Arc::new(
-        PaperBroker::new(store.clone(), settings.clone(), clock.clone())
-            .with_live_prices(link.prices.clone()),
-    );
     let next_scan = scheduler.clone();
-    let handler = Arc::new(
-        Handler::new(
-            store.clone(),
-            settings.clone(),
-            clock.clone(),
-            broker,
-            notifier.clone(),
-            scanner,
-        )
-        .with_next_scan(Arc::new(move || next_scan.next_fire(Job::Scan)))
-        .with_market(link.clone()),
-    );
+    let mut handler = Handler::new(
+        store.clone(),
+        settings.clone(),
+        clock.clone(),
+        broker,
+        notifier.clone(),
+        scanner,
+    )
+    .with_next_scan(Arc::new(move || next_scan.next_fire(Job::Scan)))
+    .with_market(link.clone());
+    if let Some(ports) = risk_ports {
+        handler = handler.with_risk_ports(ports);
+    }
+    let handler = Arc::new(handler);
     let settled = handler.recover().await?;
     if settled > 0 {
         tracing::warn!(settled, "settled proposals left undecided by the last run");
@@ -319,7 +331,7 @@ pub async fn run_with(
     let state = store.system_state().await?;
     let _ = notifier
         .alert(&Alert::Started {
-            mode: "paper".into(),
+            mode: if live { "live" } else { "paper" }.into(),
             watchlist: settings.trading.watchlist.len(),
             halted: state.halted,
         })
@@ -328,7 +340,8 @@ pub async fn run_with(
     tracing::info!(
         status = %settings.status.addr,
         database = settings.database_url.split(':').next().unwrap_or(""),
-        "MFT-1 running in paper mode"
+        mode = if live { "live" } else { "paper" },
+        "MFT-1 running"
     );
 
     let dashboard_url = format!("http://{}/", browsable(&local_addr));
@@ -366,6 +379,30 @@ pub async fn run_with(
         shutdown.clone(),
     ));
     let jobs = tokio::spawn(scheduler.run(sink.clone(), shutdown.clone()));
+    // MODE=live: the order-history poll (the fallback when postbacks are lost) and the
+    // reconciliation, the first one right away (after the start-up recovery above).
+    let live_loops = if live {
+        let poll = std::time::Duration::from_secs(settings.live.poll_seconds.max(1));
+        let reconcile = std::time::Duration::from_secs(settings.live.reconcile_seconds.max(1));
+        vec![
+            tokio::spawn(every(
+                sink.clone(),
+                crate::domain::Command::PollOrders,
+                poll,
+                false,
+                shutdown.clone(),
+            )),
+            tokio::spawn(every(
+                sink.clone(),
+                crate::domain::Command::Reconcile,
+                reconcile,
+                true,
+                shutdown.clone(),
+            )),
+        ]
+    } else {
+        Vec::new()
+    };
     // Live prices while a session exists and the market is open; a refused token ends the
     // session (one alert with a login button).
     let on_rejected: crate::market::prices::OnRejected = {
@@ -375,12 +412,33 @@ pub async fn run_with(
             tokio::spawn(async move { handler.session_expired(&reason).await });
         })
     };
+    // Order updates on the ticker (live): merged like a postback or a poll, idempotently.
+    let on_order: crate::market::prices::OnOrderUpdate = {
+        let sink = sink.clone();
+        Arc::new(move |order: Box<kiteconnect::Order>| {
+            if !live {
+                return;
+            }
+            let sink = sink.clone();
+            let update = crate::oms::kite::order_update(&order);
+            tokio::spawn(async move {
+                let req = crate::domain::Request {
+                    command: crate::domain::Command::OrderUpdate(Box::new(update)),
+                    actor: crate::domain::Actor::Scheduler,
+                };
+                if let Err(e) = sink.handle(req).await {
+                    tracing::warn!(error = %e, "ticker order update not merged");
+                }
+            });
+        })
+    };
     let ticker = tokio::spawn(crate::market::prices::run_ticker(
         link.clone(),
         store.clone(),
         settings.clone(),
         clock.clone(),
         on_rejected,
+        on_order,
         shutdown.clone(),
     ));
     // The 06:00 IST expiry, checked every few seconds against the (injected) clock.
@@ -407,6 +465,9 @@ pub async fn run_with(
     // Whatever ended the bot ends the service.
     shutdown.cancel();
     let _ = jobs.await;
+    for task in live_loops {
+        let _ = task.await;
+    }
     let _ = ticker.await;
     let _ = expiry.await;
     let web_result = web.await;
@@ -424,6 +485,171 @@ pub async fn run_with(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Sends `command` (as the scheduler) every `period` until `shutdown`, first at once when
+/// `now` is set. A slow run delays the next one rather than piling up.
+async fn every(
+    sink: Arc<dyn CommandHandler>,
+    command: crate::domain::Command,
+    period: std::time::Duration,
+    now: bool,
+    shutdown: CancellationToken,
+) {
+    let mut first = now;
+    loop {
+        if !first {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+        }
+        first = false;
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let req = crate::domain::Request {
+            command: command.clone(),
+            actor: crate::domain::Actor::Scheduler,
+        };
+        if let Err(e) = sink.handle(req).await {
+            tracing::warn!(command = ?command, error = %e, "live job failed");
+        }
+    }
+}
+
+/// The capital sizing and risk use on `today`: `[live] start_fraction` of `[trading] capital`
+/// during the first `[live] ramp_days` trading days from `first` (the first live day), else
+/// all of it.
+pub fn ramp_capital(
+    settings: &Settings,
+    calendar: &crate::market::MarketCalendar,
+    first: chrono::NaiveDate,
+    today: chrono::NaiveDate,
+) -> crate::domain::Paise {
+    let capital = settings.trading.capital;
+    let ramp = settings.live.ramp_days;
+    let mut days = 0u32;
+    let mut d = first;
+    while d <= today && days <= ramp {
+        if calendar.is_trading_day(d) {
+            days += 1;
+        }
+        match d.succ_opt() {
+            Some(next) => d = next,
+            None => break,
+        }
+    }
+    if ramp > 0 && days <= ramp {
+        crate::domain::Paise((capital.0 as f64 * settings.live.start_fraction).floor() as i64)
+    } else {
+        capital
+    }
+}
+
+/// MODE=live at start: builds the Kite broker and risk reads on the stored session, resolves
+/// in-flight orders by tag, runs /preflight (any failed line refuses the start), then stores
+/// the first live day and caps the capital during the ramp. Returns the settings to run with.
+async fn live_start(
+    store: &Store,
+    settings: &Arc<Settings>,
+    clock: &Arc<dyn Clock>,
+    link: &Arc<crate::market::MarketLink>,
+    notifier: &Arc<dyn Notifier>,
+) -> Result<
+    (
+        Arc<dyn crate::oms::Broker>,
+        crate::market::RiskPorts,
+        Arc<Settings>,
+    ),
+    AppError,
+> {
+    let broker: Arc<dyn crate::oms::Broker> = Arc::new(
+        crate::oms::KiteBroker::new(
+            settings,
+            store.clone(),
+            crate::oms::TokenSource::Session(link.session.clone()),
+        )
+        .map_err(|e| AppError::LiveBroker(e.to_string()))?
+        .with_order_limiter(crate::market::kite_order_limiter()),
+    );
+    let api_key = settings
+        .zerodha
+        .api_key
+        .as_ref()
+        .map(|k| k.expose().to_string())
+        .unwrap_or_default();
+    let reads = crate::market::KiteRiskReads::from_session(
+        &settings.zerodha.api_url,
+        &api_key,
+        link.session.clone(),
+    )
+    .map_err(|e| AppError::LiveBroker(e.to_string()))?;
+    let ports = crate::market::RiskPorts::kite(reads);
+    let checker = Handler::new(
+        store.clone(),
+        settings.clone(),
+        clock.clone(),
+        broker.clone(),
+        notifier.clone(),
+        Arc::new(handler::NoScanner),
+    )
+    .with_market(link.clone())
+    .with_risk_ports(ports.clone());
+    // In-flight orders of the last run are looked up by tag before anything else (preflight's
+    // reconciliation would otherwise count them as differences). Without a session the
+    // preflight below fails on its session line instead.
+    if link.session.current().is_ok() {
+        checker.recover().await?;
+    }
+    let report = match checker
+        .handle(crate::domain::Request {
+            command: crate::domain::Command::Preflight,
+            actor: crate::domain::Actor::Cli,
+        })
+        .await
+    {
+        Ok(crate::ports::Reply::Preflight(r)) => r,
+        Ok(other) => {
+            return Err(AppError::LivePreflight(format!(
+                "unexpected answer to /preflight: {other:?}"
+            )));
+        }
+        Err(e) => return Err(AppError::LivePreflight(e.to_string())),
+    };
+    if report.failed() {
+        let lines: Vec<String> = report
+            .lines
+            .iter()
+            .filter(|l| l.level == crate::ports::CheckLevel::Failed)
+            .map(|l| {
+                let fix = l
+                    .fix
+                    .as_deref()
+                    .map(|f| format!(" (fix: {f})"))
+                    .unwrap_or_default();
+                format!("  failed: {}: {}{fix}", l.check, l.detail)
+            })
+            .collect();
+        return Err(AppError::LivePreflight(lines.join("\n")));
+    }
+    let today = crate::clock::ist_date(clock.now());
+    let first = store.first_live_day(today).await?;
+    let capital = ramp_capital(settings, &link.calendar, first, today);
+    let settings = if capital != settings.trading.capital {
+        tracing::warn!(
+            first_live_day = %first,
+            ramp_days = settings.live.ramp_days,
+            capital = %capital,
+            "capital ramp: sizing and risk use start_fraction of [trading] capital"
+        );
+        let mut capped = (**settings).clone();
+        capped.trading.capital = capital;
+        Arc::new(capped)
+    } else {
+        settings.clone()
+    };
+    Ok((broker, ports, settings))
 }
 
 /// The analyst `[analysis] analyst` selects: the rule analyst, or the LLM Analysis Agent with

@@ -65,6 +65,9 @@ pub struct KiteRiskReads {
     base_url: String,
     /// "token api_key:access_token"
     authorization: Arc<Secret>,
+    /// When set, the access token is read from the login session at each call (it is renewed
+    /// daily), with this API key; `authorization` is then unused.
+    session: Option<(String, Arc<super::SessionProvider>)>,
     quotes: Arc<RequestLimiter>,
 }
 
@@ -120,8 +123,33 @@ impl KiteRiskReads {
             http,
             base_url: base.as_str().trim_end_matches('/').to_string(),
             authorization: Arc::new(Secret::new(format!("token {api_key}:{access_token}"))),
+            session: None,
             quotes,
         })
+    }
+
+    /// Against `base_url`, reading the access token from `session` at each call (so a new
+    /// login is used at once), with the process-wide quote limiter.
+    pub fn from_session(
+        base_url: &str,
+        api_key: &str,
+        session: Arc<super::SessionProvider>,
+    ) -> Result<Self, MarketError> {
+        // The placeholder token only passes the constructor's checks; it is never sent.
+        let mut reads = Self::new(base_url, api_key, "session")?;
+        reads.session = Some((api_key.trim().to_string(), session));
+        Ok(reads)
+    }
+
+    /// The Authorization header value for the next call.
+    fn authorization(&self) -> Result<String, MarketError> {
+        match &self.session {
+            None => Ok(self.authorization.expose().to_string()),
+            Some((key, session)) => {
+                let s = session.current().map_err(|_| MarketError::SessionExpired)?;
+                Ok(format!("token {key}:{}", s.access_token.expose()))
+            }
+        }
     }
 
     /// Sends one request and unwraps Kite's envelope into its `data`.
@@ -130,9 +158,10 @@ impl KiteRiskReads {
             what: what.to_string(),
             detail,
         };
+        let authorization = self.authorization()?;
         let resp = req
             .header("X-Kite-Version", KITE_VERSION)
-            .header("Authorization", self.authorization.expose())
+            .header("Authorization", authorization)
             .send()
             .await
             // reqwest's error names the URL, never the headers.

@@ -1,6 +1,7 @@
 //! Live prices: the latest traded price of each instrument with its time, fed by kiteconnect's
 //! ticker WebSocket (LTP mode) for the watchlist and open positions while a session exists and
-//! the market is open. Risk checks, paper fills, P&L and the status views read it.
+//! the market is open. Risk checks, paper fills, P&L and the status views read it. The same
+//! connection's order messages go to an [`OnOrderUpdate`] callback (the service merges them).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -136,6 +137,10 @@ pub struct MarketLink {
 /// alerts once).
 pub type OnRejected = Arc<dyn Fn(String) + Send + Sync>;
 
+/// Called with each order update the ticker receives as a text message (the service merges it
+/// like a postback).
+pub type OnOrderUpdate = Arc<dyn Fn(Box<kiteconnect::Order>) + Send + Sync>;
+
 /// Instruments to subscribe: the watchlist plus open positions, with their tokens from the
 /// stored instruments dump (instruments missing from it are logged and skipped).
 async fn wanted_tokens(store: &Store, settings: &Settings) -> HashMap<u32, InstrumentKey> {
@@ -174,6 +179,7 @@ pub async fn run_ticker(
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
     on_rejected: OnRejected,
+    on_order: OnOrderUpdate,
     shutdown: CancellationToken,
 ) {
     let mut generation = link.session.subscribe();
@@ -257,6 +263,10 @@ pub async fn run_ticker(
                         if a.ignored > 0 {
                             tracing::debug!(ignored = a.ignored, "ticker: ignored malformed or unknown ticks");
                         }
+                    }
+                    Some(TickerEvent::OrderUpdate(order)) => on_order(order),
+                    Some(TickerEvent::InvalidOrderUpdate { error, .. }) => {
+                        tracing::warn!(%error, "ticker: skipped an order update that does not decode");
                     }
                     Some(TickerEvent::Connected) => tracing::info!("ticker connected"),
                     Some(TickerEvent::Reconnecting { attempt, delay, reason }) => {

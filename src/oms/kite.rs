@@ -47,6 +47,9 @@ pub struct KiteBroker {
     market_protection: f64,
     /// The client built for the current token.
     client: Mutex<Option<(String, KiteConnect)>>,
+    /// Kite's order-write limits (10/s, 400/min), shared across the process when set
+    /// ([`KiteBroker::with_order_limiter`]; the service and `mft kill` set it).
+    limiter: Option<Arc<crate::market::RequestLimiter>>,
 }
 
 impl KiteBroker {
@@ -74,7 +77,20 @@ impl KiteBroker {
             store,
             market_protection: settings.live.market_protection,
             client: Mutex::new(None),
+            limiter: None,
         })
+    }
+
+    /// Every order write (place, cancel) first waits for a start from `limiter`.
+    pub fn with_order_limiter(mut self, limiter: Arc<crate::market::RequestLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    async fn wait_for_rate(&self) {
+        if let Some(l) = &self.limiter {
+            l.acquire().await;
+        }
     }
 
     fn client(&self) -> Result<KiteConnect, BrokerError> {
@@ -241,6 +257,8 @@ impl Broker for KiteBroker {
                 });
             }
         };
+        // Kite's order-write limits (10/s, 400/min) across the process: wait for a start.
+        self.wait_for_rate().await;
         match client.place_order(Variety::Regular, params).await {
             Ok(r) => Ok(BrokerAck::Open {
                 broker_order_id: r.order_id,
@@ -255,7 +273,9 @@ impl Broker for KiteBroker {
     }
 
     async fn cancel(&self, broker_order_id: &str) -> Result<(), BrokerError> {
-        self.client()?
+        let client = self.client()?;
+        self.wait_for_rate().await;
+        client
             .cancel_order(Variety::Regular, broker_order_id, None)
             .await
             .map(|_| ())

@@ -181,6 +181,8 @@ impl KiteFake {
             .route("/user/profile", get(profile))
             .route("/user/margins", get(margins))
             .route("/quote/ltp", get(quote_ltp))
+            .route("/margins/orders", axum::routing::post(order_margins))
+            .route("/quote", get(quote_full))
             .route("/ws", get(ticker_ws))
             .layer(axum::Extension(ticks.clone()))
             .route("/instruments", get(instruments_all))
@@ -727,6 +729,53 @@ async fn margins(State(state): State<Arc<Mutex<FakeState>>>, headers: HeaderMap)
     }
     let v: Value = serde_json::from_str(MARGINS_JSON).expect("margins fixture");
     success(v["data"].clone())
+}
+
+/// POST /margins/orders (the risk engine's INSUFFICIENT_CAPITAL read): a fifth of each order's
+/// value as its margin.
+async fn order_margins(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return token_error();
+    }
+    let orders: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
+    let data: Vec<Value> = orders
+        .iter()
+        .map(|o| {
+            let qty = o["quantity"].as_f64().unwrap_or(0.0);
+            let price = o["price"].as_f64().unwrap_or(0.0);
+            json!({
+                "tradingsymbol": o["tradingsymbol"],
+                "exchange": o["exchange"],
+                "total": qty * price / 5.0,
+            })
+        })
+        .collect();
+    success(Value::Array(data))
+}
+
+/// GET /quote?i=NSE:INFY&i=... (the risk engine's CIRCUIT_LIMIT read): no circuit band (zeros).
+async fn quote_full(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return token_error();
+    }
+    let mut data = serde_json::Map::new();
+    for (k, name) in url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned() {
+        if k == "i" {
+            data.insert(
+                name,
+                json!({"lower_circuit_limit": 0.0, "upper_circuit_limit": 0.0}),
+            );
+        }
+    }
+    success(Value::Object(data))
 }
 
 /// GET /quote/ltp?i=NSE:INFY&i=...: prices from the instruments fixture's tokens.
