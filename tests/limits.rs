@@ -1054,8 +1054,18 @@ fn run(target: impl FnOnce(&tokio::runtime::Runtime) -> Target, cases: u32) {
     let result = runner.run(&sequence(), |ops| {
         let mut st = stats.borrow_mut();
         let mut target = target.borrow_mut();
-        rt.block_on(run_case(&mut target, &ops, &mut st))
-            .map_err(TestCaseError::fail)
+        let result = rt
+            .block_on(run_case(&mut target, &ops, &mut st))
+            .map_err(TestCaseError::fail);
+        // Progress of long runs (PROPTEST_CASES=100000): the summary so far (a breach ends
+        // the run with its minimal sequence instead).
+        if st.cases.is_multiple_of(5_000) {
+            eprintln!(
+                "{} (so far)",
+                st.line(name, started.elapsed().as_secs_f64())
+            );
+        }
+        result
     });
     let secs = started.elapsed().as_secs_f64();
     let st = stats.borrow();
