@@ -313,9 +313,10 @@ async fn steady_traffic_does_not_grow_the_process() {
         "RSS grew by more than 5 MB: median {warm_rss} kB in the warm-up, {late_rss} kB late"
     );
     // Growth means every late sample is above the warm-up's highest: tokio's blocking pool
-    // keeps a thread (chart rendering, file I/O) for 10 s after its last job, and a pooled
-    // connection may be replaced, so one late sample above the warm-up is churn, not a leak.
-    // A leak of one per cycle lifts the late window's lowest sample by several.
+    // keeps a thread (chart rendering, file I/O) for 10 s after its last job, so one late sample
+    // above the warm-up is churn, not a leak. A leak of one per cycle lifts the late window's
+    // lowest sample by several. (The SQLite pool opens all its connections, each a thread and
+    // file descriptors, at start: a pool that grew on its first busy moment once failed this.)
     let min = |v: &[Sample], f: fn(&Sample) -> usize| v.iter().map(f).min().unwrap_or(0);
     assert!(
         min(&late, |s| s.fds) <= max(&warm, |s| s.fds),

@@ -337,6 +337,8 @@ pub struct Store {
 
 /// How long a SQLite writer waits for another writer's lock before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections in a file database's pool: one writer at a time under WAL, three readers beside it.
+const SQLITE_POOL_SIZE: u32 = 4;
 
 impl Store {
     /// Connects to `sqlite:...` (file and parent folder created; WAL, foreign keys, busy timeout)
@@ -389,7 +391,15 @@ impl Store {
                     source,
                 })?;
             }
-            SqlitePoolOptions::new().max_connections(4)
+            // All four connections open at start and stay: each is a thread and a few file
+            // descriptors in sqlx's SQLite driver, so a pool that grew on the first busy moment
+            // (or recycled idle connections every 10 minutes) would make the service's footprint
+            // move for reasons that are not load. A steady pool makes growth mean a leak.
+            SqlitePoolOptions::new()
+                .max_connections(SQLITE_POOL_SIZE)
+                .min_connections(SQLITE_POOL_SIZE)
+                .idle_timeout(None)
+                .max_lifetime(None)
         };
         let options = if in_memory {
             options
