@@ -437,7 +437,12 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             }
             println!("realized P&L today: {}", report.realized_today);
             for e in &report.errors {
-                eprintln!("warning: {e}");
+                let again = if e.recoverable {
+                    " (running mft kill again may finish it)"
+                } else {
+                    ""
+                };
+                eprintln!("warning: {e}{again}");
             }
             if !report.errors.is_empty() {
                 return Ok(ExitCode::FAILURE);

@@ -238,7 +238,24 @@ pub struct KillReport {
     pub cancelled_orders: u32,
     pub closed: Vec<ClosedPosition>,
     pub realized_today: Paise,
-    pub errors: Vec<String>,
+    /// What the kill could not do (an order it could not cancel, a position it could not close).
+    pub errors: Vec<KillProblem>,
+}
+
+/// One thing a kill could not do, as its report carries it to the chat, the page and `mft kill`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KillProblem {
+    /// The operator's text: what failed and what to do.
+    pub text: String,
+    /// Running the kill again may finish it without anyone changing anything (the broker or the
+    /// database was unavailable for the moment).
+    pub recoverable: bool,
+}
+
+impl std::fmt::Display for KillProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// The handler's answer to a command; the bot renders it as text.

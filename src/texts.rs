@@ -529,7 +529,7 @@ pub fn kill_report(k: &KillReport) -> String {
     if !k.errors.is_empty() {
         let _ = writeln!(out, "Errors ({}):", k.errors.len());
         for e in k.errors.iter().take(MAX_LIST) {
-            let _ = writeln!(out, "• {}", esc(&truncate_chars(e, 300)));
+            let _ = writeln!(out, "• {}", esc(&truncate_chars(&e.text, 300)));
         }
         list_more(&mut out, MAX_LIST, k.errors.len());
     }
@@ -1054,6 +1054,363 @@ pub fn backtest_chart_caption(key: &crate::domain::InstrumentKey) -> String {
     format!("Backtest of {}: equity and drawdown", esc(&key.to_string()))
 }
 
+/// The Kite line of /status and the status page.
+pub fn kite_session_line(
+    expires_at: Option<DateTime<Utc>>,
+    user_id: &str,
+    now: DateTime<Utc>,
+) -> String {
+    match expires_at {
+        Some(at) => format!(
+            "session active until {} (user {user_id})",
+            session_until(at, now)
+        ),
+        None => "session from ZERODHA_ACCESS_TOKEN".into(),
+    }
+}
+
+/// Why a scheduled job does not run today.
+pub fn market_closed(today: chrono::NaiveDate, reason: &str) -> String {
+    format!("NSE is closed today ({today}, {reason})")
+}
+
+/// Why a Kite login redirect was refused; nothing was stored for any of them.
+pub mod login_refused {
+    pub fn status(other: &str) -> String {
+        format!(
+            "Kite reported the login as {other:?}, not success: nothing was stored. Send /login to try again"
+        )
+    }
+    pub const NO_STATUS: &str = "the redirect has no status parameter: nothing was stored";
+    pub const NO_STATE: &str =
+        "the redirect carries no state: use the button from /login (nothing was stored)";
+    pub fn bad_token(e: &dyn std::fmt::Display) -> String {
+        format!("{e}: nothing was stored")
+    }
+}
+
+/// An open order as the kill drill and the checklist list it.
+pub fn order_ref(tag: &str, key: &crate::domain::InstrumentKey) -> String {
+    format!("{tag} {key}")
+}
+
+/// Who asked for a kill drill, and the trade log line it leaves.
+pub fn kill_test_logged(
+    actor: crate::domain::Actor,
+    would_cancel: usize,
+    would_close: usize,
+) -> String {
+    let who = match actor {
+        crate::domain::Actor::Telegram { user_id } => {
+            format!("/kill test by Telegram user {user_id}")
+        }
+        crate::domain::Actor::Scheduler => "kill test by the scheduler".into(),
+        crate::domain::Actor::Cli => "kill test on the command line".into(),
+        crate::domain::Actor::Web => "kill test on the dashboard".into(),
+    };
+    format!("{who}: would cancel {would_cancel}, would close {would_close}")
+}
+
+/// The pre-flight checklist's lines: what each check found and, when it is not ok, the fix.
+/// The handler decides what to check; the words are here.
+pub mod preflight {
+    use super::{ist_datetime, session_until};
+    use crate::domain::Paise;
+    use crate::ports::CheckLevel::{self, Failed, Ok as Good, Warning};
+    use crate::ports::PreflightLine;
+    use chrono::{DateTime, Utc};
+    use std::fmt::Display;
+
+    const SESSION: &str = "Kite session";
+    const MARGIN: &str = "Margin";
+    const OPEN_ORDERS: &str = "Open orders";
+    const DATA: &str = "Data freshness";
+    const KILL: &str = "Kill switch";
+
+    fn line(level: CheckLevel, check: &str, detail: String, fix: Option<&str>) -> PreflightLine {
+        PreflightLine {
+            level,
+            check: check.to_string(),
+            detail,
+            fix: fix.map(str::to_string),
+        }
+    }
+
+    pub fn not_connected() -> PreflightLine {
+        line(
+            Failed,
+            SESSION,
+            "not connected".into(),
+            Some("run `mft preflight` or /preflight from the service"),
+        )
+    }
+
+    pub fn no_api_key() -> PreflightLine {
+        line(
+            Failed,
+            SESSION,
+            "ZERODHA_API_KEY is not set".into(),
+            Some("set ZERODHA_API_KEY and ZERODHA_API_SECRET in .env, then send /login"),
+        )
+    }
+
+    pub fn no_session(e: &dyn Display) -> PreflightLine {
+        line(
+            Failed,
+            SESSION,
+            e.to_string(),
+            Some("send /login (or run `mft login`) and log in on Kite"),
+        )
+    }
+
+    pub fn bad_api_url(e: &dyn Display) -> PreflightLine {
+        line(
+            Failed,
+            SESSION,
+            e.to_string(),
+            Some("check ZERODHA_API_URL"),
+        )
+    }
+
+    /// `expires_at` None: the token came from ZERODHA_ACCESS_TOKEN.
+    pub fn session_ok(
+        user_id: &str,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> PreflightLine {
+        let until = match expires_at {
+            Some(at) => format!("token expires {}", session_until(at, now)),
+            None => "token from ZERODHA_ACCESS_TOKEN, expires 06:00 IST".into(),
+        };
+        line(
+            Good,
+            SESSION,
+            format!("API reachable, logged in as {user_id} ({until})"),
+            None,
+        )
+    }
+
+    pub fn token_rejected() -> PreflightLine {
+        line(
+            Failed,
+            SESSION,
+            "Kite rejected the access token (TokenException)".into(),
+            Some("send /login and log in on Kite"),
+        )
+    }
+
+    pub fn api_unreachable(e: &dyn Display) -> PreflightLine {
+        line(
+            Failed,
+            SESSION,
+            format!("Kite API unreachable: {e}"),
+            Some("check the network and ZERODHA_API_URL"),
+        )
+    }
+
+    pub fn margin_unchecked() -> PreflightLine {
+        line(
+            Warning,
+            MARGIN,
+            "not checked (no valid Kite session)".into(),
+            Some("log in, then run the checklist again"),
+        )
+    }
+
+    pub fn margin(available: Paise, capital: Paise) -> PreflightLine {
+        if capital > available {
+            line(
+                Warning,
+                MARGIN,
+                format!("available equity margin {available} is below [trading] capital {capital}"),
+                Some("lower [trading] capital or add funds"),
+            )
+        } else {
+            line(
+                Good,
+                MARGIN,
+                format!("available equity margin {available} covers [trading] capital {capital}"),
+                None,
+            )
+        }
+    }
+
+    pub fn margin_unreadable(e: &dyn Display) -> PreflightLine {
+        line(
+            Failed,
+            MARGIN,
+            format!("cannot read margins: {e}"),
+            Some("check the Kite session and try again"),
+        )
+    }
+
+    /// `pct` of capital against the `max_pct` a careful start uses.
+    pub fn daily_loss(limit: Paise, pct: f64, max_pct: f64) -> PreflightLine {
+        if pct > max_pct {
+            line(
+                Warning,
+                "Daily loss limit",
+                format!("{limit} is {pct:.1}% of capital (above {max_pct}%)"),
+                Some(&format!(
+                    "lower [risk] max_daily_loss to {max_pct}% of capital or less"
+                )),
+            )
+        } else {
+            line(
+                Good,
+                "Daily loss limit",
+                format!("{limit} is {pct:.1}% of capital"),
+                None,
+            )
+        }
+    }
+
+    /// `pct` of capital against the `max_pct` a careful start uses.
+    pub fn position_limit(limit: Paise, pct: f64, max_pct: f64) -> PreflightLine {
+        if pct > max_pct {
+            line(
+                Warning,
+                "Position limit",
+                format!("{limit} is {pct:.1}% of capital (above {max_pct}%)"),
+                Some(&format!(
+                    "lower [risk] max_position_value to {max_pct}% of capital or less"
+                )),
+            )
+        } else {
+            line(
+                Good,
+                "Position limit",
+                format!("{limit} is {pct:.1}% of capital"),
+                None,
+            )
+        }
+    }
+
+    pub fn leverage(lev: f64) -> PreflightLine {
+        if lev > 1.0 {
+            line(
+                Warning,
+                "Leverage",
+                format!("{lev} (above 1)"),
+                Some("set [trading] leverage = 1 until the strategy has a track record"),
+            )
+        } else {
+            line(Good, "Leverage", format!("{lev}"), None)
+        }
+    }
+
+    pub fn paper_days(days: usize, min_days: usize) -> PreflightLine {
+        if days < min_days {
+            line(
+                Warning,
+                "Paper trading",
+                format!("{days} trading day(s) with paper activity (fewer than {min_days})"),
+                Some(&format!(
+                    "keep MODE=paper for at least {min_days} trading days"
+                )),
+            )
+        } else {
+            line(
+                Good,
+                "Paper trading",
+                format!("{days} trading days with paper activity"),
+                None,
+            )
+        }
+    }
+
+    /// A stuck-orders entry when the comparison with Kite itself failed.
+    pub fn compare_failed(e: &dyn Display) -> String {
+        format!("could not compare with Kite: {e}")
+    }
+
+    /// `stuck`: orders open longer than `minutes` and, live, differences from Kite's book.
+    pub fn open_orders(stuck: &[String], minutes: i64, live: bool) -> PreflightLine {
+        if stuck.is_empty() {
+            line(
+                Good,
+                OPEN_ORDERS,
+                format!("none open longer than {minutes} minutes"),
+                None,
+            )
+        } else {
+            line(
+                Failed,
+                OPEN_ORDERS,
+                format!(
+                    "{} stuck longer than {minutes} minutes{}: {}",
+                    stuck.len(),
+                    if live { " or different from Kite" } else { "" },
+                    stuck.join(", ")
+                ),
+                Some("check them on Kite and cancel or reconcile before trading"),
+            )
+        }
+    }
+
+    /// `stale`: one entry per series behind (see [`super::stale_data`]).
+    pub fn data(watchlist: usize, stale: &[String]) -> PreflightLine {
+        if stale.is_empty() {
+            line(
+                Good,
+                DATA,
+                format!("{watchlist} of {watchlist} watchlist series up to date"),
+                None,
+            )
+        } else {
+            line(
+                Warning,
+                DATA,
+                stale.join("; "),
+                Some("log in so scans fetch candles, or `mft data fetch`"),
+            )
+        }
+    }
+
+    /// How the kill switch was last exercised.
+    #[derive(Debug, Clone, Copy)]
+    pub enum Drill {
+        DryRun,
+        RealKill,
+    }
+
+    /// `last`: when and how the kill switch was last exercised; older than `max_age_days` warns.
+    pub fn kill_switch(
+        last: Option<(DateTime<Utc>, Drill)>,
+        now: DateTime<Utc>,
+        max_age_days: i64,
+    ) -> PreflightLine {
+        let what = |d: Drill| match d {
+            Drill::DryRun => "dry run",
+            Drill::RealKill => "real kill",
+        };
+        match last {
+            None => line(
+                Warning,
+                KILL,
+                "never exercised".into(),
+                Some("send /kill test (a dry run that changes nothing)"),
+            ),
+            Some((at, d)) if now - at > chrono::Duration::days(max_age_days) => line(
+                Warning,
+                KILL,
+                format!(
+                    "last exercised {} ({}), over {max_age_days} days ago",
+                    ist_datetime(at),
+                    what(d)
+                ),
+                Some("send /kill test"),
+            ),
+            Some((at, d)) => line(
+                Good,
+                KILL,
+                format!("last exercised {} ({})", ist_datetime(at), what(d)),
+                None,
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1255,5 +1612,68 @@ mod tests {
         assert_eq!(PLACING, "Placing…");
         assert_eq!(approve_what(7), "Approve #7");
         assert!(approval_stopped(7).chars().count() <= ANSWER_LIMIT);
+    }
+
+    #[test]
+    fn preflight_lines_read_as_before() {
+        use crate::ports::CheckLevel;
+        let l = preflight::daily_loss(Paise::from_rupees(5_000), 5.0, 2.0);
+        assert_eq!(l.level, CheckLevel::Warning);
+        assert_eq!(l.check, "Daily loss limit");
+        assert_eq!(l.detail, "₹5,000.00 is 5.0% of capital (above 2%)");
+        assert_eq!(
+            l.fix.as_deref(),
+            Some("lower [risk] max_daily_loss to 2% of capital or less")
+        );
+        let l = preflight::position_limit(Paise::from_rupees(10_000), 10.0, 20.0);
+        assert_eq!(l.level, CheckLevel::Ok);
+        assert_eq!(l.detail, "₹10,000.00 is 10.0% of capital");
+        assert_eq!(l.fix, None);
+        let l = preflight::paper_days(2, 5);
+        assert_eq!(
+            l.detail,
+            "2 trading day(s) with paper activity (fewer than 5)"
+        );
+        assert_eq!(
+            l.fix.as_deref(),
+            Some("keep MODE=paper for at least 5 trading days")
+        );
+        let l = preflight::margin(Paise::from_rupees(50_000), Paise::from_rupees(100_000));
+        assert_eq!(l.level, CheckLevel::Warning);
+        assert_eq!(
+            l.detail,
+            "available equity margin ₹50,000.00 is below [trading] capital ₹1,00,000.00"
+        );
+        let stuck = vec!["MFTP1E NSE:INFY".to_string()];
+        let l = preflight::open_orders(&stuck, 15, true);
+        assert_eq!(l.level, CheckLevel::Failed);
+        assert_eq!(
+            l.detail,
+            "1 stuck longer than 15 minutes or different from Kite: MFTP1E NSE:INFY"
+        );
+        let now = Utc::now();
+        let l = preflight::kill_switch(
+            Some((now - chrono::Duration::days(31), preflight::Drill::DryRun)),
+            now,
+            30,
+        );
+        assert_eq!(l.level, CheckLevel::Warning);
+        assert!(
+            l.detail.ends_with("(dry run), over 30 days ago"),
+            "{}",
+            l.detail
+        );
+        assert_eq!(
+            preflight::kill_switch(None, now, 30).detail,
+            "never exercised"
+        );
+        assert_eq!(
+            kill_test_logged(crate::domain::Actor::Telegram { user_id: 7 }, 2, 3),
+            "/kill test by Telegram user 7: would cancel 2, would close 3"
+        );
+        assert_eq!(
+            login_refused::status("cancelled"),
+            "Kite reported the login as \"cancelled\", not success: nothing was stored. Send /login to try again"
+        );
     }
 }

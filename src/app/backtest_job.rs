@@ -12,7 +12,7 @@ use crate::backtest::{self, LlmMode, Spec};
 use crate::config::Settings;
 use crate::domain::{InstrumentKey, Interval};
 use crate::ports::{Alert, Notifier, Reply};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 struct Running {
     label: String,
@@ -26,11 +26,53 @@ pub struct Backtests {
     running: Arc<Mutex<Option<Running>>>,
 }
 
+/// Why a /backtest was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestStartError {
+    #[error("span {span:?} is not a number followed by d, w, m or y (e.g. 30d, 6m, 1y)")]
+    BadSpan { span: String },
+    /// The request names no stored data, a range too short to warm up, ... : the text says which.
+    #[error(transparent)]
+    Spec(#[from] backtest::BacktestError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl BacktestStartError {
+    /// The same request may start when retried (the database was busy).
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            BacktestStartError::Store(e)
+            | BacktestStartError::Spec(backtest::BacktestError::Store(e)) => e.is_recoverable(),
+            BacktestStartError::BadSpan { .. } | BacktestStartError::Spec(_) => false,
+        }
+    }
+
+    /// The request itself is wrong (span, symbol, range): the operator must change it.
+    pub fn is_bad_request(&self) -> bool {
+        use backtest::BacktestError as E;
+        match self {
+            BacktestStartError::BadSpan { .. } => true,
+            BacktestStartError::Spec(e) => matches!(
+                e,
+                E::FromAfterTo { .. }
+                    | E::NoSymbols
+                    | E::UnknownSymbol { .. }
+                    | E::NoDataForInterval { .. }
+                    | E::EmptyRange { .. }
+                    | E::WarmUp { .. }
+            ),
+            BacktestStartError::Store(_) => false,
+        }
+    }
+}
+
 /// "30d", "8w", "6m", "1y" -> the first day of the span ending `today`.
-pub fn span_start(span: &str, today: NaiveDate) -> Result<NaiveDate, String> {
+pub fn span_start(span: &str, today: NaiveDate) -> Result<NaiveDate, BacktestStartError> {
     let s = span.trim().to_ascii_lowercase();
-    let bad =
-        || format!("span {span:?} is not a number followed by d, w, m or y (e.g. 30d, 6m, 1y)");
+    let bad = || BacktestStartError::BadSpan {
+        span: span.to_string(),
+    };
     if s.len() < 2 {
         return Err(bad());
     }
@@ -78,12 +120,12 @@ impl Backtests {
         key: InstrumentKey,
         span: &str,
         today: NaiveDate,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, BacktestStartError> {
         if let Some(running) = self.progress_text() {
             return Ok(Reply::BacktestBusy { running });
         }
         let from = span_start(span, today)?;
-        let stored = store.candle_summary().await.map_err(|e| e.to_string())?;
+        let stored = store.candle_summary().await?;
         let intervals: Vec<Interval> = stored
             .iter()
             .filter(|r| r.key == key)
@@ -110,9 +152,7 @@ impl Backtests {
                 .join(backtest::new_run_id(chrono::Utc::now())),
         );
         // Bad input is answered now, before anything is started or stored.
-        backtest::load(store, &settings, &spec)
-            .await
-            .map_err(|e| e.to_string())?;
+        backtest::load(store, &settings, &spec).await?;
         let done = Arc::new(AtomicU64::new(0));
         let total = Arc::new(AtomicU64::new(0));
         {
@@ -172,20 +212,20 @@ mod tests {
     fn spans() {
         let t = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
         assert_eq!(
-            span_start("1y", t),
-            Ok(NaiveDate::from_ymd_opt(2025, 11, 30).unwrap())
+            span_start("1y", t).ok(),
+            Some(NaiveDate::from_ymd_opt(2025, 11, 30).unwrap())
         );
         assert_eq!(
-            span_start("6M", t),
-            Ok(NaiveDate::from_ymd_opt(2026, 5, 30).unwrap())
+            span_start("6M", t).ok(),
+            Some(NaiveDate::from_ymd_opt(2026, 5, 30).unwrap())
         );
         assert_eq!(
-            span_start("30d", t),
-            Ok(NaiveDate::from_ymd_opt(2026, 10, 31).unwrap())
+            span_start("30d", t).ok(),
+            Some(NaiveDate::from_ymd_opt(2026, 10, 31).unwrap())
         );
         assert_eq!(
-            span_start("2w", t),
-            Ok(NaiveDate::from_ymd_opt(2026, 11, 16).unwrap())
+            span_start("2w", t).ok(),
+            Some(NaiveDate::from_ymd_opt(2026, 11, 16).unwrap())
         );
         for bad in ["", "y", "0d", "1x", "-1y", "abc"] {
             assert!(span_start(bad, t).is_err(), "{bad}");

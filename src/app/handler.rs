@@ -29,9 +29,9 @@ use crate::oms::{
     Brackets, ExitFill, FlattenReport, Oms, OmsError, PaperBroker, Placement, proposal_tag,
 };
 use crate::ports::{
-    Alert, Claimed, ClosedPosition, CommandError, CommandHandler, Decision, KillReport, Notifier,
-    NotifyError, Outcome, PositionView, ProposalCard, Reply, ScanError, ScanResult, Scanner,
-    StatusReport,
+    Alert, Claimed, ClosedPosition, CommandError, CommandHandler, Decision, KillProblem,
+    KillReport, Notifier, NotifyError, Outcome, PositionView, ProposalCard, Reply, ScanError,
+    ScanResult, Scanner, StatusReport,
 };
 use crate::risk::{self, RiskContext, RiskEngine};
 use crate::store::{Store, StoreError};
@@ -116,11 +116,11 @@ pub enum HandlerError {
     #[error("{}", crate::texts::KILL_LIVE_UNAVAILABLE)]
     LiveBrokerUnavailable,
     /// `mft kill` could not reach the running service; the text says what to do instead.
-    #[error("{0}")]
-    ServiceKill(String),
-    /// A /backtest that cannot start as asked (bad span, no data, one already running).
-    #[error("{0}")]
-    Backtest(String),
+    #[error(transparent)]
+    ServiceKill(#[from] super::kill::ServiceKillError),
+    /// A /backtest that cannot start as asked (bad span, no data for it).
+    #[error(transparent)]
+    Backtest(#[from] super::backtest_job::BacktestStartError),
 }
 
 impl HandlerError {
@@ -133,12 +133,12 @@ impl HandlerError {
             HandlerError::Scan(e) => e.is_recoverable(),
             HandlerError::Market(e) | HandlerError::RiskReads(e) => e.is_recoverable(),
             HandlerError::Session(e) => e.is_recoverable(),
+            HandlerError::ServiceKill(e) => e.is_recoverable(),
+            HandlerError::Backtest(e) => e.is_recoverable(),
             HandlerError::Refused(_)
             | HandlerError::NoMarket
             | HandlerError::UnexpectedReply { .. }
-            | HandlerError::LiveBrokerUnavailable
-            | HandlerError::ServiceKill(_)
-            | HandlerError::Backtest(_) => false,
+            | HandlerError::LiveBrokerUnavailable => false,
         }
     }
 }
@@ -149,9 +149,10 @@ impl From<HandlerError> for CommandError {
         let text = e.to_string();
         match e {
             HandlerError::Refused(reason) => CommandError::Refused(reason),
-            HandlerError::NoMarket
-            | HandlerError::LiveBrokerUnavailable
-            | HandlerError::Backtest(_) => CommandError::Invalid(text),
+            HandlerError::NoMarket | HandlerError::LiveBrokerUnavailable => {
+                CommandError::Invalid(text)
+            }
+            HandlerError::Backtest(e) if e.is_bad_request() => CommandError::Invalid(text),
             e if e.is_recoverable() => CommandError::Unavailable(text),
             _ => CommandError::Failed(text),
         }
@@ -1193,7 +1194,13 @@ impl Handler {
                 })
                 .collect(),
             realized_today: self.store.realized_since(self.day_start()).await?,
-            errors: errors.iter().map(ToString::to_string).collect(),
+            errors: errors
+                .iter()
+                .map(|e| KillProblem {
+                    text: e.to_string(),
+                    recoverable: e.is_recoverable(),
+                })
+                .collect(),
         };
         for e in &errors {
             tracing::error!(recoverable = e.is_recoverable(), "kill: {e}");
@@ -1459,8 +1466,13 @@ mod tests {
                 CommandError::Invalid(crate::texts::KILL_LIVE_UNAVAILABLE.into()),
             ),
             (
-                HandlerError::Backtest("bad span".into()),
-                CommandError::Invalid("bad span".into()),
+                HandlerError::Backtest(crate::app::backtest_job::BacktestStartError::BadSpan {
+                    span: "1q".into(),
+                }),
+                CommandError::Invalid(
+                    "span \"1q\" is not a number followed by d, w, m or y (e.g. 30d, 6m, 1y)"
+                        .into(),
+                ),
             ),
             (
                 HandlerError::UnexpectedReply {

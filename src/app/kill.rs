@@ -17,6 +17,83 @@ use super::handler::{HandlerError, kill_directly};
 /// `mft kill` probing, or a service still starting) before giving up.
 const FIND_SERVICE_FOR: Duration = Duration::from_secs(15);
 
+/// Why `mft kill` could not hand the kill to the service that holds the database. Each text
+/// says what to do instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceKillError {
+    #[error(
+        "the database is held by another mft process that shows no kill endpoint; \
+         retry in a moment, or use /kill in Telegram"
+    )]
+    NoEndpoint,
+    #[error(
+        "the running service (pid {pid}, status address {addr}) could not be reached: its token \
+         file {path} is unreadable ({reason}); run mft kill as the user running mft run, or set \
+         STATUS_TOKEN"
+    )]
+    NoToken {
+        pid: i64,
+        addr: String,
+        path: String,
+        reason: String,
+    },
+    #[error(
+        "the running service (pid {pid}, status address {addr}) could not be reached at {url}: \
+         {source}; use /kill in Telegram"
+    )]
+    Unreachable {
+        pid: i64,
+        addr: String,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error(
+        "the running service (pid {pid}, status address {addr}) answered {status} with an \
+         unreadable body: {source}; use /kill in Telegram"
+    )]
+    UnreadableAnswer {
+        pid: i64,
+        addr: String,
+        status: u16,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error(
+        "the running service (pid {pid}, status address {addr}) sent a kill report this mft \
+         cannot read: {source}; use /kill in Telegram"
+    )]
+    UnreadableReport {
+        pid: i64,
+        addr: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "the running service (pid {pid}, status address {addr}) refused the kill ({status}): \
+         {reason}; use /kill in Telegram"
+    )]
+    Refused {
+        pid: i64,
+        addr: String,
+        status: u16,
+        reason: String,
+    },
+}
+
+impl ServiceKillError {
+    /// Whether running `mft kill` again may work without anyone changing anything: the service
+    /// was starting, busy or briefly unreachable.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            ServiceKillError::NoEndpoint | ServiceKillError::Unreachable { .. } => true,
+            ServiceKillError::UnreadableAnswer { status, .. }
+            | ServiceKillError::Refused { status, .. } => *status >= 500 && *status != 501,
+            ServiceKillError::NoToken { .. } | ServiceKillError::UnreadableReport { .. } => false,
+        }
+    }
+}
+
 /// How `mft kill` ran.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KillRoute {
@@ -68,11 +145,7 @@ async fn route(
             ));
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(HandlerError::ServiceKill(
-                "the database is held by another mft process that shows no kill endpoint; \
-                 retry in a moment, or use /kill in Telegram"
-                    .into(),
-            ));
+            return Err(ServiceKillError::NoEndpoint.into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -98,12 +171,7 @@ async fn via_service(
     instance: &ServiceInstance,
     addr: &str,
 ) -> Result<KillReport, HandlerError> {
-    let fail = |what: String| {
-        HandlerError::ServiceKill(format!(
-            "the running service (pid {}, status address {addr}) {what}; use /kill in Telegram",
-            instance.pid
-        ))
-    };
+    let (pid, addr) = (instance.pid, addr.to_string());
     // The token file first (the CLI's own credential: the kill is recorded as `cli`), then
     // STATUS_TOKEN when this shell has it (sent as the dashboard's confirmed Kill form).
     let mut tokens: Vec<String> = Vec::new();
@@ -124,16 +192,25 @@ async fn via_service(
         tokens.push(t.expose().to_string());
     }
     if tokens.is_empty() {
-        let e = file_error.map(|e| e.to_string()).unwrap_or_default();
-        return Err(fail(format!(
-            "could not be reached: its token file {path} is unreadable ({e}); run mft kill as the user running mft run, or set STATUS_TOKEN"
-        )));
+        return Err(ServiceKillError::NoToken {
+            pid,
+            addr,
+            path,
+            reason: file_error.map(|e| e.to_string()).unwrap_or_default(),
+        }
+        .into());
     }
-    let url = format!("http://{}/kill", connect_addr(addr));
+    let url = format!("http://{}/kill", connect_addr(&addr));
+    let unreached = |source| ServiceKillError::Unreachable {
+        pid,
+        addr: addr.clone(),
+        url: url.clone(),
+        source,
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
-        .map_err(|e| fail(format!("could not be reached: {e}")))?;
+        .map_err(unreached)?;
     let mut resp = None;
     for token in &tokens {
         let r = client
@@ -142,7 +219,7 @@ async fn via_service(
             .form(&[("confirm", "yes")])
             .send()
             .await
-            .map_err(|e| fail(format!("could not be reached at {url}: {e}")))?;
+            .map_err(unreached)?;
         let unauthorized = matches!(
             r.status(),
             reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
@@ -153,30 +230,88 @@ async fn via_service(
         }
     }
     let Some(resp) = resp else {
-        return Err(fail("could not be reached: no token to send".into()));
+        return Err(ServiceKillError::NoToken {
+            pid,
+            addr,
+            path,
+            reason: "no token to send".into(),
+        }
+        .into());
     };
-    let status = resp.status();
-    let body: serde_json::Value = resp
-        .json()
-        .await
-        .map_err(|e| fail(format!("answered {status} with an unreadable body: {e}")))?;
+    let status = resp.status().as_u16();
+    let body: serde_json::Value =
+        resp.json()
+            .await
+            .map_err(|source| ServiceKillError::UnreadableAnswer {
+                pid,
+                addr: addr.clone(),
+                status,
+                source,
+            })?;
     // The kill endpoint answers {"report": ..}; the dashboard's Kill (STATUS_TOKEN) answers
     // {"ok", "message", "reply": {"Killed": ..}}.
     if let Some(report) = body.get("report").or_else(|| body.pointer("/reply/Killed")) {
-        return serde_json::from_value(report.clone())
-            .map_err(|e| fail(format!("sent a kill report this mft cannot read: {e}")));
+        return serde_json::from_value(report.clone()).map_err(|source| {
+            ServiceKillError::UnreadableReport {
+                pid,
+                addr: addr.clone(),
+                source,
+            }
+            .into()
+        });
     }
     let error = body
         .get("error")
         .or_else(|| body.get("message"))
         .and_then(|e| e.as_str())
         .unwrap_or("no reason given");
-    Err(fail(format!("refused the kill ({status}): {error}")))
+    Err(ServiceKillError::Refused {
+        pid,
+        addr,
+        status,
+        reason: error.to_string(),
+    }
+    .into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_kill_errors_say_what_to_do_and_whether_to_retry() {
+        let e = ServiceKillError::Refused {
+            pid: 42,
+            addr: "127.0.0.1:8501".into(),
+            status: 409,
+            reason: "already halted".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the running service (pid 42, status address 127.0.0.1:8501) refused the kill (409): \
+             already halted; use /kill in Telegram"
+        );
+        assert!(!e.is_recoverable());
+        assert!(ServiceKillError::NoEndpoint.is_recoverable());
+        let busy = ServiceKillError::Refused {
+            pid: 42,
+            addr: "127.0.0.1:8501".into(),
+            status: 503,
+            reason: "database busy".into(),
+        };
+        assert!(busy.is_recoverable());
+        let e = ServiceKillError::NoToken {
+            pid: 42,
+            addr: "127.0.0.1:8501".into(),
+            path: "/run/mft/kill.token".into(),
+            reason: "permission denied".into(),
+        };
+        assert!(
+            e.to_string()
+                .contains("run mft kill as the user running mft run")
+        );
+        assert!(!e.is_recoverable());
+    }
 
     #[test]
     fn unspecified_addresses_connect_to_localhost() {

@@ -43,14 +43,7 @@ impl Handler {
             return None;
         }
         Some(match link.session.current() {
-            Ok(s) => match s.expires_at {
-                Some(at) => format!(
-                    "session active until {} (user {})",
-                    texts::session_until(at, self.clock.now()),
-                    s.user_id
-                ),
-                None => "session from ZERODHA_ACCESS_TOKEN".into(),
-            },
+            Ok(s) => texts::kite_session_line(s.expires_at, &s.user_id, self.clock.now()),
             Err(e) => e.to_string(),
         })
     }
@@ -65,7 +58,7 @@ impl Handler {
         let today = self.clock.today_ist();
         link.calendar
             .closed_reason(today)
-            .map(|r| format!("NSE is closed today ({today}, {r})"))
+            .map(|r| texts::market_closed(today, &r))
     }
 
     /// `/login`, the login-link job and `/login <pasted>`.
@@ -119,23 +112,16 @@ impl Handler {
         match status.as_deref() {
             Some("success") => {}
             Some(other) => {
-                return refuse(format!(
-                    "Kite reported the login as {other:?}, not success: nothing was stored. Send /login to try again"
-                ));
+                return refuse(texts::login_refused::status(other));
             }
-            None => {
-                return refuse("the redirect has no status parameter: nothing was stored".into());
-            }
+            None => return refuse(texts::login_refused::NO_STATUS.into()),
         }
         let Some(state) = state.filter(|s| !s.is_empty()) else {
-            return refuse(
-                "the redirect carries no state: use the button from /login (nothing was stored)"
-                    .into(),
-            );
+            return refuse(texts::login_refused::NO_STATE.into());
         };
         let token = request_token.unwrap_or_default();
         if let Err(e) = crate::market::session::check_request_token(&token) {
-            return refuse(format!("{e}: nothing was stored"));
+            return refuse(texts::login_refused::bad_token(&e));
         }
         if let Err(e) = link.session.take_state(&state).await {
             return refused_or_err(e);
@@ -347,16 +333,10 @@ impl Handler {
         let report = KillTestReport {
             would_cancel: orders
                 .iter()
-                .map(|o| format!("{} {}", o.request.tag, o.request.key))
+                .map(|o| texts::order_ref(&o.request.tag, &o.request.key))
                 .collect(),
             would_close,
             at: self.clock.now(),
-        };
-        let who = match actor {
-            Actor::Telegram { user_id } => format!("/kill test by Telegram user {user_id}"),
-            Actor::Scheduler => "kill test by the scheduler".into(),
-            Actor::Cli => "kill test on the command line".into(),
-            Actor::Web => "kill test on the dashboard".into(),
         };
         self.store
             .log_trade_event(
@@ -364,10 +344,10 @@ impl Handler {
                 "kill_test",
                 None,
                 None,
-                &format!(
-                    "{who}: would cancel {}, would close {}",
+                &texts::kill_test_logged(
+                    actor,
                     report.would_cancel.len(),
-                    report.would_close.len()
+                    report.would_close.len(),
                 ),
             )
             .await?;
