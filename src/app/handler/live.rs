@@ -73,6 +73,10 @@ impl Handler {
             .await;
         }
         for e in &report.errors {
+            tracing::error!(
+                recoverable = e.is_recoverable(),
+                "reconciliation failed: {e}"
+            );
             self.notify(Alert::Broker {
                 key: None,
                 text: format!("reconciliation failed: {e}"),
@@ -237,6 +241,7 @@ impl Handler {
             .await;
         }
         for e in &follow.errors {
+            tracing::error!(recoverable = e.is_recoverable(), "protection problem: {e}");
             self.notify(Alert::Broker {
                 key: None,
                 text: format!("PROTECTION PROBLEM: {e}; check the position on Kite"),
