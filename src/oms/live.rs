@@ -743,16 +743,13 @@ impl Oms {
             );
             match theirs {
                 Some(u) if u.status.is_final() || u.filled_quantity != order.filled_quantity => {
-                    let text = format!(
-                        "order {} on {}: ours {}, Kite {} {}/{} filled",
-                        order.request.tag,
-                        order.request.key,
-                        order.state.name(),
-                        u.status_text,
-                        u.filled_quantity,
-                        order.request.quantity
-                    );
-                    report.mismatches.push(text);
+                    report
+                        .mismatches
+                        .push(crate::texts::reconcile_order_differs(
+                            &order,
+                            &u.status_text,
+                            u.filled_quantity,
+                        ));
                     if apply {
                         let key = order.request.key.to_string();
                         let (id, tag) = (order.id, order.request.tag.clone());
@@ -787,19 +784,15 @@ impl Oms {
                 {
                     // Resolved above when applying; in a dry run it is simply in flight.
                     if !apply {
-                        report.mismatches.push(format!(
-                            "order {} on {} is {} here and unknown to Kite",
-                            order.request.tag,
-                            order.request.key,
-                            order.state.name()
-                        ));
+                        report
+                            .mismatches
+                            .push(crate::texts::reconcile_order_unknown(&order));
                     }
                 }
                 None => {
-                    report.mismatches.push(format!(
-                        "order {} on {} is open here but not in Kite's order book",
-                        order.request.tag, order.request.key
-                    ));
+                    report
+                        .mismatches
+                        .push(crate::texts::reconcile_order_missing(&order));
                     if apply {
                         let key = order.request.key.to_string();
                         let (id, tag) = (order.id, order.request.tag.clone());
@@ -871,11 +864,11 @@ impl Oms {
                 (Some(_), 0) => "position_gone_at_broker",
                 _ => "quantity_differs",
             };
-            let text = format!(
-                "position {key} {}: ours {my_qty}, Kite {their_qty}",
-                product.as_str()
-            );
-            report.mismatches.push(text);
+            report
+                .mismatches
+                .push(crate::texts::reconcile_position_differs(
+                    &key, product, my_qty, their_qty,
+                ));
             if !apply {
                 continue;
             }
