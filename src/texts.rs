@@ -43,6 +43,162 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+// Live orders: the proposal's stored detail, the operator's alerts about orders at the broker,
+// the protective pair, and reconciliation. Plain text: `alert` escapes it.
+
+/// The alert when the broker rejected an approved proposal's order.
+pub fn broker_rejected(message: &str) -> String {
+    format!("Rejected by broker: {message}")
+}
+
+/// The stored detail of a proposal whose order the broker rejected.
+pub fn rejected_by_broker_detail(reason: &str) -> String {
+    format!("rejected by broker: {reason}")
+}
+
+/// The alert when the broker rejected a live order (any source of broker news).
+pub fn order_rejected_by_broker(reason: &str, tag: &str) -> String {
+    format!("Rejected by broker: {reason} (order {tag})")
+}
+
+/// The alert when the broker's answer to a placement was lost.
+pub fn order_answer_lost(tag: &str) -> String {
+    format!("order {tag}: the broker's answer was lost; checking by its tag (never sent twice)")
+}
+
+/// The stored detail of a proposal whose order was sent but the broker's answer lost.
+pub fn order_sent_answer_lost(tag: &str) -> String {
+    format!("order {tag} sent; the broker's answer was lost: checking by its tag")
+}
+
+/// The stored detail of a proposal whose earlier order is still being looked up by its tag.
+pub fn order_being_checked(tag: &str) -> String {
+    format!("order {tag} is being checked at the broker")
+}
+
+/// The stored detail of a proposal whose live order is working: "order 2401 BUY 10 working at
+/// ₹1,500.00".
+pub fn order_working_detail(
+    order_id: &str,
+    side: crate::domain::Side,
+    quantity: i64,
+    price: Paise,
+) -> String {
+    format!("order {order_id} {side} {quantity} working at {price}")
+}
+
+/// The alert when Kite acknowledged a live order.
+pub fn order_working_at_kite(order: &crate::domain::Order) -> String {
+    let r = &order.request;
+    format!(
+        "order {} {} {} is working at Kite",
+        r.tag, r.side, r.quantity
+    )
+}
+
+/// The alert of a live fill; `position` is the signed quantity held after it.
+pub fn live_fill(
+    order: &crate::domain::Order,
+    fill: &crate::domain::Fill,
+    position: i64,
+) -> String {
+    format!(
+        "fill: {} {} @ {} (order {}, {} of {} filled); position {position}",
+        fill.side,
+        fill.quantity,
+        fill.price,
+        order.request.tag,
+        order.filled_quantity,
+        order.request.quantity
+    )
+}
+
+/// The alert when a live order was cancelled at the broker.
+pub fn order_cancelled(order: &crate::domain::Order) -> String {
+    format!(
+        "order {} cancelled ({} of {} filled)",
+        order.request.tag, order.filled_quantity, order.request.quantity
+    )
+}
+
+/// The alert when a protective stop or target was placed for a fill.
+pub fn protective_placed(order: &crate::domain::Order) -> String {
+    let r = &order.request;
+    format!(
+        "protective order {} {} {} placed ({})",
+        r.tag,
+        r.side,
+        r.quantity,
+        order.state.name()
+    )
+}
+
+/// The alert when a protective order was cancelled because its stop / target pair filled.
+pub fn pair_filled_cancelled(tag: &str) -> String {
+    format!("order {tag} cancelled: its pair filled")
+}
+
+/// The alert when a protective follow-up failed: the position may be unprotected.
+pub fn protection_problem(error: &str) -> String {
+    format!("PROTECTION PROBLEM: {error}; check the position on Kite")
+}
+
+/// The alert of one reconciliation difference, already corrected in the store.
+pub fn reconciliation_mismatch(mismatch: &str) -> String {
+    format!("reconciliation: {mismatch}; the store now follows Kite (audited)")
+}
+
+/// The alert when a reconciliation could not correct a difference.
+pub fn reconciliation_failed(error: &str) -> String {
+    format!("reconciliation failed: {error}")
+}
+
+/// A reconciliation difference: an order Kite reports final or filled differently.
+pub fn reconcile_order_differs(
+    order: &crate::domain::Order,
+    kite_status: &str,
+    kite_filled: i64,
+) -> String {
+    format!(
+        "order {} on {}: ours {}, Kite {kite_status} {kite_filled}/{} filled",
+        order.request.tag,
+        order.request.key,
+        order.state.name(),
+        order.request.quantity
+    )
+}
+
+/// A reconciliation difference: an order in flight here that Kite does not know (yet).
+pub fn reconcile_order_unknown(order: &crate::domain::Order) -> String {
+    format!(
+        "order {} on {} is {} here and unknown to Kite",
+        order.request.tag,
+        order.request.key,
+        order.state.name()
+    )
+}
+
+/// A reconciliation difference: an order open here that Kite's order book does not have.
+pub fn reconcile_order_missing(order: &crate::domain::Order) -> String {
+    format!(
+        "order {} on {} is open here but not in Kite's order book",
+        order.request.tag, order.request.key
+    )
+}
+
+/// A reconciliation difference: a position whose quantity differs from Kite's.
+pub fn reconcile_position_differs(
+    key: &crate::domain::InstrumentKey,
+    product: crate::domain::Product,
+    ours: i64,
+    kite: i64,
+) -> String {
+    format!(
+        "position {key} {}: ours {ours}, Kite {kite}",
+        product.as_str()
+    )
+}
+
 /// `14:25 IST`
 pub fn ist_time(ts: DateTime<Utc>) -> String {
     format!("{} IST", ts.with_timezone(&IST).format("%H:%M"))
@@ -1674,6 +1830,124 @@ mod tests {
         assert_eq!(
             login_refused::status("cancelled"),
             "Kite reported the login as \"cancelled\", not success: nothing was stored. Send /login to try again"
+        );
+    }
+
+    /// A live MIS order as the live-order texts see it.
+    fn live_order(state: crate::domain::OrderState, filled: i64) -> crate::domain::Order {
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 8, 45, 0).unwrap();
+        crate::domain::Order {
+            id: 3,
+            request: crate::domain::OrderRequest {
+                key: InstrumentKey::new("NSE", "M&M"),
+                side: Side::Sell,
+                quantity: 10,
+                order_type: crate::domain::OrderType::StopMarket {
+                    trigger: Paise(148_000),
+                },
+                product: Product::Mis,
+                tag: "MFTP7S1".into(),
+                purpose: crate::domain::OrderPurpose::Exit {
+                    reason: "stop".into(),
+                },
+                reference_price: Paise(148_000),
+            },
+            state,
+            filled_quantity: filled,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn live_order_texts_read_as_before() {
+        use crate::domain::{Fill, OrderState};
+        assert_eq!(
+            broker_rejected("margin exceeds"),
+            "Rejected by broker: margin exceeds"
+        );
+        assert_eq!(
+            rejected_by_broker_detail("margin exceeds"),
+            "rejected by broker: margin exceeds"
+        );
+        assert_eq!(
+            order_rejected_by_broker("margin exceeds", "MFTP7E"),
+            "Rejected by broker: margin exceeds (order MFTP7E)"
+        );
+        assert_eq!(
+            order_answer_lost("MFTP7E"),
+            "order MFTP7E: the broker's answer was lost; checking by its tag (never sent twice)"
+        );
+        assert_eq!(
+            order_sent_answer_lost("MFTP7E"),
+            "order MFTP7E sent; the broker's answer was lost: checking by its tag"
+        );
+        assert_eq!(
+            order_being_checked("MFTP7E"),
+            "order MFTP7E is being checked at the broker"
+        );
+        assert_eq!(
+            order_working_detail("2401", Side::Buy, 10, Paise(150_000)),
+            "order 2401 BUY 10 working at ₹1,500.00"
+        );
+        let open = live_order(
+            OrderState::Open {
+                broker_order_id: "2402".into(),
+            },
+            4,
+        );
+        assert_eq!(
+            order_working_at_kite(&open),
+            "order MFTP7S1 SELL 10 is working at Kite"
+        );
+        let fill = Fill {
+            order_id: 3,
+            key: open.request.key.clone(),
+            side: Side::Sell,
+            quantity: 4,
+            price: Paise(147_950),
+            ts: open.updated_at,
+        };
+        assert_eq!(
+            live_fill(&open, &fill, 6),
+            "fill: SELL 4 @ ₹1,479.50 (order MFTP7S1, 4 of 10 filled); position 6"
+        );
+        assert_eq!(
+            order_cancelled(&open),
+            "order MFTP7S1 cancelled (4 of 10 filled)"
+        );
+        assert_eq!(
+            protective_placed(&open),
+            "protective order MFTP7S1 SELL 10 placed (open)"
+        );
+        assert_eq!(
+            pair_filled_cancelled("MFTP7T1"),
+            "order MFTP7T1 cancelled: its pair filled"
+        );
+        assert_eq!(
+            protection_problem("cancelling MFTP7T1: boom"),
+            "PROTECTION PROBLEM: cancelling MFTP7T1: boom; check the position on Kite"
+        );
+        assert_eq!(
+            reconciliation_mismatch("position NSE:INFY MIS: ours 0, Kite 5"),
+            "reconciliation: position NSE:INFY MIS: ours 0, Kite 5; the store now follows Kite (audited)"
+        );
+        assert_eq!(reconciliation_failed("boom"), "reconciliation failed: boom");
+        assert_eq!(
+            reconcile_order_differs(&open, "COMPLETE", 10),
+            "order MFTP7S1 on NSE:M&M: ours open, Kite COMPLETE 10/10 filled"
+        );
+        assert_eq!(
+            reconcile_order_unknown(&live_order(OrderState::Submitting, 0)),
+            "order MFTP7S1 on NSE:M&M is submitting here and unknown to Kite"
+        );
+        assert_eq!(
+            reconcile_order_missing(&open),
+            "order MFTP7S1 on NSE:M&M is open here but not in Kite's order book"
+        );
+        assert_eq!(
+            reconcile_position_differs(&InstrumentKey::new("NSE", "INFY"), Product::Cnc, 5, -2),
+            "position NSE:INFY CNC: ours 5, Kite -2"
         );
     }
 }

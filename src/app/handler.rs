@@ -777,7 +777,7 @@ impl Handler {
             Outcome::BrokerRejected { message } => {
                 self.notify(Alert::OrderFailed {
                     key: p.key.clone(),
-                    error: format!("Rejected by broker: {message}"),
+                    error: crate::texts::broker_rejected(message),
                 })
                 .await
             }
@@ -785,9 +785,7 @@ impl Handler {
             Outcome::Checking { tag } => {
                 self.notify(Alert::Broker {
                     key: Some(p.key.clone()),
-                    text: format!(
-                        "order {tag}: the broker's answer was lost; checking by its tag (never sent twice)"
-                    ),
+                    text: crate::texts::order_answer_lost(tag),
                 })
                 .await
             }
@@ -884,10 +882,7 @@ impl Handler {
             };
             (
                 ProposalStatus::Executed,
-                format!(
-                    "order {order_id} {} {} working at {price}",
-                    p.side, p.quantity
-                ),
+                crate::texts::order_working_detail(&order_id, p.side, p.quantity, price),
                 Outcome::Working {
                     side: p.side,
                     quantity: order.request.quantity,
@@ -902,10 +897,7 @@ impl Handler {
             Placement::Working { order } => executed(&order, order.request.reference_price),
             Placement::Unknown { order } => (
                 ProposalStatus::Executed,
-                format!(
-                    "order {} sent; the broker's answer was lost: checking by its tag",
-                    order.request.tag
-                ),
+                crate::texts::order_sent_answer_lost(&order.request.tag),
                 Outcome::Checking {
                     tag: order.request.tag.clone(),
                 },
@@ -916,7 +908,7 @@ impl Handler {
                 OrderState::Open { .. } => executed(&order, order.request.reference_price),
                 OrderState::Unknown => (
                     ProposalStatus::Executed,
-                    format!("order {} is being checked at the broker", order.request.tag),
+                    crate::texts::order_being_checked(&order.request.tag),
                     Outcome::Checking {
                         tag: order.request.tag.clone(),
                     },
@@ -932,7 +924,7 @@ impl Handler {
             },
             Placement::Rejected { reason, .. } if live => (
                 ProposalStatus::Failed,
-                format!("rejected by broker: {reason}"),
+                crate::texts::rejected_by_broker_detail(&reason),
                 Outcome::BrokerRejected { message: reason },
             ),
             Placement::Rejected { reason, .. } => (

@@ -66,15 +66,64 @@ impl Merged {
 
 /// What the follow-ups of a merge did: protective orders placed, siblings cancelled, and
 /// anything that failed (for the operator).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct FollowUps {
     pub placed: Vec<Order>,
     pub cancelled: Vec<Order>,
-    pub errors: Vec<String>,
+    pub errors: Vec<ProtectionError>,
+}
+
+/// A follow-up of a fill that did not happen: a position may be unprotected, or a protective
+/// order may still work after its pair filled. The text is the operator's alert.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtectionError {
+    /// The protective pair for an entry's new fill could not be set up at all.
+    #[error("protecting {quantity} {key} of {tag}: {source}")]
+    Protect {
+        quantity: i64,
+        key: InstrumentKey,
+        tag: String,
+        #[source]
+        source: OmsError,
+    },
+    /// A filled stop's target (or a filled target's stop) could not be cancelled.
+    #[error("cancelling {tag}: {source}")]
+    CancelSibling {
+        tag: String,
+        #[source]
+        source: OmsError,
+    },
+    /// The broker refused one order of the protective pair.
+    #[error("the {leg} order {tag} was rejected: {reason}")]
+    Rejected {
+        leg: String,
+        tag: String,
+        reason: String,
+    },
+    /// One order of the protective pair could not be placed.
+    #[error("placing the {leg}: {source}")]
+    Place {
+        leg: &'static str,
+        #[source]
+        source: OmsError,
+    },
+}
+
+impl ProtectionError {
+    /// Whether the next poll or reconciliation may get it done without anyone changing
+    /// anything. The broker's refusal needs the operator.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            ProtectionError::Protect { source, .. }
+            | ProtectionError::CancelSibling { source, .. }
+            | ProtectionError::Place { source, .. } => source.is_recoverable(),
+            ProtectionError::Rejected { .. } => false,
+        }
+    }
 }
 
 /// What a reconciliation found and did.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct ReconcileReport {
     /// Orders left Submitting / Unknown that were resolved by tag.
     pub resolved: u32,
@@ -82,7 +131,44 @@ pub struct ReconcileReport {
     pub mismatches: Vec<String>,
     /// Merges the reconciliation made (fills found late, cancels, rejections).
     pub merged: Vec<Merged>,
-    pub errors: Vec<String>,
+    pub errors: Vec<ReconcileError>,
+}
+
+/// One correction a reconciliation could not make; the store still differs from the broker
+/// there. The text is the operator's alert.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// An order open here but missing from Kite's order book could not be marked cancelled.
+    /// The text is the OMS error alone, as the alert has always shown it.
+    #[error("{source}")]
+    MarkCancelled {
+        tag: String,
+        #[source]
+        source: OmsError,
+    },
+    /// A position could not be set to the broker's quantity.
+    #[error("correcting {key} {product}: {source}")]
+    Position {
+        key: InstrumentKey,
+        product: &'static str,
+        #[source]
+        source: OmsError,
+    },
+    /// A follow-up of a merge the reconciliation made (a late fill's protective pair).
+    #[error(transparent)]
+    Protection(#[from] ProtectionError),
+}
+
+impl ReconcileError {
+    /// Whether the next reconciliation may make the correction without anyone changing
+    /// anything.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            ReconcileError::MarkCancelled { source, .. }
+            | ReconcileError::Position { source, .. } => source.is_recoverable(),
+            ReconcileError::Protection(e) => e.is_recoverable(),
+        }
+    }
 }
 
 impl Oms {
@@ -344,10 +430,12 @@ impl Oms {
                     .place_protective_pair(proposal_id, order, fill.quantity, &mut out)
                     .await
                 {
-                    out.errors.push(format!(
-                        "protecting {} {} of {}: {e}",
-                        fill.quantity, order.request.key, order.request.tag
-                    ));
+                    out.errors.push(ProtectionError::Protect {
+                        quantity: fill.quantity,
+                        key: order.request.key.clone(),
+                        tag: order.request.tag.clone(),
+                        source: e,
+                    });
                 }
             }
             Some(TagOf::Proposal {
@@ -357,7 +445,10 @@ impl Oms {
                 if let Some(sibling) = sibling_tag(&order.request.tag)
                     && let Err(e) = self.cancel_by_tag(&sibling, &mut out).await
                 {
-                    out.errors.push(format!("cancelling {sibling}: {e}"));
+                    out.errors.push(ProtectionError::CancelSibling {
+                        tag: sibling,
+                        source: e,
+                    });
                 }
             }
             _ => {}
@@ -420,13 +511,18 @@ impl Oms {
             let pos = self.store.position(&req.key, req.product).await?;
             let approved = self.approve_exit(req, pos.as_ref()).await?;
             match self.place_locked(approved, None).await {
-                Ok(Placement::Rejected { reason, order }) => out.errors.push(format!(
-                    "the {} order {} was rejected: {reason}",
-                    reason_word(&order),
-                    order.request.tag
-                )),
+                Ok(Placement::Rejected { reason, order }) => {
+                    out.errors.push(ProtectionError::Rejected {
+                        leg: reason_word(&order).to_string(),
+                        tag: order.request.tag,
+                        reason,
+                    })
+                }
                 Ok(p) => out.placed.push(p.order().clone()),
-                Err(e) => out.errors.push(format!("placing the {reason}: {e}")),
+                Err(source) => out.errors.push(ProtectionError::Place {
+                    leg: reason,
+                    source,
+                }),
             }
         }
         Ok(())
@@ -647,16 +743,13 @@ impl Oms {
             );
             match theirs {
                 Some(u) if u.status.is_final() || u.filled_quantity != order.filled_quantity => {
-                    let text = format!(
-                        "order {} on {}: ours {}, Kite {} {}/{} filled",
-                        order.request.tag,
-                        order.request.key,
-                        order.state.name(),
-                        u.status_text,
-                        u.filled_quantity,
-                        order.request.quantity
-                    );
-                    report.mismatches.push(text);
+                    report
+                        .mismatches
+                        .push(crate::texts::reconcile_order_differs(
+                            &order,
+                            &u.status_text,
+                            u.filled_quantity,
+                        ));
                     if apply {
                         let key = order.request.key.to_string();
                         let (id, tag) = (order.id, order.request.tag.clone());
@@ -679,7 +772,9 @@ impl Oms {
                             )
                             .await?;
                         let follow = self.follow_ups(&merged).await;
-                        report.errors.extend(follow.errors);
+                        report
+                            .errors
+                            .extend(follow.errors.into_iter().map(ReconcileError::from));
                         report.merged.push(merged);
                     }
                 }
@@ -689,19 +784,15 @@ impl Oms {
                 {
                     // Resolved above when applying; in a dry run it is simply in flight.
                     if !apply {
-                        report.mismatches.push(format!(
-                            "order {} on {} is {} here and unknown to Kite",
-                            order.request.tag,
-                            order.request.key,
-                            order.state.name()
-                        ));
+                        report
+                            .mismatches
+                            .push(crate::texts::reconcile_order_unknown(&order));
                     }
                 }
                 None => {
-                    report.mismatches.push(format!(
-                        "order {} on {} is open here but not in Kite's order book",
-                        order.request.tag, order.request.key
-                    ));
+                    report
+                        .mismatches
+                        .push(crate::texts::reconcile_order_missing(&order));
                     if apply {
                         let key = order.request.key.to_string();
                         let (id, tag) = (order.id, order.request.tag.clone());
@@ -714,7 +805,10 @@ impl Oms {
                             .await
                         {
                             Ok(order) => report.merged.push(Merged::Cancelled { order }),
-                            Err(e) => report.errors.push(e.to_string()),
+                            Err(source) => report.errors.push(ReconcileError::MarkCancelled {
+                                tag: tag.clone(),
+                                source,
+                            }),
                         }
                         self.store
                             .record_reconciliation(
@@ -770,11 +864,11 @@ impl Oms {
                 (Some(_), 0) => "position_gone_at_broker",
                 _ => "quantity_differs",
             };
-            let text = format!(
-                "position {key} {}: ours {my_qty}, Kite {their_qty}",
-                product.as_str()
-            );
-            report.mismatches.push(text);
+            report
+                .mismatches
+                .push(crate::texts::reconcile_position_differs(
+                    &key, product, my_qty, their_qty,
+                ));
             if !apply {
                 continue;
             }
@@ -807,9 +901,11 @@ impl Oms {
                         )
                         .await?;
                 }
-                Err(e) => report
-                    .errors
-                    .push(format!("correcting {key} {}: {e}", product.as_str())),
+                Err(source) => report.errors.push(ReconcileError::Position {
+                    key,
+                    product: product.as_str(),
+                    source,
+                }),
             }
         }
         Ok(report)
@@ -917,5 +1013,85 @@ fn reason_word(order: &Order) -> &str {
     match &order.request.purpose {
         OrderPurpose::Exit { reason } => reason,
         OrderPurpose::Entry { .. } => "entry",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_up_and_reconcile_errors_keep_the_operator_wording_and_their_source() {
+        use std::error::Error as _;
+        let conflict = || OmsError::Conflict { id: 3 };
+        let illegal = || OmsError::IllegalTransition {
+            id: 3,
+            from: "filled",
+            to: "open",
+        };
+        let key = InstrumentKey::new("NSE", "INFY");
+        let protect = ProtectionError::Protect {
+            quantity: 5,
+            key: key.clone(),
+            tag: "MFTP7E".into(),
+            source: conflict(),
+        };
+        assert_eq!(
+            protect.to_string(),
+            "protecting 5 NSE:INFY of MFTP7E: order 3 changed state while it was being updated; re-read it"
+        );
+        assert!(protect.is_recoverable());
+        assert!(protect.source().is_some());
+        let cancel = ProtectionError::CancelSibling {
+            tag: "MFTP7T1".into(),
+            source: illegal(),
+        };
+        assert_eq!(
+            cancel.to_string(),
+            "cancelling MFTP7T1: order 3: illegal state change filled -> open"
+        );
+        assert!(!cancel.is_recoverable());
+        let rejected = ProtectionError::Rejected {
+            leg: "stop".into(),
+            tag: "MFTP7S1".into(),
+            reason: "trigger price too far".into(),
+        };
+        assert_eq!(
+            rejected.to_string(),
+            "the stop order MFTP7S1 was rejected: trigger price too far"
+        );
+        assert!(!rejected.is_recoverable());
+        let place = ProtectionError::Place {
+            leg: "target",
+            source: conflict(),
+        };
+        assert_eq!(
+            place.to_string(),
+            "placing the target: order 3 changed state while it was being updated; re-read it"
+        );
+        assert!(place.is_recoverable());
+
+        let mark = ReconcileError::MarkCancelled {
+            tag: "MFTP7E".into(),
+            source: illegal(),
+        };
+        assert_eq!(mark.to_string(), illegal().to_string());
+        assert!(!mark.is_recoverable());
+        let position = ReconcileError::Position {
+            key,
+            product: Product::Mis.as_str(),
+            source: conflict(),
+        };
+        assert_eq!(
+            position.to_string(),
+            "correcting NSE:INFY MIS: order 3 changed state while it was being updated; re-read it"
+        );
+        assert!(position.is_recoverable());
+        let follow = ReconcileError::from(rejected);
+        assert_eq!(
+            follow.to_string(),
+            "the stop order MFTP7S1 was rejected: trigger price too far"
+        );
+        assert!(!follow.is_recoverable());
     }
 }

@@ -35,7 +35,7 @@ use crate::store::{BookLock, RecordedOrder, Store, StoreError};
 pub use crate::domain::MAX_TAG_LEN;
 pub use broker::{Broker, BrokerAck, BrokerError, PaperBroker, paper_fill_price};
 pub use kite::{KiteBroker, TokenSource};
-pub use live::{FollowUps, Merged, ReconcileReport};
+pub use live::{FollowUps, Merged, ProtectionError, ReconcileError, ReconcileReport};
 pub use position::{Applied, FillOverflow, apply_fill};
 
 /// The placement tag of a proposal's entry order (`MFTP<id>E`): one per proposal, so a second

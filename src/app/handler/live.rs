@@ -7,6 +7,7 @@ use super::{Handler, HandlerError};
 use crate::domain::{BrokerOrderUpdate, OrderPurpose, OrderState};
 use crate::oms::{FollowUps, Merged, ReconcileReport};
 use crate::ports::{Alert, Outcome, Reply};
+use crate::texts;
 
 impl Handler {
     /// One pushed update (postback or ticker order message).
@@ -68,14 +69,18 @@ impl Handler {
             tracing::warn!("reconciliation: {m}");
             self.notify(Alert::Broker {
                 key: None,
-                text: format!("reconciliation: {m}; the store now follows Kite (audited)"),
+                text: texts::reconciliation_mismatch(m),
             })
             .await;
         }
         for e in &report.errors {
+            tracing::error!(
+                recoverable = e.is_recoverable(),
+                "reconciliation failed: {e}"
+            );
             self.notify(Alert::Broker {
                 key: None,
-                text: format!("reconciliation failed: {e}"),
+                text: texts::reconciliation_failed(&e.to_string()),
             })
             .await;
         }
@@ -116,10 +121,7 @@ impl Handler {
                 if live {
                     self.notify(Alert::Broker {
                         key: Some(order.request.key.clone()),
-                        text: format!(
-                            "order {} {} {} is working at Kite",
-                            order.request.tag, order.request.side, order.request.quantity
-                        ),
+                        text: texts::order_working_at_kite(order),
                     })
                     .await;
                 }
@@ -134,16 +136,7 @@ impl Handler {
                 if live {
                     self.notify(Alert::Broker {
                         key: Some(order.request.key.clone()),
-                        text: format!(
-                            "fill: {} {} @ {} (order {}, {} of {} filled); position {}",
-                            fill.side,
-                            fill.quantity,
-                            fill.price,
-                            order.request.tag,
-                            order.filled_quantity,
-                            order.request.quantity,
-                            position.quantity
-                        ),
+                        text: texts::live_fill(order, fill, position.quantity),
                     })
                     .await;
                 }
@@ -199,7 +192,7 @@ impl Handler {
                 }
                 self.notify(Alert::OrderFailed {
                     key: order.request.key.clone(),
-                    error: format!("Rejected by broker: {reason} (order {})", order.request.tag),
+                    error: texts::order_rejected_by_broker(reason, &order.request.tag),
                 })
                 .await;
             }
@@ -207,10 +200,7 @@ impl Handler {
                 if live {
                     self.notify(Alert::Broker {
                         key: Some(order.request.key.clone()),
-                        text: format!(
-                            "order {} cancelled ({} of {} filled)",
-                            order.request.tag, order.filled_quantity, order.request.quantity
-                        ),
+                        text: texts::order_cancelled(order),
                     })
                     .await;
                 }
@@ -219,27 +209,22 @@ impl Handler {
         for o in &follow.placed {
             self.notify(Alert::Broker {
                 key: Some(o.request.key.clone()),
-                text: format!(
-                    "protective order {} {} {} placed ({})",
-                    o.request.tag,
-                    o.request.side,
-                    o.request.quantity,
-                    o.state.name()
-                ),
+                text: texts::protective_placed(o),
             })
             .await;
         }
         for o in &follow.cancelled {
             self.notify(Alert::Broker {
                 key: Some(o.request.key.clone()),
-                text: format!("order {} cancelled: its pair filled", o.request.tag),
+                text: texts::pair_filled_cancelled(&o.request.tag),
             })
             .await;
         }
         for e in &follow.errors {
+            tracing::error!(recoverable = e.is_recoverable(), "protection problem: {e}");
             self.notify(Alert::Broker {
                 key: None,
-                text: format!("PROTECTION PROBLEM: {e}; check the position on Kite"),
+                text: texts::protection_problem(&e.to_string()),
             })
             .await;
         }
