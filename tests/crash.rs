@@ -12,10 +12,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -29,6 +26,7 @@ use mft::domain::{
 use mft::oms::{Broker, BrokerAck, BrokerError};
 use mft::risk::RiskApproved;
 use mft::store::Store;
+use support::cut::CutAfter;
 use support::db::test_stores;
 use support::notifier::RecordingNotifier;
 
@@ -83,27 +81,6 @@ impl Broker for ExchangeBroker {
             .expect("exchange")
             .get(tag)
             .and_then(|v| v.first().cloned()))
-    }
-}
-
-/// Drops the inner future after it has returned Pending `budget` times: a crash at that await.
-struct CutAfter<F> {
-    inner: Pin<Box<F>>,
-    budget: usize,
-}
-
-impl<F: Future> Future for CutAfter<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.inner.as_mut().poll(cx) {
-            Poll::Ready(v) => Poll::Ready(Some(v)),
-            Poll::Pending if self.budget == 0 => Poll::Ready(None),
-            Poll::Pending => {
-                self.budget -= 1;
-                Poll::Pending
-            }
-        }
     }
 }
 
@@ -198,11 +175,7 @@ async fn a_crash_at_any_await_point_of_an_approval_neither_duplicates_nor_loses_
             // the restarted service starts only after that.
             let doomed = Store::connect(&db.url).await.expect("connect");
             let before = service(&doomed, &clock, &exchange);
-            let cut = CutAfter {
-                inner: Box::pin(async move { before.handle(tap(p.id)).await }),
-                budget,
-            }
-            .await;
+            let cut = CutAfter::new(async move { before.handle(tap(p.id)).await }, budget).await;
             let completed = cut.is_some();
             doomed.close().await;
 

@@ -24,6 +24,7 @@ use mft::domain::{
 use mft::oms::{KiteBroker, TokenSource, proposal_tag};
 use mft::ports::{Decision, Outcome, Reply};
 use mft::store::Store;
+use support::cut::{CutAfter, count_pending};
 use support::db::{TestDb, test_stores};
 use support::kite_fake::{ACCESS_TOKEN, API_KEY, API_SECRET, KiteFake, Script};
 use support::notifier::RecordingNotifier;
@@ -620,6 +621,145 @@ async fn crashes_between_approval_and_ack_leave_no_duplicate_and_nothing_lost() 
             }
         }
         assert_eq!(fake.orders().len(), 1, "{}: nothing was sent late", db.name);
+    }
+}
+
+/// Crash anywhere, live: each run approves a fresh proposal on the Kite broker and cuts the
+/// approval after `budget` pending polls (its future dropped there and its own connections
+/// closed, as a killed process stops), lets requests already on the wire reach Kite (a restart
+/// takes longer than a request's flight), then restarts on the same database and the same
+/// exchange: start-up recovery first, then the operator taps again. The first run counts an
+/// uncut approval's await points; the others spread their cuts evenly over them, so the cuts
+/// fall on every await point between the tap and Kite's answer (database writes, the rate limiter, the HTTP request and
+/// its response). After every run: at most one order per tag at Kite, nothing in flight in the
+/// store, an order Kite holds is the store's and its proposal executed, any other proposal
+/// failed. `MFT_CRASH_RUNS` runs per backend (default 40); the figure is
+///
+/// ```sh
+/// MFT_CRASH_RUNS=1000 TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
+///   cargo test --release --test live crash_injected -- --nocapture
+/// ```
+#[tokio::test]
+async fn crash_injected_runs_on_kite_duplicate_nothing_and_lose_nothing() {
+    let runs: usize = std::env::var("MFT_CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    for db in test_stores().await {
+        let name = db.name;
+        let fake = KiteFake::start().await;
+        let clock = ManualClock::new(ist(10, 0));
+        let started = Instant::now();
+        // Run 0 approves uncut and counts the approval's pending polls (its await points);
+        // the other runs spread their cuts evenly over 0..=that count.
+        let mut points = 0usize;
+        let (mut cut, mut completed, mut taken_unheard) = (0usize, 0usize, 0usize);
+        let mut ends = std::collections::BTreeMap::<String, usize>::new();
+        for run in 0..runs {
+            // 400 allowed instruments, reused once their proposals are final; LIMIT 1500 under
+            // a market of 1505 stays open, so no fills or protective orders mix in.
+            let key = sym(run % 400);
+            set_candle(&db.store, &key, 1500.0).await;
+            fake.set_market(&format!("SYM{}", run % 400), 1505.0);
+            let probe = rig(&db.store, &clock, &fake);
+            let p = propose(&probe, &key, 1500, 10).await;
+            drop(probe);
+
+            let doomed = Store::connect(&db.url).await.expect("connect");
+            let handler = rig(&doomed, &clock, &fake).handler;
+            let approval = async move {
+                handler
+                    .handle(ask(Command::Approve { proposal_id: p.id }))
+                    .await
+            };
+            let done = if run == 0 {
+                let (_, n) = count_pending(approval).await;
+                points = n;
+                true
+            } else {
+                let budget = (run - 1) * (points + 1) / (runs - 1).max(1);
+                CutAfter::new(approval, budget).await.is_some()
+            };
+            doomed.close().await;
+            // Requests already on the wire reach Kite before the restart, as they would.
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+            if done {
+                completed += 1;
+            } else {
+                cut += 1;
+                // Kite took it but the process died before hearing so: recovery must find it.
+                if !fake.orders_tagged(&proposal_tag(p.id)).is_empty() {
+                    taken_unheard += 1;
+                }
+            }
+
+            let after = rig(&db.store, &clock, &fake);
+            tokio::time::timeout(StdDuration::from_secs(30), after.handler.recover())
+                .await
+                .unwrap_or_else(|_| panic!("{name}: run {run}: recovery hangs"))
+                .expect("recovery");
+            let _ = tokio::time::timeout(
+                StdDuration::from_secs(30),
+                after
+                    .handler
+                    .handle(ask(Command::Approve { proposal_id: p.id })),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{name}: run {run}: the second tap hangs"))
+            .expect("the second tap");
+
+            let tag = proposal_tag(p.id);
+            let at_kite = fake.orders_tagged(&tag);
+            assert!(
+                at_kite.len() <= 1,
+                "{name}: run {run}: {} orders tagged {tag} at Kite",
+                at_kite.len()
+            );
+            let orders = db.store.orders_for_proposal(p.id).await.expect("orders");
+            assert!(orders.len() <= 1, "{name}: run {run}: {orders:?}");
+            assert!(
+                orders
+                    .iter()
+                    .all(|o| !matches!(o.state, OrderState::Submitting | OrderState::Unknown)),
+                "{name}: run {run}: left in flight: {orders:?}"
+            );
+            let status = db.store.proposal(p.id).await.expect("p").expect("p").status;
+            if let Some(k) = at_kite.first() {
+                let ours = orders.first().unwrap_or_else(|| {
+                    panic!("{name}: run {run}: Kite holds {tag}, the store does not (lost)")
+                });
+                assert!(
+                    matches!(&ours.state, OrderState::Open { broker_order_id } if *broker_order_id == k.order_id),
+                    "{name}: run {run}: the store's {tag} is {:?}, Kite's is {} {}",
+                    ours.state,
+                    k.order_id,
+                    k.status
+                );
+                assert_eq!(status, ProposalStatus::Executed, "{name}: run {run}");
+            } else {
+                assert_eq!(
+                    status,
+                    ProposalStatus::Failed,
+                    "{name}: run {run}: {orders:?}"
+                );
+            }
+            *ends.entry(status.as_str().to_string()).or_default() += 1;
+        }
+        let all = fake.orders();
+        let tags: std::collections::HashSet<_> = all.iter().filter_map(|o| o.tag.clone()).collect();
+        assert_eq!(all.len(), tags.len(), "{name}: a tag was placed twice");
+        println!(
+            "FIGURE crash-injected live approvals on {name}: {runs} runs ({cut} cut, {completed} \
+             uncut) over {points} await points; {taken_unheard} cut after Kite took the order \
+             (found by tag at restart); {} orders at Kite, 0 duplicates, 0 lost, final states \
+             {ends:?} ({:.1} s)",
+            all.len(),
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            cut > 0 && completed > 0,
+            "{name}: the runs must both cut and complete"
+        );
     }
 }
 

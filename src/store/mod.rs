@@ -410,14 +410,27 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
         };
-        let pool =
-            pool_options
-                .connect_with(options)
+        let connect_error = |source| StoreError::Connect {
+            url: redact(database_url),
+            source,
+        };
+        if !in_memory {
+            // One connection first creates the file and switches it to WAL (which takes an
+            // exclusive lock); the pool then opens its connections at once, and two of them
+            // switching a new file's journal mode together would fail with "database is locked".
+            use sqlx::{ConnectOptions, Connection};
+            options
+                .connect()
                 .await
-                .map_err(|source| StoreError::Connect {
-                    url: redact(database_url),
-                    source,
-                })?;
+                .map_err(connect_error)?
+                .close()
+                .await
+                .map_err(connect_error)?;
+        }
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(connect_error)?;
         Ok(Store {
             pool: Pool::Sqlite(pool),
             sqlite_path,

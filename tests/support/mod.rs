@@ -2,6 +2,7 @@
 //! 127.0.0.1:0) for the integration tests; each test file does `mod support;` and uses only some.
 #![allow(dead_code)]
 
+pub mod cut;
 pub mod db;
 pub mod kite_fake;
 pub mod kite_margins_fake;
