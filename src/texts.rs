@@ -133,6 +133,16 @@ pub fn protective_placed(order: &crate::domain::Order) -> String {
     )
 }
 
+/// The alert when a protective order was made smaller because its pair filled in part.
+pub fn protective_resized(order: &crate::domain::Order) -> String {
+    let r = &order.request;
+    format!(
+        "protective order {} resized to {} still to fill: its pair filled in part",
+        r.tag,
+        r.quantity - order.filled_quantity
+    )
+}
+
 /// The alert when a protective order was cancelled because its stop / target pair filled.
 pub fn pair_filled_cancelled(tag: &str) -> String {
     format!("order {tag} cancelled: its pair filled")

@@ -402,6 +402,86 @@ async fn partial_fills_move_the_position_by_their_delta_and_are_protected() {
     }
 }
 
+/// A target that fills in part leaves the rest of the position protected: the stop is made
+/// smaller by the same quantity at Kite (a modify), never cancelled, so it can never sell more
+/// than is left; when it then triggers it closes exactly the rest and the target's remainder is
+/// cancelled.
+#[tokio::test]
+async fn a_partly_filled_target_shrinks_its_stop_which_then_closes_exactly_the_rest() {
+    for db in test_stores().await {
+        let fake = KiteFake::start().await;
+        let r = start(&db, &fake).await;
+        fake.set_market("SYM0", 1499.0);
+        let p = propose(&r, &sym(0), 1500, 10).await;
+        approve(&r, p.id).await;
+        let poll = || async {
+            r.handler
+                .handle(ask(Command::PollOrders))
+                .await
+                .expect("poll");
+        };
+        poll().await;
+        assert_eq!(position_qty(&r.store, &sym(0)).await, 10, "{}", db.name);
+        let stop_tag = leg_tag(p.id, Leg::Stop(1));
+        let target_tag = leg_tag(p.id, Leg::Target(1));
+        let target_id = fake.orders_tagged(&target_tag)[0].order_id.clone();
+        let stop_id = fake.orders_tagged(&stop_tag)[0].order_id.clone();
+        assert_eq!(fake.order(&stop_id).expect("stop").quantity, 10);
+
+        // 4 of the target's 10 fill at 1540.
+        fake.fill(&target_id, 4, 1540.0);
+        poll().await;
+        assert_eq!(position_qty(&r.store, &sym(0)).await, 6, "{}", db.name);
+        let stop = fake.order(&stop_id).expect("stop");
+        assert_eq!(
+            (stop.status.as_str(), stop.quantity),
+            ("TRIGGER PENDING", 6),
+            "{}: the stop now covers the 6 left",
+            db.name
+        );
+        let modifies = fake.requests_to(&format!("PUT /orders/regular/{stop_id}"));
+        assert_eq!(modifies.len(), 1, "{}: one modify", db.name);
+        let stored = r
+            .store
+            .order_by_tag(&stop_tag)
+            .await
+            .expect("read")
+            .expect("stop");
+        assert_eq!(stored.request.quantity, 6, "{}", db.name);
+        // The same news again (a repeated poll) modifies nothing more.
+        poll().await;
+        assert_eq!(
+            fake.requests_to(&format!("PUT /orders/regular/{stop_id}"))
+                .len(),
+            1,
+            "{}",
+            db.name
+        );
+
+        // The price falls through the stop: it sells exactly the 6 left; the target's
+        // remainder is cancelled; flat at Kite and here.
+        fake.set_market("SYM0", 1470.0);
+        poll().await;
+        eventually("flat after the stop", || async {
+            position_qty(&r.store, &sym(0)).await == 0
+        })
+        .await;
+        assert_eq!(fake.order(&stop_id).expect("stop").filled, 6);
+        eventually("the target's rest cancelled at Kite", || async {
+            fake.order(&target_id).expect("target").status == "CANCELLED"
+        })
+        .await;
+        assert_eq!(fake.net("SYM0", "MIS"), 0, "{}", db.name);
+        assert!(
+            r.notifier.alerts().iter().any(|a| matches!(a,
+                mft::ports::Alert::Broker { text, .. } if text.contains("resized to 6"))),
+            "{}: the resize is an alert",
+            db.name
+        );
+        assert_book_consistent(&db).await;
+    }
+}
+
 #[tokio::test]
 async fn a_dropped_response_is_unknown_then_resolved_by_tag_never_sent_twice() {
     for db in test_stores().await {

@@ -624,6 +624,9 @@ pub struct BrokerOrderUpdate {
     pub status_text: String,
     pub status_message: Option<String>,
     pub filled_quantity: i64,
+    /// The order's whole quantity as the broker holds it now (a modify changes it); None when
+    /// the source does not say.
+    pub quantity: Option<i64>,
     /// Average price of everything filled so far.
     pub average_price: Paise,
     pub at: DateTime<Utc>,

@@ -101,6 +101,7 @@ pub fn ack_update(ack: &BrokerAck, tag: &str, at: DateTime<Utc>) -> BrokerOrderU
         status_text: status_text.to_string(),
         status_message: message,
         filled_quantity: filled,
+        quantity: None,
         average_price: price,
         at,
     }
@@ -114,6 +115,22 @@ pub trait Broker: Send + Sync {
     fn mode(&self) -> Mode;
     async fn place(&self, order: RiskApproved<OrderRequest>) -> Result<BrokerAck, BrokerError>;
     async fn cancel(&self, broker_order_id: &str) -> Result<(), BrokerError>;
+    /// Resizes a working order so that `remaining.quantity` more may fill (its whole quantity
+    /// becomes `filled + remaining.quantity`), keeping its type and prices: a protective leg
+    /// whose sibling filled in part. Only a risk-approved remainder can be sent. A broker whose
+    /// orders settle at once has nothing to resize, so by default this refuses.
+    async fn modify(
+        &self,
+        broker_order_id: &str,
+        filled: i64,
+        remaining: RiskApproved<OrderRequest>,
+    ) -> Result<(), BrokerError> {
+        let _ = (broker_order_id, filled, remaining);
+        Err(BrokerError::Refused(format!(
+            "the {} broker does not modify orders",
+            self.name()
+        )))
+    }
     /// Reconciliation after a crash: the broker's view of the order with this tag, if it got it.
     async fn find_by_tag(&self, tag: &str) -> Result<Option<BrokerAck>, BrokerError>;
 

@@ -149,7 +149,7 @@ impl KiteBroker {
         }
         let exchange = exchange(&req.key.exchange)
             .ok_or_else(|| format!("Kite does not trade on the exchange {}", req.key.exchange))?;
-        let mut p = OrderParams::new()
+        let p = OrderParams::new()
             .exchange(exchange)
             .tradingsymbol(req.key.tradingsymbol.clone())
             .transaction_type(match req.side {
@@ -163,20 +163,50 @@ impl KiteBroker {
             .validity(Validity::Day)
             .quantity(req.quantity)
             .tag(req.tag.clone());
+        Ok(with_prices(p, req.order_type, tick, self.market_protection))
+    }
+
+    /// The form of a modify: the new whole quantity, the same type and prices (on the tick).
+    async fn modify_params(&self, req: &OrderRequest, total: i64) -> Result<OrderParams, String> {
+        let instrument = self
+            .store
+            .instrument(&req.key)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tick = tick_or_default(instrument.as_ref().map(|i| i.tick_size));
+        let lot = instrument
+            .as_ref()
+            .map(|i| i.lot_size)
+            .filter(|l| *l > 0)
+            .unwrap_or(1);
+        if total <= 0 || total % lot != 0 {
+            return Err(format!(
+                "quantity {total} of {} is not a whole number of lots of {lot}",
+                req.key
+            ));
+        }
+        let p = OrderParams::new().validity(Validity::Day).quantity(total);
+        Ok(with_prices(p, req.order_type, tick, self.market_protection))
+    }
+}
+
+/// The order type and its prices on the instrument's tick (MARKET and SL-M carry Kite's
+/// market protection).
+fn with_prices(p: OrderParams, order_type: OrderType, tick: f64, protection: f64) -> OrderParams {
+    {
         let on_tick = |p: Paise| round_to_tick(p.as_rupees_f64(), tick).as_rupees_f64();
-        p = match req.order_type {
+        match order_type {
             OrderType::Market => p
                 .order_type(kiteconnect::OrderType::Market)
-                .market_protection(self.market_protection),
+                .market_protection(protection),
             OrderType::Limit(price) => p
                 .order_type(kiteconnect::OrderType::Limit)
                 .price(on_tick(price)),
             OrderType::StopMarket { trigger } => p
                 .order_type(kiteconnect::OrderType::SlM)
                 .trigger_price(on_tick(trigger))
-                .market_protection(self.market_protection),
-        };
-        Ok(p)
+                .market_protection(protection),
+        }
     }
 }
 
@@ -214,6 +244,7 @@ pub fn order_update(o: &kiteconnect::Order) -> BrokerOrderUpdate {
         status_text: o.status.clone(),
         status_message: o.status_message.clone(),
         filled_quantity: o.filled_quantity.round() as i64,
+        quantity: (o.quantity.is_finite() && o.quantity > 0.0).then(|| o.quantity.round() as i64),
         average_price: Paise::try_from_rupees_f64(o.average_price).unwrap_or(Paise::ZERO),
         at: ist_to_utc(at),
     }
@@ -277,6 +308,27 @@ impl Broker for KiteBroker {
         self.wait_for_rate().await;
         client
             .cancel_order(Variety::Regular, broker_order_id, None)
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn modify(
+        &self,
+        broker_order_id: &str,
+        filled: i64,
+        remaining: RiskApproved<OrderRequest>,
+    ) -> Result<(), BrokerError> {
+        let req = remaining.into_inner();
+        let total = filled.checked_add(req.quantity).unwrap_or(0);
+        let params = self
+            .modify_params(&req, total)
+            .await
+            .map_err(BrokerError::Refused)?;
+        let client = self.client()?;
+        self.wait_for_rate().await;
+        client
+            .modify_order(Variety::Regular, broker_order_id, params)
             .await
             .map(|_| ())
             .map_err(classify)

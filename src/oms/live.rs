@@ -3,6 +3,10 @@
 //! target pair placed as an entry fills, and the comparison of the store with the broker's
 //! orders and positions.
 //!
+//! When a protective leg fills in part, its sibling is made smaller by the same quantity (a
+//! modify at the broker), and cancelled once nothing is left for it; the broker's own report
+//! of an order's quantity (after any modify) is adopted by the merge.
+//!
 //! The merge is idempotent: updates carry cumulative fills, the store's compare-and-set is on
 //! the order's state AND its filled quantity, so the same update twice records one fill, a
 //! late OPEN after COMPLETE changes nothing (a final order never changes), and a partial fill
@@ -10,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Brackets, Oms, OmsError, Placement, apply_fill};
+use super::{Brackets, BrokerError, Oms, OmsError, Placement, apply_fill};
 use crate::config::{ExitRule, Mode};
 use crate::domain::{
     BrokerOrderUpdate, BrokerPosition, BrokerStatus, Fill, InstrumentKey, Leg, Order, OrderPurpose,
@@ -70,6 +74,8 @@ impl Merged {
 pub struct FollowUps {
     pub placed: Vec<Order>,
     pub cancelled: Vec<Order>,
+    /// Protective orders made smaller because their sibling filled in part (as stored after).
+    pub resized: Vec<Order>,
     pub errors: Vec<ProtectionError>,
 }
 
@@ -107,6 +113,27 @@ pub enum ProtectionError {
         #[source]
         source: OmsError,
     },
+    /// A protective order whose sibling filled in part could not be made smaller: it may exit
+    /// more than the position holds.
+    #[error("resizing {tag} to {quantity} still to fill: {source}")]
+    Resize {
+        tag: String,
+        quantity: i64,
+        #[source]
+        source: OmsError,
+    },
+    #[error("resizing {tag} to {quantity} still to fill: {source}")]
+    ResizeAtBroker {
+        tag: String,
+        quantity: i64,
+        #[source]
+        source: BrokerError,
+    },
+    #[error(
+        "{tag} is not acknowledged by the broker yet, so it could not be resized to {quantity} \
+         still to fill"
+    )]
+    ResizeUnacknowledged { tag: String, quantity: i64 },
 }
 
 impl ProtectionError {
@@ -117,7 +144,11 @@ impl ProtectionError {
             ProtectionError::Protect { source, .. }
             | ProtectionError::CancelSibling { source, .. }
             | ProtectionError::Place { source, .. } => source.is_recoverable(),
-            ProtectionError::Rejected { .. } => false,
+            // Nothing retries a resize: the operator checks the order on Kite.
+            ProtectionError::Rejected { .. }
+            | ProtectionError::Resize { .. }
+            | ProtectionError::ResizeAtBroker { .. }
+            | ProtectionError::ResizeUnacknowledged { .. } => false,
         }
     }
 }
@@ -276,6 +307,28 @@ impl Oms {
         if order.state.is_terminal() {
             return Ok(Some(Merged::Unchanged { order }));
         }
+        // The broker holds the order at another quantity (our modify of a protective leg, or
+        // one made on Kite): its number decides when the order is complete.
+        let order = match u.quantity {
+            Some(q)
+                if q != order.request.quantity
+                    && q >= order.filled_quantity.max(u.filled_quantity) =>
+            {
+                if !self.store.set_order_quantity(&order, q, u.at).await? {
+                    return Ok(None);
+                }
+                tracing::info!(
+                    tag = %order.request.tag,
+                    from = order.request.quantity,
+                    to = q,
+                    "order quantity changed at the broker"
+                );
+                let mut order = order;
+                order.request.quantity = q;
+                order
+            }
+            _ => order,
+        };
         let quantity = order.request.quantity;
         let mut filled = u.filled_quantity.clamp(0, quantity);
         if u.status == BrokerStatus::Complete {
@@ -418,6 +471,7 @@ impl Oms {
         let Merged::Filled { order, fill, .. } = merged else {
             return out;
         };
+        let filled_now = fill.quantity;
         if self.broker.mode() != Mode::Live {
             return out;
         }
@@ -442,13 +496,8 @@ impl Oms {
                 leg: Leg::Stop(_) | Leg::Target(_),
                 ..
             }) => {
-                if let Some(sibling) = sibling_tag(&order.request.tag)
-                    && let Err(e) = self.cancel_by_tag(&sibling, &mut out).await
-                {
-                    out.errors.push(ProtectionError::CancelSibling {
-                        tag: sibling,
-                        source: e,
-                    });
+                if let Some(sibling) = sibling_tag(&order.request.tag) {
+                    self.shrink_sibling(&sibling, filled_now, &mut out).await;
                 }
             }
             _ => {}
@@ -526,6 +575,83 @@ impl Oms {
             }
         }
         Ok(())
+    }
+
+    /// A protective leg filled `filled_now` more: its sibling covers that much less of the
+    /// position. Cancelled when nothing is left for it to cover; else made smaller at the
+    /// broker (a modify of the remainder, approved by the risk engine's exit check against the
+    /// position as stored now), so a partly filled target never leaves the rest without its
+    /// stop, and the stop never sells more than is left.
+    async fn shrink_sibling(&self, sibling: &str, filled_now: i64, out: &mut FollowUps) {
+        let order = match self.store.order_by_tag(sibling).await {
+            Ok(Some(o)) if !o.state.is_terminal() => o,
+            Ok(_) => return,
+            Err(e) => {
+                out.errors.push(ProtectionError::CancelSibling {
+                    tag: sibling.to_string(),
+                    source: e.into(),
+                });
+                return;
+            }
+        };
+        let remaining = order.request.quantity - order.filled_quantity - filled_now;
+        if remaining <= 0 {
+            if let Err(e) = self.cancel_by_tag(sibling, out).await {
+                out.errors.push(ProtectionError::CancelSibling {
+                    tag: sibling.to_string(),
+                    source: e,
+                });
+            }
+            return;
+        }
+        let OrderState::Open { broker_order_id } = &order.state else {
+            out.errors.push(ProtectionError::ResizeUnacknowledged {
+                tag: sibling.to_string(),
+                quantity: remaining,
+            });
+            return;
+        };
+        let resize = |source| ProtectionError::Resize {
+            tag: sibling.to_string(),
+            quantity: remaining,
+            source,
+        };
+        let mut req = order.request.clone();
+        req.quantity = remaining;
+        let approved = match self.store.position(&req.key, req.product).await {
+            Ok(pos) => match self.approve_exit(req, pos.as_ref()).await {
+                Ok(a) => a,
+                Err(e) => return out.errors.push(resize(e)),
+            },
+            Err(e) => return out.errors.push(resize(e.into())),
+        };
+        if let Err(source) = self
+            .broker
+            .modify(broker_order_id, order.filled_quantity, approved)
+            .await
+        {
+            out.errors.push(ProtectionError::ResizeAtBroker {
+                tag: sibling.to_string(),
+                quantity: remaining,
+                source,
+            });
+            return;
+        }
+        let total = order.filled_quantity + remaining;
+        match self
+            .store
+            .set_order_quantity(&order, total, self.clock.now())
+            .await
+        {
+            Ok(true) => {
+                let mut o = order;
+                o.request.quantity = total;
+                out.resized.push(o);
+            }
+            // Changed under us (the broker's update with the new quantity merged first).
+            Ok(false) => {}
+            Err(e) => out.errors.push(resize(e.into())),
+        }
     }
 
     /// Cancels the order with `tag` if it is still working, then settles it with the broker's
@@ -947,6 +1073,7 @@ impl Oms {
             status_text: "COMPLETE".into(),
             status_message: None,
             filled_quantity: delta.abs(),
+            quantity: None,
             average_price: price,
             at,
         };

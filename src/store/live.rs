@@ -38,6 +38,57 @@ pub struct NewReconciliation {
 }
 
 impl Store {
+    /// Compare-and-set of a working order's whole quantity (a modify, ours or made on the
+    /// broker's side): changes nothing and returns false unless the order is still working at
+    /// the quantity `order` holds. Logged to the trade log.
+    pub async fn set_order_quantity(
+        &self,
+        order: &Order,
+        quantity: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut req = order.request.clone();
+        req.quantity = quantity;
+        let request = serde_json::to_string(&req)
+            .map_err(|e| StoreError::Corrupt(format!("order request not serializable: {e}")))?;
+        let detail = format!(
+            "quantity {} -> {quantity} ({} filled)",
+            order.request.quantity, order.filled_quantity
+        );
+        let changed = on_pool!(self, pool => {
+            let mut tx = pool.begin().await.ctx("starting an order quantity change")?;
+            let changed = sqlx::query(
+                "UPDATE orders SET quantity = $1, request = $2, updated_at = $3 \
+                 WHERE id = $4 AND quantity = $5 AND filled_quantity <= $1 \
+                 AND state IN ('submitting', 'unknown', 'open')",
+            )
+            .bind(quantity)
+            .bind(request.as_str())
+            .bind(at)
+            .bind(order.id)
+            .bind(order.request.quantity)
+            .execute(&mut *tx)
+            .await
+            .ctx("changing an order's quantity")?
+            .rows_affected();
+            if changed == 1 {
+                sqlx::query(
+                    "INSERT INTO trade_log (ts, kind, order_id, instrument, detail) \
+                     SELECT $1, 'order_modified', id, instrument, $2 FROM orders WHERE id = $3",
+                )
+                .bind(at)
+                .bind(detail.as_str())
+                .bind(order.id)
+                .execute(&mut *tx)
+                .await
+                .ctx("logging an order quantity change")?;
+            }
+            tx.commit().await.ctx("committing an order quantity change")?;
+            changed
+        });
+        Ok(changed == 1)
+    }
+
     /// The order the broker knows as `broker_order_id`.
     pub async fn order_by_broker_id(
         &self,

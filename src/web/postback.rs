@@ -31,6 +31,8 @@ pub struct Postback {
     #[serde(default)]
     pub filled_quantity: f64,
     #[serde(default)]
+    pub quantity: Option<f64>,
+    #[serde(default)]
     pub average_price: f64,
     #[serde(default)]
     pub exchange_update_timestamp: Option<String>,
@@ -86,6 +88,10 @@ pub fn verify(body: &[u8], api_secret: Option<&str>) -> Result<BrokerOrderUpdate
         status_text: p.status,
         status_message: p.status_message,
         filled_quantity: p.filled_quantity.round() as i64,
+        quantity: p
+            .quantity
+            .filter(|q| q.is_finite() && *q > 0.0)
+            .map(|q| q.round() as i64),
         average_price: Paise::try_from_rupees_f64(p.average_price).unwrap_or(Paise::ZERO),
         at,
     })
@@ -134,6 +140,7 @@ mod tests {
             "status": "COMPLETE",
             "tag": "MFTP7E",
             "filled_quantity": 5,
+            "quantity": 5,
             "average_price": 1500.5,
             "status_message": null,
             "tradingsymbol": "INFY"
@@ -149,6 +156,7 @@ mod tests {
         assert_eq!(u.tag.as_deref(), Some("MFTP7E"));
         assert_eq!(u.status, BrokerStatus::Complete);
         assert_eq!(u.filled_quantity, 5);
+        assert_eq!(u.quantity, Some(5), "the order's whole quantity, as Kite holds it");
         assert_eq!(u.average_price, Paise(150050));
         assert_eq!(u.at.to_rfc3339(), "2026-11-30T04:45:03+00:00");
     }

@@ -173,7 +173,7 @@ impl KiteFake {
             .route("/orders", get(list_orders))
             .route(
                 "/orders/{variety}/{order_id}",
-                axum::routing::delete(cancel_order),
+                axum::routing::delete(cancel_order).put(modify_order),
             )
             .route("/portfolio/positions", get(positions))
             .layer(axum::Extension(exchange.clone()))
@@ -1383,6 +1383,62 @@ async fn cancel_order(
     }
     o.status = "CANCELLED".into();
     x.outbox.push((order_id.clone(), false));
+    success(json!({"order_id": order_id}))
+}
+
+/// PUT /orders/{variety}/{order_id}: Kite's modify of a working order. `quantity` is the new
+/// total (it may not go below what has filled); price and trigger change when sent.
+async fn modify_order(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    axum::Extension(exchange): axum::Extension<Arc<Mutex<Exchange>>>,
+    Path((variety, order_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let form = parse_query(Some(body));
+    if let Some(f) = record(
+        &state,
+        format!("PUT /orders/{variety}/{order_id}"),
+        form.clone(),
+        &headers,
+    ) {
+        return envelope(&f);
+    }
+    if !authorized(&state, &headers) {
+        return token_error();
+    }
+    let mut x = exchange.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(o) = x.orders.iter_mut().find(|o| o.order_id == order_id) else {
+        return envelope(&Failure {
+            status: 400,
+            error_type: "OrderException".into(),
+            message: "Couldn't find that `order_id`.".into(),
+        });
+    };
+    if !(o.status == "OPEN" || o.status == "TRIGGER PENDING") {
+        return envelope(&Failure {
+            status: 400,
+            error_type: "OrderException".into(),
+            message: format!("Order cannot be modified as it is {}.", o.status),
+        });
+    }
+    if let Some(q) = form.get("quantity") {
+        match q.parse::<i64>() {
+            Ok(q) if q > 0 && q >= o.filled => o.quantity = q,
+            _ => return input_error("Invalid `quantity`."),
+        }
+    }
+    if let Some(p) = form.get("price").and_then(|p| p.parse().ok()) {
+        o.price = p;
+    }
+    if let Some(t) = form.get("trigger_price").and_then(|t| t.parse().ok()) {
+        o.trigger_price = t;
+    }
+    for (k, v) in &form {
+        o.form.insert(k.clone(), v.clone());
+    }
+    x.outbox.push((order_id.clone(), false));
+    x.try_fill(&order_id);
     success(json!({"order_id": order_id}))
 }
 

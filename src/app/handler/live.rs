@@ -220,6 +220,13 @@ impl Handler {
             })
             .await;
         }
+        for o in &follow.resized {
+            self.notify(Alert::Broker {
+                key: Some(o.request.key.clone()),
+                text: texts::protective_resized(o),
+            })
+            .await;
+        }
         for e in &follow.errors {
             tracing::error!(recoverable = e.is_recoverable(), "protection problem: {e}");
             self.notify(Alert::Broker {
