@@ -710,8 +710,8 @@ async fn crashes_between_approval_and_ack_leave_no_duplicate_and_nothing_lost() 
 /// takes longer than a request's flight), then restarts on the same database and the same
 /// exchange: start-up recovery first, then the operator taps again. The first run counts an
 /// uncut approval's await points; the others spread their cuts evenly over them, so the cuts
-/// fall on every await point between the tap and Kite's answer (database writes, the rate limiter, the HTTP request and
-/// its response). After every run: at most one order per tag at Kite, nothing in flight in the
+/// fall on every await point between the tap and Kite's answer (database writes, the rate
+/// limiter, the HTTP request and its response). After every run: at most one order per tag at Kite, nothing in flight in the
 /// store, an order Kite holds is the store's and its proposal executed, any other proposal
 /// failed. `MFT_CRASH_RUNS` runs per backend (default 40); the figure is
 ///
@@ -948,6 +948,76 @@ async fn kill_cancels_every_order_closes_every_position_and_the_halt_holds() {
             .await
             .expect("reconcile");
         assert_eq!(fake.orders().len(), sent);
+        assert_book_consistent(&db).await;
+    }
+}
+
+/// The 15:15 MIS square-off, live: a working MIS entry is cancelled (it must not fill into
+/// the broker's own auto square-off), each position's stop and target are cancelled, and each
+/// position is closed by a MARKET order carrying market protection. It is not a kill: nothing
+/// is halted.
+#[tokio::test]
+async fn the_mis_square_off_cancels_entries_and_protection_and_closes_every_position() {
+    for db in test_stores().await {
+        let fake = KiteFake::start().await;
+        let r = start(&db, &fake).await;
+        open_positions(&r, &fake, 3).await;
+        set_candle(&r.store, &sym(3), 1500.0).await;
+        fake.set_market("SYM3", 1510.0);
+        let working = propose(&r, &sym(3), 1500, 10).await;
+        approve(&r, working.id).await;
+        assert_eq!(r.store.open_positions().await.expect("p").len(), 3);
+        let sent_before = fake.orders().len();
+        r.clock.set(ist(15, 15));
+        let reply = r
+            .handler
+            .handle(Request {
+                command: Command::SquareOff,
+                actor: Actor::Scheduler,
+            })
+            .await
+            .expect("square-off");
+        assert!(
+            matches!(reply, Reply::Done { changed: 3 }),
+            "{}: {reply:?}",
+            db.name
+        );
+        let exits: Vec<_> = fake.orders().into_iter().skip(sent_before).collect();
+        assert_eq!(exits.len(), 3, "{}: one exit per position", db.name);
+        for o in &exits {
+            assert_eq!(
+                (
+                    o.order_type.as_str(),
+                    o.side.as_str(),
+                    o.product.as_str(),
+                    o.quantity
+                ),
+                ("MARKET", "SELL", "MIS", 10)
+            );
+            assert!(o.market_protection.is_some(), "MARKET carries protection");
+            assert_eq!(o.status, "COMPLETE");
+        }
+        assert!(
+            fake.orders()
+                .iter()
+                .all(|o| o.status != "OPEN" && o.status != "TRIGGER PENDING"),
+            "{}: protective orders and the working entry are cancelled",
+            db.name
+        );
+        assert!(matches!(
+            r.store
+                .order_by_tag(&proposal_tag(working.id))
+                .await
+                .expect("read")
+                .map(|o| o.state),
+            Some(OrderState::Cancelled { .. })
+        ));
+        for i in 0..4 {
+            assert_eq!(fake.net(&format!("SYM{i}"), "MIS"), 0, "{}", db.name);
+        }
+        assert!(r.store.open_positions().await.expect("p").is_empty());
+        assert!(r.store.open_orders().await.expect("o").is_empty());
+        assert!(!r.store.system_state().await.expect("state").halted);
         assert_book_consistent(&db).await;
     }
 }

@@ -824,19 +824,27 @@ impl Oms {
         reason: &str,
     ) -> Result<FlattenReport, OmsError> {
         let mut report = FlattenReport::default();
-        self.cancel_open_locked(&mut report).await?;
+        self.cancel_open_locked(|_| true, &mut report).await?;
         self.close_locked(|_| true, reason, 'k', false, &mut report)
             .await?;
         Ok(report)
     }
 
-    /// Squares off the positions of one product (the 15:15 MIS square-off).
+    /// Squares off the positions of one product (the 15:15 MIS square-off): its entries still
+    /// working are cancelled first (one filling after the square-off would open a position
+    /// into the broker's own auto square-off), then each position's protective orders are
+    /// cancelled and the position closed.
     pub async fn square_off(
         &self,
         _book: &BookGuard<'_>,
         product: Product,
     ) -> Result<FlattenReport, OmsError> {
         let mut report = FlattenReport::default();
+        self.cancel_open_locked(
+            |o| o.request.product == product && o.request.is_entry(),
+            &mut report,
+        )
+        .await?;
         self.close_locked(
             |p| p.product == product,
             "square-off",
@@ -878,15 +886,22 @@ impl Oms {
         Ok(bar_move_pct(reference, c).is_none_or(|m| m > self.settings.risk.max_bar_move_pct))
     }
 
-    /// Cancels orders working at the broker. An order still Submitting / Unknown was left by
+    /// Cancels the orders `which` selects that are working at the broker. An order still Submitting / Unknown was left by
     /// a crash or a lost answer (under the book lock nobody else is placing): the broker is
     /// asked about its tag first, as start-up reconciliation does, instead of cancelling a
     /// record the broker may hold. Live cancels are settled with the broker's word (an order
     /// may fill before its cancel arrives: that fill is recorded, not lost).
-    async fn cancel_open_locked(&self, report: &mut FlattenReport) -> Result<(), OmsError> {
+    async fn cancel_open_locked(
+        &self,
+        which: impl Fn(&Order) -> bool,
+        report: &mut FlattenReport,
+    ) -> Result<(), OmsError> {
         let live = self.broker.mode() == Mode::Live;
         let mut waiting = Vec::new();
         for order in self.store.open_orders().await? {
+            if !which(&order) {
+                continue;
+            }
             let tag = order.request.tag.clone();
             if live {
                 match self.cancel_live(order).await {

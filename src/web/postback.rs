@@ -156,7 +156,11 @@ mod tests {
         assert_eq!(u.tag.as_deref(), Some("MFTP7E"));
         assert_eq!(u.status, BrokerStatus::Complete);
         assert_eq!(u.filled_quantity, 5);
-        assert_eq!(u.quantity, Some(5), "the order's whole quantity, as Kite holds it");
+        assert_eq!(
+            u.quantity,
+            Some(5),
+            "the order's whole quantity, as Kite holds it"
+        );
         assert_eq!(u.average_price, Paise(150050));
         assert_eq!(u.at.to_rfc3339(), "2026-11-30T04:45:03+00:00");
     }
