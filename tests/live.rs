@@ -318,6 +318,76 @@ async fn approve_fill_protect_target_cancels_stop_flat() {
     }
 }
 
+/// Live LIMIT entries that wait for their price count as the positions they may open: with
+/// `max_open_positions` 2 and two entries working, a third is vetoed before anything is sent,
+/// so the limit holds when all of them fill.
+#[tokio::test]
+async fn working_entries_count_toward_max_open_positions() {
+    for db in test_stores().await {
+        let fake = KiteFake::start().await;
+        let clock = ManualClock::new(ist(10, 0));
+        let mut s = settings(&fake);
+        s.risk.max_open_positions = 2;
+        let r = {
+            let mut r = rig(&db.store, &clock, &fake);
+            let settings = Arc::new(s);
+            r.handler = Arc::new(Handler::new(
+                db.store.clone(),
+                settings.clone(),
+                Arc::new(clock.clone()),
+                Arc::new(
+                    KiteBroker::new(
+                        &settings,
+                        db.store.clone(),
+                        TokenSource::Fixed(ACCESS_TOKEN.into()),
+                    )
+                    .expect("kite broker"),
+                ),
+                r.notifier.clone(),
+                Arc::new(mft::app::handler::NoScanner),
+            ));
+            r
+        };
+        for i in 0..3 {
+            set_candle(&r.store, &sym(i), 1500.0).await;
+            fake.set_market(&format!("SYM{i}"), 1510.0);
+        }
+        for i in 0..2 {
+            let p = propose(&r, &sym(i), 1500, 10).await;
+            assert!(
+                matches!(approve(&r, p.id).await, Outcome::Working { .. }),
+                "{}",
+                db.name
+            );
+        }
+        let third = propose(&r, &sym(2), 1500, 10).await;
+        let outcome = approve(&r, third.id).await;
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Vetoed(DenyReason::MaxOpenPositions { open: 2, max: 2 })
+            ),
+            "{}: {outcome:?}",
+            db.name
+        );
+        assert_eq!(
+            fake.orders().len(),
+            2,
+            "{}: nothing sent for the third",
+            db.name
+        );
+        // All fill: two positions, the limit held.
+        for i in 0..3 {
+            fake.set_market(&format!("SYM{i}"), 1499.0);
+        }
+        r.handler
+            .handle(ask(Command::PollOrders))
+            .await
+            .expect("poll");
+        assert_eq!(r.store.open_positions().await.expect("p").len(), 2);
+    }
+}
+
 #[tokio::test]
 async fn a_bad_postback_checksum_is_refused_and_changes_nothing() {
     for db in test_stores().await {

@@ -551,7 +551,30 @@ impl Handler {
             recent_orders,
             circuit_band: None,
             margin: None,
+            working_entries: self.working_entries().await?,
         })
+    }
+
+    /// Entries recorded but not final, by what they may still add (see
+    /// [`RiskContext::working_entries`]).
+    async fn working_entries(&self) -> Result<Vec<risk::WorkingEntry>, StoreError> {
+        Ok(self
+            .store
+            .open_orders()
+            .await?
+            .into_iter()
+            .filter(|o| o.request.is_entry())
+            .map(|o| risk::WorkingEntry {
+                quantity: o.request.side.sign() * (o.request.quantity - o.filled_quantity).max(0),
+                price: match o.request.order_type {
+                    crate::domain::OrderType::Limit(p) => p,
+                    _ => o.request.reference_price,
+                },
+                key: o.request.key,
+                product: o.request.product,
+                tag: o.request.tag,
+            })
+            .collect())
     }
 
     /// What carried positions earned before today's session, to be taken out of today's P&L

@@ -34,8 +34,8 @@ use serde::Serialize;
 use crate::clock::{Clock, IST};
 use crate::config::{RiskSettings, Settings};
 use crate::domain::{
-    APPROVED, CircuitBand, DenyReason, OrderMargin, OrderPurpose, OrderRequest, Paise, Position,
-    RecentOrder, RiskDecision, order_price, order_value,
+    APPROVED, CircuitBand, DenyReason, InstrumentKey, OrderMargin, OrderPurpose, OrderRequest,
+    Paise, Position, Product, RecentOrder, RiskDecision, order_price, order_value,
 };
 
 /// ORDER_VALUE_ANOMALY looks at the values of this many most recent orders...
@@ -143,6 +143,25 @@ pub struct RiskContext {
     /// Kite's margin for this order and the available margin (live). None: the capital check
     /// uses `[trading] capital` x leverage only (paper).
     pub margin: Option<OrderMargin>,
+    /// Entries recorded but not final (Submitting, Unknown, or working at the broker, like a
+    /// live LIMIT entry waiting for its price). What they may still add counts toward the
+    /// position limits and the capital in use as if it had filled: else approvals while
+    /// entries wait could open more positions than `max_open_positions` once they all fill.
+    /// Empty in paper mode, where entries settle at once.
+    pub working_entries: Vec<WorkingEntry>,
+}
+
+/// An entry order that may still fill, by what it may still add.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkingEntry {
+    /// Its tag: a placement of the same order (a retry) does not count itself.
+    pub tag: String,
+    pub key: InstrumentKey,
+    pub product: Product,
+    /// Signed quantity still to fill: > 0 buys.
+    pub quantity: i64,
+    /// The price it may fill at (its limit, else its reference price).
+    pub price: Paise,
 }
 
 impl RiskContext {
@@ -167,10 +186,28 @@ impl RiskContext {
 
     /// Capital the open positions use, at their average prices.
     pub fn capital_in_use(&self) -> Paise {
-        self.positions
+        let held: Paise = self
+            .positions
             .iter()
             .map(|(p, _)| p.market_value(p.avg_price))
-            .sum()
+            .sum();
+        // Retries of the order being checked are rare and only over-count (the safe side).
+        let waiting: Paise = self
+            .working_entries
+            .iter()
+            .map(|w| (w.price * w.quantity).abs())
+            .sum();
+        held + waiting
+    }
+
+    /// Working entries other than `req` itself.
+    fn working_besides<'a>(
+        &'a self,
+        req: &'a OrderRequest,
+    ) -> impl Iterator<Item = &'a WorkingEntry> {
+        self.working_entries
+            .iter()
+            .filter(move |w| w.tag != req.tag && w.quantity != 0)
     }
 
     fn open_positions(&self) -> impl Iterator<Item = &Position> {
@@ -541,7 +578,12 @@ impl RiskEngine {
         let existing = ctx
             .open_positions()
             .find(|p| p.key == req.key && p.product == req.product);
-        let existing_qty = existing.map_or(0, |p| p.quantity);
+        let working: i64 = ctx
+            .working_besides(req)
+            .filter(|w| w.key == req.key && w.product == req.product)
+            .map(|w| w.quantity)
+            .sum();
+        let existing_qty = existing.map_or(0, |p| p.quantity) + working;
         let resulting_qty = existing_qty + req.side.sign() * req.quantity;
         let value = (price * resulting_qty).abs();
         if value > risk.max_position_value {
@@ -550,8 +592,12 @@ impl RiskEngine {
                 max: risk.max_position_value,
             });
         }
-        let open = ctx.open_positions().count() as u32;
-        if existing.is_none() && open >= risk.max_open_positions {
+        // Instruments held, or about to be held by an entry still working.
+        let mut held: std::collections::HashSet<(&InstrumentKey, Product)> =
+            ctx.open_positions().map(|p| (&p.key, p.product)).collect();
+        held.extend(ctx.working_besides(req).map(|w| (&w.key, w.product)));
+        let open = held.len() as u32;
+        if !held.contains(&(&req.key, req.product)) && open >= risk.max_open_positions {
             return Err(DenyReason::MaxOpenPositions {
                 open,
                 max: risk.max_open_positions,

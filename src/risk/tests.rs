@@ -340,6 +340,7 @@ fn exits_pass_every_check() {
             required: Paise::from_rupees(1_000_000),
             available: Paise::ZERO,
         }),
+        working_entries: vec![working("S9", "MFTP9E", 1000)],
     };
     let mut worst = worst;
     let not_listed = InstrumentKey::new("NSE", "NOT_LISTED");
@@ -810,4 +811,55 @@ fn every_code_is_listed() {
     codes.sort();
     codes.dedup();
     assert_eq!(codes.len(), DenyReason::CODES.len(), "codes are unique");
+}
+
+fn working(symbol: &str, tag: &str, qty: i64) -> WorkingEntry {
+    WorkingEntry {
+        tag: tag.into(),
+        key: InstrumentKey::new("NSE", symbol),
+        product: Product::Mis,
+        quantity: qty,
+        price: Paise::from_rupees(1500),
+    }
+}
+
+#[test]
+fn working_entries_count_as_positions_they_may_open() {
+    let mut s = settings();
+    s.risk.max_open_positions = 3;
+    s.risk.max_position_value = Paise::from_rupees(20_000);
+    let e = engine_with(s, ist(10, 0));
+    // Three entries still working elsewhere (live LIMITs waiting for their price): a fourth
+    // instrument would make four positions once they fill.
+    let mut c = ctx();
+    c.working_entries = vec![
+        working("S0", "MFTP10E", 5),
+        working("S1", "MFTP11E", 5),
+        working("S2", "MFTP12E", 5),
+    ];
+    assert_eq!(code(e.check(entry(5, 1500), &c)), "MAX_OPEN_POSITIONS");
+    // Filled or cancelled, they stop counting.
+    c.working_entries.clear();
+    assert_eq!(code(e.check(entry(5, 1500), &c)), "APPROVED");
+    // One working in the same instrument: its quantity counts toward the position's value.
+    c.working_entries = vec![working("INFY", "MFTP13E", 10)];
+    assert_eq!(code(e.check(entry(5, 1500), &c)), "MAX_POSITION_VALUE");
+    assert_eq!(code(e.check(entry(3, 1500), &c)), "APPROVED");
+    // A placement of the very order that is working (a retry) does not count itself.
+    c.working_entries = vec![working("INFY", "mft-p1", 10)];
+    assert_eq!(code(e.check(entry(10, 1500), &c)), "APPROVED");
+}
+
+#[test]
+fn working_entries_use_capital() {
+    let mut s = settings();
+    s.trading.capital = Paise::from_rupees(20_000);
+    s.trading.leverage = 1.0;
+    s.risk.max_position_value = Paise::from_rupees(1_000_000);
+    let e = engine_with(s, ist(10, 0));
+    let mut c = ctx();
+    c.working_entries = vec![working("S0", "MFTP10E", 10)];
+    // 15,000 waiting + 7,500 asked > 20,000.
+    assert_eq!(code(e.check(entry(5, 1500), &c)), "INSUFFICIENT_CAPITAL");
+    assert_eq!(code(e.check(entry(3, 1500), &c)), "APPROVED");
 }
