@@ -48,7 +48,8 @@ fn settings(fake: &KiteFake) -> Settings {
     s.zerodha.api_key = Some(Secret::new(API_KEY));
     s.zerodha.api_secret = Some(Secret::new(API_SECRET));
     s.zerodha.api_url = fake.url.clone();
-    s.risk.max_open_positions = 100;
+    // Every instrument may be held at once: working LIMIT entries count as positions too.
+    s.risk.max_open_positions = 400;
     s.risk.allowed_instruments = (0..400).map(sym).collect();
     s.risk.max_orders_per_day = 10_000;
     // The exchange's scripts place many orders on few instruments within seconds: the

@@ -130,23 +130,7 @@ impl KiteBroker {
                 req.tag
             ));
         }
-        let instrument = self
-            .store
-            .instrument(&req.key)
-            .await
-            .map_err(|e| e.to_string())?;
-        let tick = tick_or_default(instrument.as_ref().map(|i| i.tick_size));
-        let lot = instrument
-            .as_ref()
-            .map(|i| i.lot_size)
-            .filter(|l| *l > 0)
-            .unwrap_or(1);
-        if req.quantity <= 0 || req.quantity % lot != 0 {
-            return Err(format!(
-                "quantity {} of {} is not a whole number of lots of {lot}",
-                req.quantity, req.key
-            ));
-        }
+        let tick = self.tick_for(&req.key, req.quantity).await?;
         let exchange = exchange(&req.key.exchange)
             .ok_or_else(|| format!("Kite does not trade on the exchange {}", req.key.exchange))?;
         let p = OrderParams::new()
@@ -168,25 +152,29 @@ impl KiteBroker {
 
     /// The form of a modify: the new whole quantity, the same type and prices (on the tick).
     async fn modify_params(&self, req: &OrderRequest, total: i64) -> Result<OrderParams, String> {
+        let tick = self.tick_for(&req.key, total).await?;
+        let p = OrderParams::new().validity(Validity::Day).quantity(total);
+        Ok(with_prices(p, req.order_type, tick, self.market_protection))
+    }
+
+    /// The instrument's tick, once `quantity` is known to be a whole number of its lots.
+    async fn tick_for(&self, key: &InstrumentKey, quantity: i64) -> Result<f64, String> {
         let instrument = self
             .store
-            .instrument(&req.key)
+            .instrument(key)
             .await
             .map_err(|e| e.to_string())?;
-        let tick = tick_or_default(instrument.as_ref().map(|i| i.tick_size));
         let lot = instrument
             .as_ref()
             .map(|i| i.lot_size)
             .filter(|l| *l > 0)
             .unwrap_or(1);
-        if total <= 0 || total % lot != 0 {
+        if quantity <= 0 || quantity % lot != 0 {
             return Err(format!(
-                "quantity {total} of {} is not a whole number of lots of {lot}",
-                req.key
+                "quantity {quantity} of {key} is not a whole number of lots of {lot}"
             ));
         }
-        let p = OrderParams::new().validity(Validity::Day).quantity(total);
-        Ok(with_prices(p, req.order_type, tick, self.market_protection))
+        Ok(tick_or_default(instrument.as_ref().map(|i| i.tick_size)))
     }
 }
 

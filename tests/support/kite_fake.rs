@@ -1367,23 +1367,36 @@ async fn cancel_order(
         return token_error();
     }
     let mut x = exchange.lock().unwrap_or_else(|e| e.into_inner());
+    let o = match working_order(&mut x, &order_id, "cancelled") {
+        Ok(o) => o,
+        Err(f) => return envelope(&f),
+    };
+    o.status = "CANCELLED".into();
+    x.outbox.push((order_id.clone(), false));
+    success(json!({"order_id": order_id}))
+}
+
+/// The working order `order_id`, or Kite's OrderException for a missing or final one.
+fn working_order<'a>(
+    x: &'a mut Exchange,
+    order_id: &str,
+    what: &str,
+) -> Result<&'a mut FakeOrder, Failure> {
     let Some(o) = x.orders.iter_mut().find(|o| o.order_id == order_id) else {
-        return envelope(&Failure {
+        return Err(Failure {
             status: 400,
             error_type: "OrderException".into(),
             message: "Couldn't find that `order_id`.".into(),
         });
     };
     if !(o.status == "OPEN" || o.status == "TRIGGER PENDING") {
-        return envelope(&Failure {
+        return Err(Failure {
             status: 400,
             error_type: "OrderException".into(),
-            message: format!("Order cannot be cancelled as it is {}.", o.status),
+            message: format!("Order cannot be {what} as it is {}.", o.status),
         });
     }
-    o.status = "CANCELLED".into();
-    x.outbox.push((order_id.clone(), false));
-    success(json!({"order_id": order_id}))
+    Ok(o)
 }
 
 /// PUT /orders/{variety}/{order_id}: Kite's modify of a working order. `quantity` is the new
@@ -1408,20 +1421,10 @@ async fn modify_order(
         return token_error();
     }
     let mut x = exchange.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(o) = x.orders.iter_mut().find(|o| o.order_id == order_id) else {
-        return envelope(&Failure {
-            status: 400,
-            error_type: "OrderException".into(),
-            message: "Couldn't find that `order_id`.".into(),
-        });
+    let o = match working_order(&mut x, &order_id, "modified") {
+        Ok(o) => o,
+        Err(f) => return envelope(&f),
     };
-    if !(o.status == "OPEN" || o.status == "TRIGGER PENDING") {
-        return envelope(&Failure {
-            status: 400,
-            error_type: "OrderException".into(),
-            message: format!("Order cannot be modified as it is {}.", o.status),
-        });
-    }
     if let Some(q) = form.get("quantity") {
         match q.parse::<i64>() {
             Ok(q) if q > 0 && q >= o.filled => o.quantity = q,
