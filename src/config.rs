@@ -364,6 +364,12 @@ pub struct LiveSettings {
     pub reconcile_seconds: u64,
     /// How long /kill and the square-off wait for their MARKET exits to fill, in seconds.
     pub exit_wait_seconds: u64,
+    /// Not a setting: the last trading day of the capital ramp, which a MODE=live start works
+    /// out from the first live day and the trading calendar. Through that day
+    /// [`Settings::capital_on`] is `start_fraction` of `[trading] capital`; from the next, all
+    /// of it, with no restart.
+    #[serde(skip)]
+    pub capped_until: Option<chrono::NaiveDate>,
 }
 
 impl Default for LiveSettings {
@@ -376,6 +382,7 @@ impl Default for LiveSettings {
             poll_seconds: 5,
             reconcile_seconds: 60,
             exit_wait_seconds: 10,
+            capped_until: None,
         }
     }
 }
@@ -537,6 +544,18 @@ impl Settings {
     /// True when orders go to the real broker (MODE=live).
     pub fn is_live(&self) -> bool {
         self.mode == Mode::Live
+    }
+
+    /// The capital sizing and risk use on `today` (IST): `[trading] capital`, or
+    /// `[live] start_fraction` of it through the live capital ramp's last day.
+    pub fn capital_on(&self, today: chrono::NaiveDate) -> Paise {
+        let capital = self.trading.capital;
+        match self.live.capped_until {
+            Some(last) if today <= last => {
+                Paise((capital.0 as f64 * self.live.start_fraction).floor() as i64)
+            }
+            _ => capital,
+        }
     }
 
     /// Instruments that may be traded: `[risk] allowed_instruments`, or the watchlist when empty.

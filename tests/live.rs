@@ -553,6 +553,52 @@ async fn a_partly_filled_target_shrinks_its_stop_which_then_closes_exactly_the_r
     }
 }
 
+/// Fill prices come from Kite's trades of the order: an update's cumulative average is rounded
+/// to the paisa, so a part's price derived from it would be off (here 100.09 for a trade at
+/// 100.10).
+#[tokio::test]
+async fn fill_prices_come_from_the_orders_trades() {
+    for db in test_stores().await {
+        let fake = KiteFake::start().await;
+        let r = start(&db, &fake).await;
+        set_candle(&r.store, &sym(5), 100.0).await;
+        fake.set_market("SYM5", 105.0);
+        let p = propose(&r, &sym(5), 101, 3).await;
+        approve(&r, p.id).await;
+        let id = fake.orders_tagged(&proposal_tag(p.id))[0].order_id.clone();
+        fake.fill(&id, 1, 100.05);
+        r.handler
+            .handle(ask(Command::PollOrders))
+            .await
+            .expect("poll");
+        fake.fill(&id, 2, 100.10);
+        r.handler
+            .handle(ask(Command::PollOrders))
+            .await
+            .expect("poll");
+        // Kite's average: 300.25 / 3 = 100.0833 -> 100.08.
+        assert_eq!(fake.order(&id).expect("order").average_price, 100.08);
+        let order = r
+            .store
+            .order_by_tag(&proposal_tag(p.id))
+            .await
+            .expect("read")
+            .expect("order");
+        let prices: Vec<Paise> = r
+            .store
+            .fills_since(ist(0, 0))
+            .await
+            .expect("fills")
+            .into_iter()
+            .filter(|f| f.order_id == order.id)
+            .map(|f| f.price)
+            .collect();
+        assert_eq!(prices, vec![Paise(10005), Paise(10010)], "{}", db.name);
+        assert!(!fake.requests_to(&format!("/orders/{id}/trades")).is_empty());
+        assert_book_consistent(&db).await;
+    }
+}
+
 #[tokio::test]
 async fn a_dropped_response_is_unknown_then_resolved_by_tag_never_sent_twice() {
     for db in test_stores().await {

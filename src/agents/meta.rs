@@ -269,6 +269,13 @@ impl MetaAgent {
             }
         };
         let tick = self.store.instrument(key).await?.map(|i| i.tick_size);
+        // Sized on the day's capital (the live ramp caps it), as the risk check will see it.
+        let today = crate::clock::ist_date(self.clock.now());
+        let day_trading = crate::config::TradingSettings {
+            capital: self.settings.capital_on(today),
+            ..trading.clone()
+        };
+        let trading = &day_trading;
         let sized = match size(&verdict, trading, &self.settings.risk, tick) {
             Ok(s) => s,
             Err(skip) => return Ok(Step::skipped(skip.to_string())),

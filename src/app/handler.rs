@@ -1169,7 +1169,7 @@ impl Handler {
                     .as_ref()
                     .map(std::path::PathBuf::from)
                     .filter(|path| path.exists()),
-                capital: self.settings.trading.capital,
+                capital: self.settings.capital_on(self.clock.today_ist()),
                 proposal: p,
             };
             self.post_card(&card).await?;

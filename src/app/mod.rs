@@ -518,33 +518,42 @@ async fn every(
     }
 }
 
+/// The last day of the capital ramp: the `[live] ramp_days`-th trading day from `first` (the
+/// first live day, counted when it is a trading day). None when there is no ramp.
+pub fn ramp_end(
+    settings: &Settings,
+    calendar: &crate::market::MarketCalendar,
+    first: chrono::NaiveDate,
+) -> Option<chrono::NaiveDate> {
+    let ramp = settings.live.ramp_days;
+    if ramp == 0 {
+        return None;
+    }
+    let mut days = 0u32;
+    let mut d = first;
+    loop {
+        if calendar.is_trading_day(d) {
+            days += 1;
+            if days == ramp {
+                return Some(d);
+            }
+        }
+        d = d.succ_opt()?;
+    }
+}
+
 /// The capital sizing and risk use on `today`: `[live] start_fraction` of `[trading] capital`
 /// during the first `[live] ramp_days` trading days from `first` (the first live day), else
-/// all of it.
+/// all of it ([`Settings::capital_on`] with the ramp's end).
 pub fn ramp_capital(
     settings: &Settings,
     calendar: &crate::market::MarketCalendar,
     first: chrono::NaiveDate,
     today: chrono::NaiveDate,
 ) -> crate::domain::Paise {
-    let capital = settings.trading.capital;
-    let ramp = settings.live.ramp_days;
-    let mut days = 0u32;
-    let mut d = first;
-    while d <= today && days <= ramp {
-        if calendar.is_trading_day(d) {
-            days += 1;
-        }
-        match d.succ_opt() {
-            Some(next) => d = next,
-            None => break,
-        }
-    }
-    if ramp > 0 && days <= ramp {
-        crate::domain::Paise((capital.0 as f64 * settings.live.start_fraction).floor() as i64)
-    } else {
-        capital
-    }
+    let mut s = settings.clone();
+    s.live.capped_until = ramp_end(settings, calendar, first);
+    s.capital_on(today)
 }
 
 /// MODE=live at start: builds the Kite broker and risk reads on the stored session, resolves
@@ -635,19 +644,21 @@ async fn live_start(
     }
     let today = crate::clock::ist_date(clock.now());
     let first = store.first_live_day(today).await?;
-    let capital = ramp_capital(settings, &link.calendar, first, today);
-    let settings = if capital != settings.trading.capital {
-        tracing::warn!(
-            first_live_day = %first,
-            ramp_days = settings.live.ramp_days,
-            capital = %capital,
-            "capital ramp: sizing and risk use start_fraction of [trading] capital"
-        );
-        let mut capped = (**settings).clone();
-        capped.trading.capital = capital;
-        Arc::new(capped)
-    } else {
-        settings.clone()
+    // The ramp is kept as its last day, so each day's capital follows the date, not the day
+    // the process started.
+    let settings = match ramp_end(settings, &link.calendar, first).filter(|end| *end >= today) {
+        Some(end) => {
+            let mut capped = (**settings).clone();
+            capped.live.capped_until = Some(end);
+            tracing::warn!(
+                first_live_day = %first,
+                last_capped_day = %end,
+                capital = %capped.capital_on(today),
+                "capital ramp: sizing and risk use start_fraction of [trading] capital"
+            );
+            Arc::new(capped)
+        }
+        None => settings.clone(),
     };
     Ok((broker, ports, settings))
 }

@@ -75,7 +75,7 @@ pub mod trading;
 pub use command::{Actor, Command, Request};
 pub use tags::{Leg, MAX_TAG_LEN, TagOf, leg_tag, parse_tag, sibling_tag, tag_is_valid};
 pub use trading::{
-    BrokerOrderUpdate, BrokerPosition, BrokerStatus, DenyReason, Fill, NewProposal, Order,
-    OrderPurpose, OrderRequest, OrderState, OrderType, Position, Product, Proposal, ProposalStatus,
-    Signal, Verdict,
+    BrokerOrderUpdate, BrokerPosition, BrokerStatus, BrokerTrade, DenyReason, Fill, NewProposal,
+    Order, OrderPurpose, OrderRequest, OrderState, OrderType, Position, Product, Proposal,
+    ProposalStatus, Signal, Verdict,
 };

@@ -632,6 +632,13 @@ pub struct BrokerOrderUpdate {
     pub at: DateTime<Utc>,
 }
 
+/// One trade (an exchange fill) of an order, as the broker reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerTrade {
+    pub quantity: i64,
+    pub price: Paise,
+}
+
 /// A net position as the broker reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BrokerPosition {

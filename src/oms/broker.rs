@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use crate::clock::Clock;
 use crate::config::{Mode, Settings};
 use crate::domain::{
-    BrokerOrderUpdate, BrokerPosition, BrokerStatus, OrderRequest, OrderType, Paise, Side,
-    round_to_tick, tick_or_default,
+    BrokerOrderUpdate, BrokerPosition, BrokerStatus, BrokerTrade, OrderRequest, OrderType, Paise,
+    Side, round_to_tick, tick_or_default,
 };
 use crate::risk::RiskApproved;
 use crate::store::Store;
@@ -153,6 +153,17 @@ pub trait Broker: Send + Sync {
         &self,
         _broker_order_id: &str,
     ) -> Result<Option<BrokerOrderUpdate>, BrokerError> {
+        Ok(None)
+    }
+
+    /// The trades (exchange fills) of an order at their own prices; None when the broker keeps
+    /// no trade book (paper fills at one price). Fill prices come from here when they can:
+    /// an update's cumulative average is rounded to the paisa, so a part's price derived from
+    /// it can be off by a paisa or two.
+    async fn order_trades(
+        &self,
+        _broker_order_id: &str,
+    ) -> Result<Option<Vec<BrokerTrade>>, BrokerError> {
         Ok(None)
     }
 

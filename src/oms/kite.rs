@@ -20,8 +20,8 @@ use super::broker::{Broker, BrokerAck, BrokerError};
 use crate::clock::IST;
 use crate::config::{Mode, Settings};
 use crate::domain::{
-    BrokerOrderUpdate, BrokerPosition, BrokerStatus, InstrumentKey, OrderRequest, OrderType, Paise,
-    Product, Side, round_to_tick, tag_is_valid, tick_or_default,
+    BrokerOrderUpdate, BrokerPosition, BrokerStatus, BrokerTrade, InstrumentKey, OrderRequest,
+    OrderType, Paise, Product, Side, round_to_tick, tag_is_valid, tick_or_default,
 };
 use crate::market::SessionProvider;
 use crate::risk::RiskApproved;
@@ -366,6 +366,32 @@ impl Broker for KiteBroker {
             .await
             .map_err(classify)?;
         Ok(history.last().map(order_update))
+    }
+
+    async fn order_trades(
+        &self,
+        broker_order_id: &str,
+    ) -> Result<Option<Vec<BrokerTrade>>, BrokerError> {
+        let trades = self
+            .client()?
+            .order_trades(broker_order_id)
+            .await
+            .map_err(classify)?;
+        let mut out = Vec::with_capacity(trades.len());
+        for t in &trades {
+            let price = Paise::try_from_rupees_f64(t.average_price).filter(|p| p.0 > 0);
+            match price {
+                Some(price) if t.quantity.is_finite() && t.quantity > 0.0 => {
+                    out.push(BrokerTrade {
+                        quantity: t.quantity.round() as i64,
+                        price,
+                    })
+                }
+                // A trade this code cannot value: the caller falls back to the average.
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(out))
     }
 
     async fn orders(&self) -> Result<Vec<BrokerOrderUpdate>, BrokerError> {

@@ -449,13 +449,19 @@ impl Oms {
             OrderType::StopMarket { trigger } => trigger,
             OrderType::Market => order.request.reference_price,
         };
+        let (_, value_before) = self.store.order_fill_totals(order.id).await?;
+        if let Some(price) = self
+            .price_from_trades(order, u, filled, delta, value_before)
+            .await
+        {
+            return Ok(price);
+        }
         if u.average_price.0 <= 0 {
             return Ok(fallback);
         }
         if order.filled_quantity == 0 {
             return Ok(u.average_price);
         }
-        let (_, value_before) = self.store.order_fill_totals(order.id).await?;
         let total = u.average_price.0 as i128 * filled as i128;
         let part = (total - value_before as i128) / delta as i128;
         Ok(i64::try_from(part)
@@ -463,6 +469,43 @@ impl Oms {
             .filter(|p| *p > 0)
             .map(Paise)
             .unwrap_or(u.average_price))
+    }
+
+    /// The new part's price from the broker's trades of the order, when they account for exactly
+    /// the `filled` quantity (else a trade is still on its way: the average decides).
+    async fn price_from_trades(
+        &self,
+        order: &Order,
+        u: &BrokerOrderUpdate,
+        filled: i64,
+        delta: i64,
+        value_before: i64,
+    ) -> Option<Paise> {
+        let broker_order_id = match &order.state {
+            OrderState::Open { broker_order_id } => broker_order_id.as_str(),
+            _ => u.broker_order_id.as_str(),
+        };
+        if self.broker.mode() != Mode::Live || broker_order_id.is_empty() || delta <= 0 {
+            return None;
+        }
+        let trades = match self.broker.order_trades(broker_order_id).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(order = %order.request.tag, error = %e, "no trades; the average decides");
+                return None;
+            }
+        };
+        let quantity: i64 = trades.iter().map(|t| t.quantity).sum();
+        if quantity != filled {
+            return None;
+        }
+        let value: i128 = trades
+            .iter()
+            .map(|t| i128::from(t.price.0) * i128::from(t.quantity))
+            .sum();
+        let part = (value - i128::from(value_before)) / i128::from(delta);
+        i64::try_from(part).ok().filter(|p| *p > 0).map(Paise)
     }
 
     /// After a merge: protect an entry's new fill, cancel a filled protective order's sibling.

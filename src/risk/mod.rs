@@ -617,8 +617,10 @@ impl RiskEngine {
             });
         }
         let trading = &self.settings.trading;
-        let buying_power =
-            Paise((trading.capital.0 as f64 * trading.leverage.max(0.0)).floor() as i64);
+        let capital = self
+            .settings
+            .capital_on(crate::clock::ist_date(self.clock.now()));
+        let buying_power = Paise((capital.0 as f64 * trading.leverage.max(0.0)).floor() as i64);
         let available = Paise((buying_power - ctx.capital_in_use()).0.max(0));
         let needed = price * req.quantity;
         if needed > available {

@@ -863,3 +863,25 @@ fn working_entries_use_capital() {
     assert_eq!(code(e.check(entry(5, 1500), &c)), "INSUFFICIENT_CAPITAL");
     assert_eq!(code(e.check(entry(3, 1500), &c)), "APPROVED");
 }
+
+#[test]
+fn the_live_ramp_follows_the_date_without_a_restart() {
+    let mut s = settings();
+    s.trading.capital = Paise::from_rupees(100_000);
+    s.trading.leverage = 1.0;
+    s.risk.max_position_value = Paise::from_rupees(1_000_000);
+    s.live.start_fraction = 0.1;
+    // The ramp's last day is Wednesday 25th (the day of `ist`).
+    s.live.capped_until = Some(chrono::NaiveDate::from_ymd_opt(2026, 11, 25).expect("date"));
+    let clock = ManualClock::new(ist(10, 0));
+    let e = RiskEngine::new(Arc::new(s), Arc::new(clock.clone()));
+    let c = ctx();
+    // 10 x 1,500 = 15,000 is more than the ramp's 10,000 ...
+    assert_eq!(code(e.check(entry(10, 1500), &c)), "INSUFFICIENT_CAPITAL");
+    assert_eq!(code(e.check(entry(6, 1500), &c)), "APPROVED");
+    // ... and well inside the whole 1,00,000 the next day, in the same process.
+    clock.set(ist(10, 0) + chrono::Duration::days(1));
+    let mut c = c;
+    c.expires_at = Some(clock.now() + chrono::Duration::minutes(10));
+    assert_eq!(code(e.check(entry(10, 1500), &c)), "APPROVED");
+}

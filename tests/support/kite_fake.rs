@@ -171,6 +171,7 @@ impl KiteFake {
             // POST /orders/{variety} places; GET /orders/{order_id} is the history.
             .route("/orders/{id}", get(order_history).post(place_order))
             .route("/orders", get(list_orders))
+            .route("/orders/{id}/trades", get(order_trades))
             .route(
                 "/orders/{variety}/{order_id}",
                 axum::routing::delete(cancel_order).put(modify_order),
@@ -913,6 +914,8 @@ pub struct FakeOrder {
     pub average_price: f64,
     pub form: HashMap<String, String>,
     pub seq: u64,
+    /// Each fill (exchange trade) of the order: quantity and price in rupees.
+    pub trades: Vec<(i64, f64)>,
 }
 
 /// What happens to the next placed order (else: the market decides).
@@ -1158,6 +1161,7 @@ impl Exchange {
             return;
         }
         let total = o.average_price * o.filled as f64 + rupees * qty as f64;
+        o.trades.push((qty, rupees));
         o.filled += qty;
         o.average_price = (total / o.filled as f64 * 100.0).round() / 100.0;
         o.status = if o.filled == o.quantity {
@@ -1262,6 +1266,7 @@ async fn place_order(
         average_price: 0.0,
         form: form.clone(),
         seq,
+        trades: Vec::new(),
     };
     x.orders.push(o);
     x.outbox.push((order_id.clone(), false));
@@ -1346,6 +1351,56 @@ async fn order_history(
             message: "Couldn't find that `order_id`.".into(),
         }),
     }
+}
+
+/// GET /orders/{order_id}/trades: the order's fills at their own prices.
+async fn order_trades(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    axum::Extension(exchange): axum::Extension<Arc<Mutex<Exchange>>>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(f) = record(
+        &state,
+        format!("/orders/{order_id}/trades"),
+        HashMap::new(),
+        &headers,
+    ) {
+        return envelope(&f);
+    }
+    if !authorized(&state, &headers) {
+        return token_error();
+    }
+    let x = exchange.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(o) = x.orders.iter().find(|o| o.order_id == order_id) else {
+        return envelope(&Failure {
+            status: 400,
+            error_type: "OrderException".into(),
+            message: "Couldn't find that `order_id`.".into(),
+        });
+    };
+    let trades: Vec<Value> = o
+        .trades
+        .iter()
+        .enumerate()
+        .map(|(i, (qty, px))| {
+            json!({
+                "trade_id": format!("{}{:03}", o.order_id, i + 1),
+                "order_id": o.order_id,
+                "exchange_order_id": format!("1300000{}", o.seq),
+                "exchange": o.exchange,
+                "tradingsymbol": o.tradingsymbol,
+                "instrument_token": 408065,
+                "product": o.product,
+                "average_price": px,
+                "quantity": qty,
+                "transaction_type": o.side,
+                "fill_timestamp": "2026-11-25 10:00:00",
+                "exchange_timestamp": "2026-11-25 10:00:00",
+            })
+        })
+        .collect();
+    success(json!(trades))
 }
 
 /// DELETE /orders/{variety}/{order_id}

@@ -25,7 +25,7 @@ impl Handler {
     pub(super) async fn preflight(&self) -> Result<PreflightReport, HandlerError> {
         let mut lines = Vec::new();
         let now = self.clock.now();
-        let capital = self.settings.trading.capital;
+        let capital = self.settings.capital_on(self.clock.today_ist());
 
         // 1. Kite API and session.
         let mut reader = None;
