@@ -9,8 +9,10 @@
 //!    INSTRUMENT_NOT_ALLOWED, PROPOSAL_EXPIRED, STALE_PRICE, PRICE_DEVIATION;
 //! 2. **trading state**: HALTED, PAUSED;
 //! 3. **exposure**: MAX_POSITION_VALUE, MAX_OPEN_POSITIONS, MAX_ORDERS_PER_DAY, MAX_DAILY_LOSS,
-//!    INSUFFICIENT_CAPITAL (against `[trading] capital` x leverage, and, when the context holds
-//!    Kite's order margin ([`RiskContext::margin`], live), also against Kite's available margin);
+//!    INSUFFICIENT_CAPITAL (against the day's capital x leverage, `Settings::capital_on`, which
+//!    the live ramp caps, and, when the context holds Kite's order margin
+//!    ([`RiskContext::margin`], live), also against Kite's available margin). Entries still
+//!    working ([`RiskContext::working_entries`]) count as the positions they may open;
 //! 4. **execution**: DUPLICATE_ORDER (same instrument and side within
 //!    `[risk] duplicate_window_seconds`; 0 turns it off), ORDER_RATE (orders recorded in the last
 //!    60 s >= `[risk] max_orders_per_minute`), CIRCUIT_LIMIT (price outside the day's band; skipped
