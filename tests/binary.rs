@@ -305,31 +305,9 @@ async fn kill_on_the_command_line_flattens_and_halts_and_run_stays_halted() {
     let approve = card.buttons()[0].1.clone();
     assert!(approve.starts_with("v1:a:"), "{approve}");
     let cb = fake.inject_callback(OPERATOR, OPERATOR, card.message_id, &approve);
-    assert!(
-        fake.wait_for(
-            |c| c.iter().any(|c| c.method == "answerCallbackQuery"
-                && c.str("callback_query_id") == Some(cb.as_str())
-                && c.str("text") == Some("Placing…")),
-            WAIT
-        )
-        .await,
-        "the approve tap is not answered \"Placing…\": {:?}",
-        fake.calls("answerCallbackQuery")
-    );
-    // The outcome edits the card.
-    let mid = card.message_id;
-    assert!(
-        fake.wait_for(
-            |c| c.iter().any(|c| c.method == "editMessageCaption"
-                && c.i64("message_id") == Some(mid)
-                && c.str("caption")
-                    .is_some_and(|t| t.contains("Executed: BUY"))),
-            WAIT
-        )
-        .await,
-        "approval not executed: {:?}",
-        fake.message(mid)
-    );
+    // The tap is answered "Placing…" at once; the outcome then edits the card.
+    fake.expect_placing_then_executed(&cb, card.message_id, WAIT)
+        .await;
     let (exit, stderr) = terminate(child).await;
     assert!(exit.success(), "{stderr}");
 

@@ -449,7 +449,12 @@ impl Oms {
             OrderType::StopMarket { trigger } => trigger,
             OrderType::Market => order.request.reference_price,
         };
-        let (_, value_before) = self.store.order_fill_totals(order.id).await?;
+        // Nothing filled yet: no fills to read (the common case, one read fewer per fill).
+        let value_before = if order.filled_quantity == 0 {
+            0
+        } else {
+            self.store.order_fill_totals(order.id).await?.1
+        };
         if let Some(price) = self
             .price_from_trades(order, u, filled, delta, value_before)
             .await

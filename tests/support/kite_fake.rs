@@ -1345,11 +1345,7 @@ async fn order_history(
             first["average_price"] = json!(0);
             success(json!([first, order_json(o)]))
         }
-        None => envelope(&Failure {
-            status: 400,
-            error_type: "OrderException".into(),
-            message: "Couldn't find that `order_id`.".into(),
-        }),
+        None => envelope(&unknown_order()),
     }
 }
 
@@ -1373,11 +1369,7 @@ async fn order_trades(
     }
     let x = exchange.lock().unwrap_or_else(|e| e.into_inner());
     let Some(o) = x.orders.iter().find(|o| o.order_id == order_id) else {
-        return envelope(&Failure {
-            status: 400,
-            error_type: "OrderException".into(),
-            message: "Couldn't find that `order_id`.".into(),
-        });
+        return envelope(&unknown_order());
     };
     let trades: Vec<Value> = o
         .trades
@@ -1431,6 +1423,15 @@ async fn cancel_order(
     success(json!({"order_id": order_id}))
 }
 
+/// Kite's answer for an order id it does not have.
+fn unknown_order() -> Failure {
+    Failure {
+        status: 400,
+        error_type: "OrderException".into(),
+        message: "Couldn't find that `order_id`.".into(),
+    }
+}
+
 /// The working order `order_id`, or Kite's OrderException for a missing or final one.
 fn working_order<'a>(
     x: &'a mut Exchange,
@@ -1438,11 +1439,7 @@ fn working_order<'a>(
     what: &str,
 ) -> Result<&'a mut FakeOrder, Failure> {
     let Some(o) = x.orders.iter_mut().find(|o| o.order_id == order_id) else {
-        return Err(Failure {
-            status: 400,
-            error_type: "OrderException".into(),
-            message: "Couldn't find that `order_id`.".into(),
-        });
+        return Err(unknown_order());
     };
     if !(o.status == "OPEN" || o.status == "TRIGGER PENDING") {
         return Err(Failure {

@@ -716,8 +716,34 @@ impl TelegramFake {
         self.shared.lock().answers.get(callback_id).cloned()
     }
 
-    /// Waits until `pred` holds over the recorded calls, or `timeout` passes. Returns whether
-    /// it held.
+    /// Waits until the approve tap `cb` on card `mid` is answered "Placing…" and the card is
+    /// then edited "Executed: BUY" (the winning tap of a paper approval); panics otherwise.
+    pub async fn expect_placing_then_executed(&self, cb: &str, mid: i64, wait: Duration) {
+        assert!(
+            self.wait_for(
+                |c| c.iter().any(|c| c.method == "answerCallbackQuery"
+                    && c.str("callback_query_id") == Some(cb)
+                    && c.str("text") == Some("Placing…")),
+                wait
+            )
+            .await,
+            "the approve tap is not answered \"Placing…\": {:?}",
+            self.calls("answerCallbackQuery")
+        );
+        assert!(
+            self.wait_for(
+                |c| c.iter().any(|c| c.method == "editMessageCaption"
+                    && c.i64("message_id") == Some(mid)
+                    && c.str("caption")
+                        .is_some_and(|t| t.contains("Executed: BUY"))),
+                wait
+            )
+            .await,
+            "approval not executed: {:?}",
+            self.message(mid)
+        );
+    }
+
     /// `command` from `user` in their own chat, then a tap on the confirmation button whose data
     /// starts with `prefix`, then waits for a message containing `done`.
     pub async fn confirm(
@@ -774,6 +800,8 @@ impl TelegramFake {
         assert!(ok, "{command}: no {done:?} reply");
     }
 
+    /// Waits until `pred` holds over the recorded calls, or `timeout` passes. Returns whether
+    /// it held.
     pub async fn wait_for(&self, pred: impl Fn(&[Call]) -> bool, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
