@@ -558,6 +558,16 @@ impl Settings {
         }
     }
 
+    /// The slippage risk and sizing value an entry with: `[paper] slippage_bps` in paper mode,
+    /// where the paper broker fills at the last price moved by it; 0 live, where Kite's margin
+    /// figure prices the order.
+    pub fn entry_slippage_bps(&self) -> f64 {
+        match self.mode {
+            Mode::Paper => self.paper.slippage_bps,
+            Mode::Live => 0.0,
+        }
+    }
+
     /// Instruments that may be traded: `[risk] allowed_instruments`, or the watchlist when empty.
     pub fn allowed_instruments(&self) -> Vec<InstrumentKey> {
         if self.risk.allowed_instruments.is_empty() {

@@ -6,9 +6,10 @@
 //! in the settings:
 //!
 //! - open positions <= `max_open_positions`;
-//! - each position's value at entry (resulting quantity x the last price the risk engine
-//!   valued it at) <= `max_position_value`, and the paper fill is that price moved by
-//!   `[paper] slippage_bps` (the summary counts the entries the slippage took over the limit);
+//! - each position's value at entry <= `max_position_value`, both at the last price the risk
+//!   engine saw and at the entry's fill price (that price moved by `[paper] slippage_bps`,
+//!   which the engine values entries at); the summary counts the entries that came within
+//!   0.1% of the limit, which the at-limit sizes aim at;
 //! - every entry order was recorded with fewer than `max_orders_per_day` orders before it on
 //!   its IST day (exit orders are never blocked, by design: closing is always allowed, so the
 //!   day's total may pass the limit only through exits);
@@ -116,8 +117,9 @@ fn since_ever() -> DateTime<Utc> {
 /// How a proposal's quantity is chosen.
 #[derive(Debug, Clone)]
 enum Size {
-    /// The most `max_position_value` allows at the last price, plus `over` (0 or 1).
-    AtLimit { over: i64 },
+    /// The most `max_position_value` allows at the last price (`at_fill` false) or at the
+    /// paper fill price (true: what the risk engine values an entry at), plus `over` (0 or 1).
+    AtLimit { over: i64, at_fill: bool },
     /// This many thousandths of Rs 60,000 worth.
     PerMille(i64),
 }
@@ -177,7 +179,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     let size = prop_oneof![
-        2 => prop_oneof![3 => Just(0i64), 1 => Just(1i64)].prop_map(|over| Size::AtLimit { over }),
+        2 => (prop_oneof![3 => Just(0i64), 1 => Just(1i64)], any::<bool>())
+            .prop_map(|(over, at_fill)| Size::AtLimit { over, at_fill }),
         5 => (1i64..700).prop_map(Size::PerMille),
     ];
     let propose = (
@@ -255,10 +258,10 @@ struct Stats {
     halts_daily_loss: u64,
     kills: u64,
     restarts: u64,
-    /// Entries within max_position_value at the last price (what the risk engine checks) whose
-    /// paper fill, moved by the slippage, valued the position above it; and the largest excess.
-    over_at_fill: u64,
-    max_over_at_fill: i64,
+    /// Entries whose position, valued at their fill price, came within 0.1% of
+    /// max_position_value (the edge the at-limit sizes aim at); and the closest one's headroom.
+    near_limit: u64,
+    min_headroom: Option<i64>,
 }
 
 impl Stats {
@@ -271,8 +274,8 @@ impl Stats {
         format!(
             "limits ({backend}): {} cases, {} steps, {} proposals, {} entries executed, {} exit fills, \
              {} approvals of decided proposals, {} failed, {} daily-loss halts, {} kills, \
-             {} restarts, 0 breaches, {secs:.1}s; vetoes: {}; {} entries over \
-             max_position_value at their fill price (slippage), by at most {}",
+             {} restarts, 0 breaches, {secs:.1}s; vetoes: {}; {} entries within 0.1% of \
+             max_position_value at their fill price, the closest {} under it",
             self.cases,
             self.steps,
             self.proposals,
@@ -284,8 +287,9 @@ impl Stats {
             self.kills,
             self.restarts,
             vetoes.join(", "),
-            self.over_at_fill,
-            Paise(self.max_over_at_fill)
+            self.near_limit,
+            self.min_headroom
+                .map_or("-".to_string(), |h| Paise(h).to_string())
         )
     }
 }
@@ -446,8 +450,19 @@ impl World {
                 let k = key(*inst);
                 let last = self.last(&k).await?;
                 let quantity = match size {
-                    Size::AtLimit { over } => {
-                        self.settings.risk.max_position_value.0 / last.0.max(1) + over
+                    Size::AtLimit { over, at_fill } => {
+                        let side = if *sell { Side::Sell } else { Side::Buy };
+                        let price = if *at_fill {
+                            last.max(paper_fill_price(
+                                last,
+                                side,
+                                self.settings.paper.slippage_bps,
+                                DEFAULT_TICK,
+                            ))
+                        } else {
+                            last
+                        };
+                        self.settings.risk.max_position_value.0 / price.0.max(1) + over
                     }
                     Size::PerMille(m) => m * 6_000 / last.0.max(1),
                 }
@@ -813,9 +828,9 @@ fn check_step(
             stats.exits += 1;
         }
     }
-    // The value of the position each new entry left: at the price the risk engine valued it
-    // (the last price when it was approved) it is within max_position_value; the fill is that
-    // price moved by the paper slippage, which is measured (see `Stats::over_at_fill`).
+    // The value of the position each new entry left, at the last price the risk engine saw and
+    // at the entry's fill price (the last price moved by the paper slippage, which the risk
+    // engine values a buy at): within max_position_value at both.
     let mut net: HashMap<(String, Product), i64> = HashMap::new();
     for f in &next.fills {
         let Some(o) = next.order(f.order_id) else {
@@ -851,8 +866,18 @@ fn check_step(
         }
         let at_fill = (f.price * *q).abs();
         if at_fill > max {
-            stats.over_at_fill += 1;
-            stats.max_over_at_fill = stats.max_over_at_fill.max((at_fill - max).0);
+            return Err(format!(
+                "entry {} took {} {} to {q} = {at_fill} at its fill price {}, max_position_value = {max}",
+                o.request.tag,
+                f.key,
+                o.request.product.as_str(),
+                f.price
+            ));
+        }
+        let headroom = (max - at_fill).0;
+        if headroom * 1000 <= max.0 {
+            stats.near_limit += 1;
+            stats.min_headroom = Some(stats.min_headroom.map_or(headroom, |h| h.min(headroom)));
         }
     }
     if !new_entries.is_empty() {

@@ -276,7 +276,13 @@ impl MetaAgent {
             ..trading.clone()
         };
         let trading = &day_trading;
-        let sized = match size(&verdict, trading, &self.settings.risk, tick) {
+        let sized = match size(
+            &verdict,
+            trading,
+            &self.settings.risk,
+            tick,
+            self.settings.entry_slippage_bps(),
+        ) {
             Ok(s) => s,
             Err(skip) => return Ok(Step::skipped(skip.to_string())),
         };

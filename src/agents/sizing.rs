@@ -6,7 +6,9 @@
 //! never exceeds a limit.
 
 use crate::config::{RiskSettings, TradingSettings};
-use crate::domain::{Paise, Product, Side, Verdict, round_to_tick, tick_or_default};
+use crate::domain::{
+    Paise, Product, Side, Verdict, paper_fill_price, round_to_tick, tick_or_default,
+};
 
 /// Which limit decided the quantity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,13 +80,17 @@ pub enum SizingSkip {
 }
 
 /// Sizes a verdict: risk = capital x risk_per_trade_pct / 100; quantity = floor(risk / |entry -
-/// stop|), capped by max_position_value / entry and by capital x leverage / entry. Prices are
-/// rounded to `tick_size` (rupees; [`crate::domain::DEFAULT_TICK`] when unknown or not positive).
+/// stop|), capped by max_position_value / fill and by capital x leverage / fill, where fill is
+/// the dearer of the entry and the entry moved against us by `slippage_bps` (what the risk
+/// engine values the entry at: [`crate::risk::RiskContext::fill_slippage_bps`]; pass
+/// [`crate::config::Settings::entry_slippage_bps`]). Prices are rounded to `tick_size` (rupees;
+/// [`crate::domain::DEFAULT_TICK`] when unknown or not positive).
 pub fn size(
     v: &Verdict,
     trading: &TradingSettings,
     risk: &RiskSettings,
     tick_size: Option<f64>,
+    slippage_bps: f64,
 ) -> Result<Sized, SizingSkip> {
     let tick = tick_or_default(tick_size);
     let entry = round_to_tick(v.entry, tick);
@@ -115,8 +121,9 @@ pub fn size(
         capital as f64 * trading.risk_per_trade_pct / 100.0,
     ));
     let by_risk = risk_budget.0 / distance.0;
-    let by_value = risk.max_position_value.0.max(0) / entry.0;
-    let by_leverage = floor_paise(capital as f64 * trading.leverage) / entry.0;
+    let fill = entry.max(paper_fill_price(entry, v.side, slippage_bps, tick));
+    let by_value = risk.max_position_value.0.max(0) / fill.0;
+    let by_leverage = floor_paise(capital as f64 * trading.leverage) / fill.0;
 
     // Ties go to the earlier limit, so the reported limit is stable.
     let (quantity, limit) = [
@@ -205,6 +212,7 @@ mod tests {
             &t,
             &r,
             Some(0.05),
+            0.0,
         )
         .unwrap();
         assert_eq!(s.quantity, 59);
@@ -220,21 +228,87 @@ mod tests {
     fn max_position_value_binds() {
         // risk allows floor(1000 / 5) = 200; 50,000 / 1,500 = 33.33 -> 33; leverage 5 -> 333.
         let (t, r) = settings(100_000, 1.0, 5.0, 50_000);
-        let s = size(&verdict(Side::Buy, 1500.0, 1495.0, 1510.0), &t, &r, None).unwrap();
+        let s = size(
+            &verdict(Side::Buy, 1500.0, 1495.0, 1510.0),
+            &t,
+            &r,
+            None,
+            0.0,
+        )
+        .unwrap();
         assert_eq!(s.quantity, 33);
         assert_eq!(s.limit, SizingLimit::MaxPositionValue);
+    }
+
+    #[test]
+    fn value_limits_apply_at_the_slipped_fill() {
+        // 49,510 / 1,500 = 33.0 -> 33 at the entry, but 33 filled at 1,500.75 (5 bps) is
+        // 49,524.75, over the limit.
+        let (t, r) = settings(100_000, 1.0, 5.0, 49_510);
+        let at_entry = size(
+            &verdict(Side::Buy, 1500.0, 1495.0, 1510.0),
+            &t,
+            &r,
+            None,
+            0.0,
+        );
+        assert_eq!(at_entry.unwrap().quantity, 33);
+        // 33 x 1,500.75 = 49,524.75 > 49,510: one fewer, 32 x 1,500.75 = 48,024.
+        let slipped = size(
+            &verdict(Side::Buy, 1500.0, 1495.0, 1510.0),
+            &t,
+            &r,
+            None,
+            5.0,
+        );
+        let slipped = slipped.unwrap();
+        assert_eq!(slipped.quantity, 32);
+        assert_eq!(slipped.limit, SizingLimit::MaxPositionValue);
+        // A short is valued at the entry, not below it.
+        let short = size(
+            &verdict(Side::Sell, 1500.0, 1505.0, 1490.0),
+            &t,
+            &r,
+            None,
+            5.0,
+        );
+        assert_eq!(short.unwrap().quantity, 33);
+        // Leverage too: capital x 1 at 2,000 bps (1,800) -> 55.55 -> 55, where the entry allows 66.
+        let (t, r) = settings(100_000, 1.0, 1.0, 1_000_000);
+        let s = size(
+            &verdict(Side::Buy, 1500.0, 1495.0, 1510.0),
+            &t,
+            &r,
+            None,
+            2000.0,
+        );
+        assert_eq!(s.unwrap().quantity, 55);
     }
 
     #[test]
     fn leverage_binds() {
         // risk allows 200; max value 10,00,000 / 1,500 = 666; capital x 1 / 1,500 = 66.67 -> 66.
         let (t, r) = settings(100_000, 1.0, 1.0, 1_000_000);
-        let s = size(&verdict(Side::Buy, 1500.0, 1495.0, 1510.0), &t, &r, None).unwrap();
+        let s = size(
+            &verdict(Side::Buy, 1500.0, 1495.0, 1510.0),
+            &t,
+            &r,
+            None,
+            0.0,
+        )
+        .unwrap();
         assert_eq!(s.quantity, 66);
         assert_eq!(s.limit, SizingLimit::Leverage);
         // Fractional leverage is floored to whole paise, never rounded up.
         let (t, r) = settings(100_000, 1.0, 0.5, 1_000_000);
-        let s = size(&verdict(Side::Buy, 1500.0, 1495.0, 1510.0), &t, &r, None).unwrap();
+        let s = size(
+            &verdict(Side::Buy, 1500.0, 1495.0, 1510.0),
+            &t,
+            &r,
+            None,
+            0.0,
+        )
+        .unwrap();
         assert_eq!(s.quantity, 33);
     }
 
@@ -246,6 +320,7 @@ mod tests {
             &t,
             &r,
             Some(0.1),
+            0.0,
         )
         .unwrap();
         assert_eq!(
@@ -260,6 +335,7 @@ mod tests {
             &t,
             &r,
             Some(0.0),
+            0.0,
         )
         .unwrap();
         assert_eq!(
@@ -271,7 +347,14 @@ mod tests {
     #[test]
     fn sell_mirror() {
         let (t, r) = settings(100_000, 1.0, 5.0, 1_000_000);
-        let s = size(&verdict(Side::Sell, 1500.0, 1516.8, 1466.4), &t, &r, None).unwrap();
+        let s = size(
+            &verdict(Side::Sell, 1500.0, 1516.8, 1466.4),
+            &t,
+            &r,
+            None,
+            0.0,
+        )
+        .unwrap();
         assert_eq!(s.quantity, 59);
         assert_eq!(s.stop, Paise(151_680));
         assert_eq!(s.target, Paise(146_640));
@@ -281,10 +364,24 @@ mod tests {
     fn zero_distance_and_tiny_quantity_are_skipped() {
         let (t, r) = settings(100_000, 1.0, 5.0, 1_000_000);
         // 1500.01 and 1500.02 both round to 1500.00.
-        let e = size(&verdict(Side::Buy, 1500.01, 1500.02, 1510.0), &t, &r, None).unwrap_err();
+        let e = size(
+            &verdict(Side::Buy, 1500.01, 1500.02, 1510.0),
+            &t,
+            &r,
+            None,
+            0.0,
+        )
+        .unwrap_err();
         assert!(matches!(e, SizingSkip::ZeroStopDistance { .. }), "{e}");
         // risk 1,000 vs a stop 1,200 away -> 0 shares.
-        let e = size(&verdict(Side::Buy, 1500.0, 300.0, 3900.0), &t, &r, None).unwrap_err();
+        let e = size(
+            &verdict(Side::Buy, 1500.0, 300.0, 3900.0),
+            &t,
+            &r,
+            None,
+            0.0,
+        )
+        .unwrap_err();
         assert!(
             matches!(e, SizingSkip::QuantityBelowOne { quantity: 0, .. }),
             "{e}"
@@ -292,16 +389,37 @@ mod tests {
         assert!(e.to_string().contains("risk per trade"), "{e}");
         // A share worth more than the whole position limit.
         let (t, r) = settings(100_000, 1.0, 5.0, 1_000);
-        let e = size(&verdict(Side::Buy, 1500.0, 1499.0, 1502.0), &t, &r, None).unwrap_err();
+        let e = size(
+            &verdict(Side::Buy, 1500.0, 1499.0, 1502.0),
+            &t,
+            &r,
+            None,
+            0.0,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("max position value"), "{e}");
     }
 
     #[test]
     fn stop_on_the_wrong_side_is_skipped() {
         let (t, r) = settings(100_000, 1.0, 5.0, 1_000_000);
-        let e = size(&verdict(Side::Buy, 1500.0, 1510.0, 1520.0), &t, &r, None).unwrap_err();
+        let e = size(
+            &verdict(Side::Buy, 1500.0, 1510.0, 1520.0),
+            &t,
+            &r,
+            None,
+            0.0,
+        )
+        .unwrap_err();
         assert!(matches!(e, SizingSkip::WrongSide { .. }), "{e}");
-        let e = size(&verdict(Side::Sell, 1500.0, 1490.0, 1480.0), &t, &r, None).unwrap_err();
+        let e = size(
+            &verdict(Side::Sell, 1500.0, 1490.0, 1480.0),
+            &t,
+            &r,
+            None,
+            0.0,
+        )
+        .unwrap_err();
         assert!(matches!(e, SizingSkip::WrongSide { .. }), "{e}");
     }
 }

@@ -552,6 +552,11 @@ impl Handler {
             circuit_band: None,
             margin: None,
             working_entries: self.working_entries().await?,
+            fill_slippage_bps: self.settings.entry_slippage_bps(),
+            tick_size: match key {
+                Some(k) => self.store.instrument(k).await?.map(|i| i.tick_size),
+                None => None,
+            },
         })
     }
 

@@ -456,7 +456,7 @@ impl Engine<'_> {
                     let target = Paise::from_rupees_f64(v.target);
                     (i64::from(fixed), stop, target)
                 } else {
-                    match size(&v, &self.settings.trading, &self.settings.risk, tick) {
+                    match size(&v, &self.settings.trading, &self.settings.risk, tick, 0.0) {
                         Ok(s) => (s.quantity, s.stop, s.target),
                         Err(_) => {
                             self.out.skipped += 1;

@@ -18,6 +18,19 @@ pub use risk::{
 
 use serde::{Deserialize, Serialize};
 
+/// The paper fill price, and the price risk and sizing value an entry at: the last price moved
+/// against us by `slippage_bps` (buys higher, sells lower), rounded to the tick. Negative
+/// slippage counts as none.
+pub fn paper_fill_price(last: Paise, side: Side, slippage_bps: f64, tick: f64) -> Paise {
+    let bps = if slippage_bps.is_finite() {
+        slippage_bps.max(0.0)
+    } else {
+        0.0
+    };
+    let factor = 1.0 + side.sign() as f64 * bps / 10_000.0;
+    round_to_tick(last.as_rupees_f64() * factor, tick)
+}
+
 /// Direction of a trade or order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -79,3 +92,30 @@ pub use trading::{
     Order, OrderPurpose, OrderRequest, OrderState, OrderType, Position, Product, Proposal,
     ProposalStatus, Signal, Verdict,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buys_pay_more_and_sells_get_less_by_the_slippage() {
+        let last = Paise::from_rupees(1500);
+        assert_eq!(paper_fill_price(last, Side::Buy, 5.0, 0.05), Paise(150075));
+        assert_eq!(paper_fill_price(last, Side::Sell, 5.0, 0.05), Paise(149925));
+        assert_eq!(paper_fill_price(last, Side::Buy, 0.0, 0.05), last);
+    }
+
+    #[test]
+    fn fills_are_rounded_to_the_tick() {
+        // 123.45 x 1.0005 = 123.5117 -> 123.50 on a 0.05 tick, 123.5 on 0.1, 124 on 1.0.
+        let last = Paise(12345);
+        assert_eq!(paper_fill_price(last, Side::Buy, 5.0, 0.05), Paise(12350));
+        assert_eq!(paper_fill_price(last, Side::Buy, 5.0, 1.0), Paise(12400));
+        // 123.45 x 0.9995 = 123.3883 -> 123.40
+        assert_eq!(paper_fill_price(last, Side::Sell, 5.0, 0.05), Paise(12340));
+        // An unknown (zero) tick falls back to 0.05.
+        assert_eq!(paper_fill_price(last, Side::Sell, 5.0, 0.0), Paise(12340));
+        // Negative slippage is treated as none rather than as a gift.
+        assert_eq!(paper_fill_price(last, Side::Buy, -50.0, 0.05), last);
+    }
+}

@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::config::{Mode, Settings};
+pub use crate::domain::paper_fill_price;
 use crate::domain::{
     BrokerOrderUpdate, BrokerPosition, BrokerStatus, BrokerTrade, OrderRequest, OrderType, Paise,
-    Side, round_to_tick, tick_or_default,
+    Side, tick_or_default,
 };
 use crate::risk::RiskApproved;
 use crate::store::Store;
@@ -179,13 +180,6 @@ pub trait Broker: Send + Sync {
     }
 }
 
-/// Paper fill price: the last price moved against us by `slippage_bps` (buys higher, sells
-/// lower), rounded to the tick.
-pub fn paper_fill_price(last: Paise, side: Side, slippage_bps: f64, tick: f64) -> Paise {
-    let factor = 1.0 + side.sign() as f64 * slippage_bps.max(0.0) / 10_000.0;
-    round_to_tick(last.as_rupees_f64() * factor, tick)
-}
-
 /// Simulated broker. Remembers what it filled by tag for [`Broker::find_by_tag`] (in memory:
 /// after a restart it knows nothing, which is the truth for a simulator: the order never left).
 pub struct PaperBroker {
@@ -288,32 +282,5 @@ impl Broker for PaperBroker {
             .unwrap_or_else(|e| e.into_inner())
             .get(tag)
             .cloned())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buys_pay_more_and_sells_get_less_by_the_slippage() {
-        let last = Paise::from_rupees(1500);
-        assert_eq!(paper_fill_price(last, Side::Buy, 5.0, 0.05), Paise(150075));
-        assert_eq!(paper_fill_price(last, Side::Sell, 5.0, 0.05), Paise(149925));
-        assert_eq!(paper_fill_price(last, Side::Buy, 0.0, 0.05), last);
-    }
-
-    #[test]
-    fn fills_are_rounded_to_the_tick() {
-        // 123.45 x 1.0005 = 123.5117 -> 123.50 on a 0.05 tick, 123.5 on 0.1, 124 on 1.0.
-        let last = Paise(12345);
-        assert_eq!(paper_fill_price(last, Side::Buy, 5.0, 0.05), Paise(12350));
-        assert_eq!(paper_fill_price(last, Side::Buy, 5.0, 1.0), Paise(12400));
-        // 123.45 x 0.9995 = 123.3883 -> 123.40
-        assert_eq!(paper_fill_price(last, Side::Sell, 5.0, 0.05), Paise(12340));
-        // An unknown (zero) tick falls back to 0.05.
-        assert_eq!(paper_fill_price(last, Side::Sell, 5.0, 0.0), Paise(12340));
-        // Negative slippage is treated as none rather than as a gift.
-        assert_eq!(paper_fill_price(last, Side::Buy, -50.0, 0.05), last);
     }
 }

@@ -12,7 +12,10 @@
 //!    INSUFFICIENT_CAPITAL (against the day's capital x leverage, `Settings::capital_on`, which
 //!    the live ramp caps, and, when the context holds Kite's order margin
 //!    ([`RiskContext::margin`], live), also against Kite's available margin). Entries still
-//!    working ([`RiskContext::working_entries`]) count as the positions they may open;
+//!    working ([`RiskContext::working_entries`]) count as the positions they may open. The
+//!    entry is valued at the dearer of the last price and its expected fill (the last price
+//!    moved by [`RiskContext::fill_slippage_bps`], the paper slippage), so a position sized to
+//!    the limit does not fill over it;
 //! 4. **execution**: DUPLICATE_ORDER (same instrument and side within
 //!    `[risk] duplicate_window_seconds`; 0 turns it off), ORDER_RATE (orders recorded in the last
 //!    60 s >= `[risk] max_orders_per_minute`), CIRCUIT_LIMIT (price outside the day's band; skipped
@@ -38,6 +41,7 @@ use crate::config::{RiskSettings, Settings};
 use crate::domain::{
     APPROVED, CircuitBand, DenyReason, InstrumentKey, OrderMargin, OrderPurpose, OrderRequest,
     Paise, Position, Product, RecentOrder, RiskDecision, order_price, order_value,
+    paper_fill_price, tick_or_default,
 };
 
 /// ORDER_VALUE_ANOMALY looks at the values of this many most recent orders...
@@ -151,6 +155,14 @@ pub struct RiskContext {
     /// entries wait could open more positions than `max_open_positions` once they all fill.
     /// Empty in paper mode, where entries settle at once.
     pub working_entries: Vec<WorkingEntry>,
+    /// Entries are valued at the last price moved against them by this many basis points,
+    /// rounded to `tick_size`, when that is dearer than the last price: the paper broker's fill
+    /// ([`crate::domain::paper_fill_price`]), so a position sized to `max_position_value` at
+    /// the last price does not fill above it. Paper: `[paper] slippage_bps`; live: 0 (Kite's
+    /// own margin figure prices the order).
+    pub fill_slippage_bps: f64,
+    /// The instrument's tick size (rupees; None: [`crate::domain::DEFAULT_TICK`]).
+    pub tick_size: Option<f64>,
 }
 
 /// An entry order that may still fill, by what it may still add.
@@ -576,7 +588,15 @@ impl RiskEngine {
     /// Stage 3: would it take the book beyond its limits?
     fn check_exposure(&self, req: &OrderRequest, ctx: &RiskContext) -> Result<(), DenyReason> {
         let risk = &self.settings.risk;
-        let price = ctx.last_price.unwrap_or(req.reference_price);
+        let last = ctx.last_price.unwrap_or(req.reference_price);
+        // The dearer of the last price and the expected fill: a buy fills above the last price,
+        // and a short is not valued below it.
+        let price = last.max(paper_fill_price(
+            last,
+            req.side,
+            ctx.fill_slippage_bps,
+            tick_or_default(ctx.tick_size),
+        ));
         let existing = ctx
             .open_positions()
             .find(|p| p.key == req.key && p.product == req.product);

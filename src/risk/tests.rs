@@ -200,6 +200,38 @@ fn max_position_value_counts_the_existing_position() {
 }
 
 #[test]
+fn entries_are_valued_at_their_slipped_fill() {
+    // 33 x 1,500 = 49,500 passes the ₹50,000 limit at the last price; the paper fill at 20 bps
+    // (1,503) makes it 49,599, still in; at 40 bps (1,506) 49,698; 34 never passes.
+    let paper = |bps: f64| RiskContext {
+        fill_slippage_bps: bps,
+        tick_size: Some(0.05),
+        ..ctx()
+    };
+    assert_eq!(
+        code(engine().check(entry(33, 1500), &paper(40.0))),
+        "APPROVED"
+    );
+    // 33 x 1,515.15 (101 bps, on the tick) = 49,999.95 passes; 102 bps (1,515.30) makes
+    // 50,004.90, over.
+    assert_eq!(
+        code(engine().check(entry(33, 1500), &paper(101.0))),
+        "APPROVED"
+    );
+    let over = engine()
+        .check(entry(33, 1500), &paper(102.0))
+        .expect_err("valued over the limit at its fill");
+    match over.reason {
+        DenyReason::MaxPositionValue { value, .. } => assert_eq!(value, Paise(5_000_490)),
+        other => panic!("unexpected {other}"),
+    }
+    // A short is valued at the last price, not at its (lower) fill.
+    let mut short = entry(33, 1500);
+    short.side = Side::Sell;
+    assert_eq!(code(engine().check(short, &paper(102.0))), "APPROVED");
+}
+
+#[test]
 fn max_open_positions() {
     let c = RiskContext {
         positions: ["A", "B", "C"]
@@ -341,6 +373,8 @@ fn exits_pass_every_check() {
             available: Paise::ZERO,
         }),
         working_entries: vec![working("S9", "MFTP9E", 1000)],
+        fill_slippage_bps: 10_000.0,
+        tick_size: Some(0.05),
     };
     let mut worst = worst;
     let not_listed = InstrumentKey::new("NSE", "NOT_LISTED");
