@@ -110,6 +110,68 @@ fn bench<T>(name: &str, mut f: impl FnMut() -> T) {
     );
 }
 
+/// Times `f` with an unsafe fast path on (A) and off (B, `set(false)`), alternating A and B
+/// run by run so that machine noise falls on both alike; prints both medians and B/A.
+fn ab<T>(name: &str, set: &dyn Fn(bool), mut f: impl FnMut() -> T) -> f64 {
+    let mut a = Vec::with_capacity(RUNS);
+    let mut b = Vec::with_capacity(RUNS);
+    for on in [true, false] {
+        set(on);
+        black_box(f());
+    }
+    for _ in 0..RUNS {
+        for (on, times) in [(true, &mut a), (false, &mut b)] {
+            set(on);
+            let t = Instant::now();
+            black_box(f());
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    set(true);
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (ma, mb) = (a[RUNS / 2], b[RUNS / 2]);
+    println!(
+        "  {name:<12} on {:>8.2} ms  off {:>8.2} ms  off/on {:>5.2}",
+        ma * 1e3,
+        mb * 1e3,
+        mb / ma
+    );
+    mb / ma
+}
+
+/// One unsafe path's A/B over every indicator: prints the median of the per-indicator ratios.
+fn ab_all(title: &str, d: &Data, set: &dyn Fn(bool)) {
+    if !wanted("ab") {
+        return;
+    }
+    let (h, l, c, v) = (&d.high[..], &d.low[..], &d.close[..], &d.volume[..]);
+    println!("A/B {title}: median of {RUNS} alternating runs each way, {N} points");
+    let mut r = vec![
+        ab("sma20", set, || ta::sma(c, 20)),
+        ab("ema20", set, || ta::ema(c, 20)),
+        ab("wma20", set, || ta::wma(c, 20)),
+        ab("rsi14", set, || ta::rsi(c, 14)),
+        ab("roc10", set, || ta::roc(c, 10)),
+        ab("atr14", set, || ta::atr(h, l, c, 14)),
+        ab("macd", set, || ta::macd(c, 12, 26, 9)),
+        ab("bbands20", set, || ta::bbands(c, 20, 2.0, 2.0)),
+        ab("adx14", set, || ta::adx(h, l, c, 14)),
+        ab("stoch", set, || ta::stoch(h, l, c, 14, 3, 3)),
+        ab("obv", set, || ta::obv(c, v)),
+        ab("vwap", set, || ta::vwap(&d.candles)),
+        ab("supertrend", set, || ta::supertrend(h, l, c, 10, 3.0)),
+        ab("donchian20", set, || ta::donchian(h, l, 20)),
+    ];
+    r.sort_by(f64::total_cmp);
+    println!(
+        "A/B {title}: off/on median {:.2}, min {:.2}, max {:.2}",
+        r[r.len() / 2],
+        r[0],
+        r[r.len() - 1]
+    );
+}
+
 fn main() {
     // `cargo test --benches` runs this with --test/--bench flags; only time on a real bench run.
     if std::env::args().any(|a| a == "--test") {
@@ -135,4 +197,36 @@ fn main() {
     bench("vwap", || ta::vwap(&d.candles));
     bench("supertrend", || ta::supertrend(h, l, c, 10, 3.0));
     bench("donchian20", || ta::donchian(h, l, 20));
+
+    // Each unsafe place in `ta` against its safe alternative (`cargo bench --bench ta -- ab`
+    // runs only these). "off/on" > 1: the unsafe path is that much faster.
+    use std::sync::atomic::Ordering::Relaxed;
+    use ta::ab;
+    ab_all(
+        "madvise(MADV_HUGEPAGE) (off: plain allocation)",
+        &d,
+        &|on| ab::HUGE_PAGES.store(on, Relaxed),
+    );
+    ab_all("FMA dispatch (off: portable body, libm fma)", &d, &|on| {
+        ab::FMA.store(on, Relaxed)
+    });
+    ab_all(
+        "Sink::feed set_len (off: safe NaN pre-fill + index)",
+        &d,
+        &|on| {
+            ab::FEED.store(
+                if on {
+                    ab::FEED_SET_LEN
+                } else {
+                    ab::FEED_PREFILL
+                },
+                Relaxed,
+            )
+        },
+    );
+    ab_all(
+        "Sink::feed set_len (off: safe Vec::push per bar)",
+        &d,
+        &|on| ab::FEED.store(if on { ab::FEED_SET_LEN } else { ab::FEED_PUSH }, Relaxed),
+    );
 }

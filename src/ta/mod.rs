@@ -233,6 +233,36 @@ impl Gate {
     }
 }
 
+/// A/B switches for `benches/ta.rs`, which times each of this module's unsafe fast paths
+/// against its safe alternative (the crate denies unsafe code but for a few places that must
+/// each show that they pay). All on by default; read once per call or allocation, never per
+/// bar. Not an API: nothing but the bench sets them.
+#[doc(hidden)]
+pub mod ab {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+    /// `madvise(MADV_HUGEPAGE)` on large outputs (off: plain allocation).
+    pub static HUGE_PAGES: AtomicBool = AtomicBool::new(true);
+    /// Batch kernels compiled with FMA when the CPU has it (off: the portable body, whose
+    /// `mul_add` calls libm's `fma`).
+    pub static FMA: AtomicBool = AtomicBool::new(true);
+    /// How [`super::Sink::feed`] writes: [`FEED_SET_LEN`] (unsafe: spare capacity, then
+    /// `set_len`), [`FEED_PREFILL`] (safe: NaN-fill the outputs, then index) or [`FEED_PUSH`]
+    /// (safe: `Vec::push` per bar).
+    pub static FEED: AtomicU8 = AtomicU8::new(FEED_SET_LEN);
+    pub const FEED_SET_LEN: u8 = 0;
+    pub const FEED_PREFILL: u8 = 1;
+    pub const FEED_PUSH: u8 = 2;
+
+    pub(crate) fn on(flag: &AtomicBool) -> bool {
+        flag.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn feed() -> u8 {
+        FEED.load(Ordering::Relaxed)
+    }
+}
+
 /// Bars per chunk in the chunked (vectorised) kernels.
 pub(crate) const CHUNK: usize = 256;
 
@@ -249,7 +279,9 @@ pub(crate) fn clean_len(chunk: &[f64]) -> usize {
 /// An output of final length `n` holding its `warm` warm-up NaNs, with room for the rest.
 pub(crate) fn warm_vec(n: usize, warm: usize) -> Vec<f64> {
     let mut v = Vec::with_capacity(n);
-    advise_huge_pages(&mut v);
+    if ab::on(&ab::HUGE_PAGES) {
+        advise_huge_pages(&mut v);
+    }
     v.resize(warm.min(n), f64::NAN);
     v
 }
@@ -328,6 +360,11 @@ impl<const K: usize> Sink<K> {
         items: impl IntoIterator<Item = T>,
         mut f: impl FnMut(T) -> Bar<K>,
     ) {
+        match ab::feed() {
+            ab::FEED_PREFILL => return self.feed_prefilled(items, f),
+            ab::FEED_PUSH => return self.feed_pushed(items, f),
+            _ => {}
+        }
         let mut items = items.into_iter();
         let room = self.outs.iter().map(|v| v.capacity() - v.len()).min();
         let room = room.unwrap_or(0);
@@ -356,6 +393,63 @@ impl<const K: usize> Sink<K> {
             // every one of the `written` spare slots of every vector was initialised above
             // (slot `written` of all `K` vectors is written before `written` grows).
             unsafe { o.set_len(len) };
+        }
+    }
+
+    /// [`Sink::feed`] without unsafe code: the outputs are NaN-filled to their final length
+    /// first, then written by index (every page written twice). For the A/B bench.
+    #[inline(always)]
+    fn feed_prefilled<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        mut f: impl FnMut(T) -> Bar<K>,
+    ) {
+        let start = self.outs.iter().map(Vec::len).min().unwrap_or(0);
+        let room = self.n.saturating_sub(start);
+        for o in &mut self.outs {
+            o.resize(start + room, f64::NAN);
+        }
+        let mut dst = self.outs.each_mut().map(|v| &mut v[start..start + room]);
+        let mut items = items.into_iter();
+        let mut written = 0;
+        while written < room {
+            let Some(item) = items.next() else { break };
+            match f(item) {
+                Bar::Emit(values) => {
+                    for (d, v) in dst.iter_mut().zip(values) {
+                        d[written] = v;
+                    }
+                    written += 1;
+                }
+                Bar::Skip => {}
+                Bar::Stop => break,
+            }
+        }
+        for o in &mut self.outs {
+            o.truncate(start + written);
+        }
+    }
+
+    /// [`Sink::feed`] without unsafe code: one `Vec::push` per output per bar. For the A/B
+    /// bench.
+    #[inline(always)]
+    fn feed_pushed<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        mut f: impl FnMut(T) -> Bar<K>,
+    ) {
+        let mut items = items.into_iter();
+        while self.outs.iter().all(|o| o.len() < self.n) {
+            let Some(item) = items.next() else { break };
+            match f(item) {
+                Bar::Emit(values) => {
+                    for (o, v) in self.outs.iter_mut().zip(values) {
+                        o.push(v);
+                    }
+                }
+                Bar::Skip => {}
+                Bar::Stop => break,
+            }
         }
     }
 
@@ -393,7 +487,9 @@ macro_rules! fma_dispatch {
             {
                 #[target_feature(enable = "fma")]
                 fn with_fma($($arg: $ty),*) $(-> $ret)? $body
-                if std::arch::is_x86_feature_detected!("fma") {
+                if $crate::ta::ab::on(&$crate::ta::ab::FMA)
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
                     // SAFETY: the CPU supports FMA (checked just above), the only
                     // requirement of a `target_feature` function.
                     #[allow(unsafe_code)]
@@ -410,4 +506,77 @@ pub(crate) use fma_dispatch;
 #[inline(always)]
 pub(crate) fn is_zero(v: f64) -> bool {
     -1e-14 < v && v < 1e-14
+}
+
+#[cfg(test)]
+mod ab_tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// Every indicator's batch output, as text that tells apart any two different bit patterns
+    /// that matter (Debug prints the shortest round-tripping form, NaN and -0.0 included).
+    fn all(h: &[f64], l: &[f64], c: &[f64], v: &[f64]) -> String {
+        format!(
+            "{:?}{:?}",
+            (
+                sma(c, 20),
+                ema(c, 20),
+                wma(c, 20),
+                rsi(c, 14),
+                roc(c, 10),
+                atr(h, l, c, 14),
+                macd(c, 12, 26, 9),
+                bbands(c, 20, 2.0, 2.0),
+                adx(h, l, c, 14),
+            ),
+            (
+                stoch(h, l, c, 14, 3, 3),
+                obv(c, v),
+                supertrend(h, l, c, 10, 3.0),
+                donchian(h, l, 20),
+            )
+        )
+    }
+
+    // The A/B bench compares each unsafe path with its safe alternative; that is a fair
+    // comparison only if both compute the same bits. (Other tests may run meanwhile with a
+    // switch flipped: they see identical results too, which is the point.)
+    #[test]
+    fn safe_alternatives_give_the_same_bits() {
+        let n = 5_000;
+        let mut x = 1000.0_f64;
+        let mut c = Vec::with_capacity(n);
+        for i in 0..n {
+            x *= 1.0 + ((i * 7919 % 101) as f64 - 50.0) / 10_000.0;
+            c.push(x);
+        }
+        let h: Vec<f64> = c
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + (i % 7) as f64 * 0.3)
+            .collect();
+        let l: Vec<f64> = c
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v - (i % 5) as f64 * 0.3)
+            .collect();
+        let vol: Vec<f64> = (0..n).map(|i| (i * 37 % 1000) as f64).collect();
+        let mut gap = c.clone();
+        gap[3_000] = f64::NAN;
+        let reference = (all(&h, &l, &c, &vol), all(&h, &l, &gap, &vol));
+        for feed in [ab::FEED_PREFILL, ab::FEED_PUSH, ab::FEED_SET_LEN] {
+            for fma in [false, true] {
+                for huge in [false, true] {
+                    ab::FEED.store(feed, Relaxed);
+                    ab::FMA.store(fma, Relaxed);
+                    ab::HUGE_PAGES.store(huge, Relaxed);
+                    let got = (all(&h, &l, &c, &vol), all(&h, &l, &gap, &vol));
+                    assert!(
+                        got == reference,
+                        "feed {feed}, fma {fma}, huge pages {huge} differ"
+                    );
+                }
+            }
+        }
+    }
 }
