@@ -107,7 +107,12 @@ async fn measure(name: &str, make_store: impl AsyncFn() -> (Store, Option<db::Te
 
     let (key, candles) = &data[7];
     let (from, to) = (candles[0].ts, candles[YEAR_ROWS - 1].ts);
+    // The SQLite read goes through SQLite's C API (the crate's one unsafe store module): it
+    // stays only while it beats sqlx's own decoding of the same rows by a clear margin. The two
+    // reads alternate, so that machine noise falls on both alike.
     let mut reads = Vec::new();
+    let mut safe = Vec::new();
+    let mut has_safe = true;
     for _ in 0..READS {
         let t = Instant::now();
         let got = store
@@ -116,28 +121,25 @@ async fn measure(name: &str, make_store: impl AsyncFn() -> (Store, Option<db::Te
             .expect("read candles");
         reads.push(t.elapsed());
         assert_eq!(got.len(), YEAR_ROWS);
+        if has_safe {
+            let t = Instant::now();
+            let got = store
+                .candles_via_sqlx(key, Interval::Minute5, from, to)
+                .await
+                .expect("read candles through sqlx");
+            safe.push(t.elapsed());
+            match got {
+                Some(got) => assert_eq!(got.len(), YEAR_ROWS),
+                None => has_safe = false,
+            }
+        }
     }
     let read = median(reads);
     println!(
         "{name}: read one instrument's year of 5-minute candles ({YEAR_ROWS} rows): median {:.2} ms over {READS} reads",
         read.as_secs_f64() * 1e3
     );
-    // The SQLite read goes through SQLite's C API (the crate's one unsafe store module): it
-    // stays only while it beats sqlx's own decoding of the same rows by a clear margin.
-    let mut safe = Vec::new();
-    for _ in 0..READS {
-        let t = Instant::now();
-        let got = store
-            .candles_via_sqlx(key, Interval::Minute5, from, to)
-            .await
-            .expect("read candles through sqlx");
-        safe.push(t.elapsed());
-        match got {
-            Some(got) => assert_eq!(got.len(), YEAR_ROWS),
-            None => break,
-        }
-    }
-    if safe.len() == READS {
+    if has_safe {
         let safe = median(safe);
         println!(
             "{name}: the same read through sqlx's row decoding: median {:.2} ms ({:.1}x the C API read)",

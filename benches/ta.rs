@@ -12,6 +12,12 @@
 //! `talib_bench.py` runs this bench and TA-Lib under the same `GLIBC_TUNABLES`; the header
 //! line prints the policy in force. `cargo bench --bench ta -- NAME...` times only some
 //! indicators.
+//!
+//! Then the A/B section (`cargo bench --bench ta -- ab` alone): each of `ta`'s unsafe fast
+//! paths (madvise on large outputs, the FMA-compiled kernels, `Sink::feed`'s `set_len`)
+//! switched off through `mft::ta::ab` against on, in alternating runs, with the per-indicator
+//! ratio and its median over the indicators that take the path; the indicators that do not
+//! take it show the noise. The crate keeps an unsafe place only while this shows it pays.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -22,6 +28,8 @@ use mft::ta;
 
 const N: usize = 1_000_000;
 const RUNS: usize = 15;
+/// Runs each way in an A/B: more than RUNS, since a ratio of two noisy medians is noisier.
+const AB_RUNS: usize = 41;
 
 fn wanted(name: &str) -> bool {
     let picks: Vec<String> = std::env::args()
@@ -112,14 +120,15 @@ fn bench<T>(name: &str, mut f: impl FnMut() -> T) {
 
 /// Times `f` with an unsafe fast path on (A) and off (B, `set(false)`), alternating A and B
 /// run by run so that machine noise falls on both alike; prints both medians and B/A.
-fn ab<T>(name: &str, set: &dyn Fn(bool), mut f: impl FnMut() -> T) -> f64 {
-    let mut a = Vec::with_capacity(RUNS);
-    let mut b = Vec::with_capacity(RUNS);
+fn ab<T>(name: &str, set: &dyn Fn(bool), users: &[&str], mut f: impl FnMut() -> T) -> (bool, f64) {
+    let user = users.contains(&name);
+    let mut a = Vec::with_capacity(AB_RUNS);
+    let mut b = Vec::with_capacity(AB_RUNS);
     for on in [true, false] {
         set(on);
         black_box(f());
     }
-    for _ in 0..RUNS {
+    for _ in 0..AB_RUNS {
         for (on, times) in [(true, &mut a), (false, &mut b)] {
             set(on);
             let t = Instant::now();
@@ -130,45 +139,71 @@ fn ab<T>(name: &str, set: &dyn Fn(bool), mut f: impl FnMut() -> T) -> f64 {
     set(true);
     a.sort_by(f64::total_cmp);
     b.sort_by(f64::total_cmp);
-    let (ma, mb) = (a[RUNS / 2], b[RUNS / 2]);
+    let (ma, mb) = (a[AB_RUNS / 2], b[AB_RUNS / 2]);
     println!(
-        "  {name:<12} on {:>8.2} ms  off {:>8.2} ms  off/on {:>5.2}",
+        "  {name:<12} on {:>8.2} ms  off {:>8.2} ms  off/on {:>5.2}{}",
         ma * 1e3,
         mb * 1e3,
-        mb / ma
+        mb / ma,
+        if user {
+            ""
+        } else {
+            "  (does not use it: noise)"
+        }
     );
-    mb / ma
+    (user, mb / ma)
 }
 
-/// One unsafe path's A/B over every indicator: prints the median of the per-indicator ratios.
-fn ab_all(title: &str, d: &Data, set: &dyn Fn(bool)) {
+/// One unsafe path's A/B over every indicator: prints the median of the per-indicator ratios
+/// of the indicators in `users` (those whose code takes the path), and the spread of the
+/// others, whose ratios show the noise.
+fn ab_all(title: &str, d: &Data, users: &[&str], set: &dyn Fn(bool)) {
     if !wanted("ab") {
         return;
     }
     let (h, l, c, v) = (&d.high[..], &d.low[..], &d.close[..], &d.volume[..]);
-    println!("A/B {title}: median of {RUNS} alternating runs each way, {N} points");
-    let mut r = vec![
-        ab("sma20", set, || ta::sma(c, 20)),
-        ab("ema20", set, || ta::ema(c, 20)),
-        ab("wma20", set, || ta::wma(c, 20)),
-        ab("rsi14", set, || ta::rsi(c, 14)),
-        ab("roc10", set, || ta::roc(c, 10)),
-        ab("atr14", set, || ta::atr(h, l, c, 14)),
-        ab("macd", set, || ta::macd(c, 12, 26, 9)),
-        ab("bbands20", set, || ta::bbands(c, 20, 2.0, 2.0)),
-        ab("adx14", set, || ta::adx(h, l, c, 14)),
-        ab("stoch", set, || ta::stoch(h, l, c, 14, 3, 3)),
-        ab("obv", set, || ta::obv(c, v)),
-        ab("vwap", set, || ta::vwap(&d.candles)),
-        ab("supertrend", set, || ta::supertrend(h, l, c, 10, 3.0)),
-        ab("donchian20", set, || ta::donchian(h, l, 20)),
+    println!("A/B {title}: median of {AB_RUNS} alternating runs each way, {N} points");
+    let r = [
+        ab("sma20", set, users, || ta::sma(c, 20)),
+        ab("ema20", set, users, || ta::ema(c, 20)),
+        ab("wma20", set, users, || ta::wma(c, 20)),
+        ab("rsi14", set, users, || ta::rsi(c, 14)),
+        ab("roc10", set, users, || ta::roc(c, 10)),
+        ab("atr14", set, users, || ta::atr(h, l, c, 14)),
+        ab("macd", set, users, || ta::macd(c, 12, 26, 9)),
+        ab("bbands20", set, users, || ta::bbands(c, 20, 2.0, 2.0)),
+        ab("adx14", set, users, || ta::adx(h, l, c, 14)),
+        ab("stoch", set, users, || ta::stoch(h, l, c, 14, 3, 3)),
+        ab("obv", set, users, || ta::obv(c, v)),
+        ab("vwap", set, users, || ta::vwap(&d.candles)),
+        ab("supertrend", set, users, || {
+            ta::supertrend(h, l, c, 10, 3.0)
+        }),
+        ab("donchian20", set, users, || ta::donchian(h, l, 20)),
     ];
-    r.sort_by(f64::total_cmp);
+    let spread = |mut r: Vec<f64>| -> String {
+        r.sort_by(f64::total_cmp);
+        match r.len() {
+            0 => "-".into(),
+            n => format!(
+                "median {:.2}, min {:.2}, max {:.2}",
+                r[n / 2],
+                r[0],
+                r[n - 1]
+            ),
+        }
+    };
+    let of = |user: bool| {
+        r.iter()
+            .filter(|x| x.0 == user)
+            .map(|x| x.1)
+            .collect::<Vec<_>>()
+    };
     println!(
-        "A/B {title}: off/on median {:.2}, min {:.2}, max {:.2}",
-        r[r.len() / 2],
-        r[0],
-        r[r.len() - 1]
+        "A/B {title}: off/on over the {} indicators that use it: {}; the others (noise): {}",
+        of(true).len(),
+        spread(of(true)),
+        spread(of(false))
     );
 }
 
@@ -199,34 +234,51 @@ fn main() {
     bench("donchian20", || ta::donchian(h, l, 20));
 
     // Each unsafe place in `ta` against its safe alternative (`cargo bench --bench ta -- ab`
-    // runs only these). "off/on" > 1: the unsafe path is that much faster.
+    // runs only these). "off/on" > 1: the unsafe path is that much faster. Every Sink user
+    // allocates through warm_vec (madvise) and writes through feed; obv and vwap take neither
+    // path, and only the Wilder/EMA kernels are FMA-compiled: their ratios show the noise.
     use std::sync::atomic::Ordering::Relaxed;
     use ta::ab;
+    let sinks = [
+        "sma20",
+        "ema20",
+        "wma20",
+        "rsi14",
+        "roc10",
+        "atr14",
+        "macd",
+        "bbands20",
+        "adx14",
+        "stoch",
+        "supertrend",
+        "donchian20",
+    ];
+    let fma = ["ema20", "rsi14", "atr14", "macd", "adx14"];
+    let feed = |safe: u8| {
+        move |on: bool| ab::FEED.store(if on { ab::FEED_SET_LEN } else { safe }, Relaxed)
+    };
     ab_all(
         "madvise(MADV_HUGEPAGE) (off: plain allocation)",
         &d,
+        &sinks,
         &|on| ab::HUGE_PAGES.store(on, Relaxed),
     );
-    ab_all("FMA dispatch (off: portable body, libm fma)", &d, &|on| {
-        ab::FMA.store(on, Relaxed)
-    });
+    ab_all(
+        "FMA dispatch (off: portable body, libm fma)",
+        &d,
+        &fma,
+        &|on| ab::FMA.store(on, Relaxed),
+    );
     ab_all(
         "Sink::feed set_len (off: safe NaN pre-fill + index)",
         &d,
-        &|on| {
-            ab::FEED.store(
-                if on {
-                    ab::FEED_SET_LEN
-                } else {
-                    ab::FEED_PREFILL
-                },
-                Relaxed,
-            )
-        },
+        &sinks,
+        &feed(ab::FEED_PREFILL),
     );
     ab_all(
         "Sink::feed set_len (off: safe Vec::push per bar)",
         &d,
-        &|on| ab::FEED.store(if on { ab::FEED_SET_LEN } else { ab::FEED_PUSH }, Relaxed),
+        &sinks,
+        &feed(ab::FEED_PUSH),
     );
 }

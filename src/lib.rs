@@ -2,6 +2,10 @@
 //!
 //! See ARCHITECTURE.md (shared) for the layers; each module's own docs say what it is for.
 
+// Unsafe code is denied but at four places, each with its `#[allow]`, a `// SAFETY:` note and
+// an A/B benchmark against its safe alternative: the SQLite C-API candle read
+// (`store::sqlite_raw`, benches/store.rs), and in `ta` the madvise on large outputs, the FMA
+// kernel dispatch and `Sink::feed`'s `set_len` (benches/ta.rs, `cargo bench --bench ta -- ab`).
 #![deny(unsafe_code)]
 
 pub mod agents;
