@@ -184,6 +184,11 @@ mod tests {
         }
     }
 
+    /// A buy at 1,500 with a stop 5 under, sized with no tick given and `bps` of slippage.
+    fn buy_1500(t: &TradingSettings, r: &RiskSettings, bps: f64) -> Result<Sized, SizingSkip> {
+        size(&verdict(Side::Buy, 1500.0, 1495.0, 1510.0), t, r, None, bps)
+    }
+
     fn settings(
         capital_rupees: i64,
         pct: f64,
@@ -228,14 +233,7 @@ mod tests {
     fn max_position_value_binds() {
         // risk allows floor(1000 / 5) = 200; 50,000 / 1,500 = 33.33 -> 33; leverage 5 -> 333.
         let (t, r) = settings(100_000, 1.0, 5.0, 50_000);
-        let s = size(
-            &verdict(Side::Buy, 1500.0, 1495.0, 1510.0),
-            &t,
-            &r,
-            None,
-            0.0,
-        )
-        .unwrap();
+        let s = buy_1500(&t, &r, 0.0).unwrap();
         assert_eq!(s.quantity, 33);
         assert_eq!(s.limit, SizingLimit::MaxPositionValue);
     }
@@ -245,22 +243,10 @@ mod tests {
         // 49,510 / 1,500 = 33.0 -> 33 at the entry, but 33 filled at 1,500.75 (5 bps) is
         // 49,524.75, over the limit.
         let (t, r) = settings(100_000, 1.0, 5.0, 49_510);
-        let at_entry = size(
-            &verdict(Side::Buy, 1500.0, 1495.0, 1510.0),
-            &t,
-            &r,
-            None,
-            0.0,
-        );
+        let at_entry = buy_1500(&t, &r, 0.0);
         assert_eq!(at_entry.unwrap().quantity, 33);
         // 33 x 1,500.75 = 49,524.75 > 49,510: one fewer, 32 x 1,500.75 = 48,024.
-        let slipped = size(
-            &verdict(Side::Buy, 1500.0, 1495.0, 1510.0),
-            &t,
-            &r,
-            None,
-            5.0,
-        );
+        let slipped = buy_1500(&t, &r, 5.0);
         let slipped = slipped.unwrap();
         assert_eq!(slipped.quantity, 32);
         assert_eq!(slipped.limit, SizingLimit::MaxPositionValue);
@@ -275,13 +261,7 @@ mod tests {
         assert_eq!(short.unwrap().quantity, 33);
         // Leverage too: capital x 1 at 2,000 bps (1,800) -> 55.55 -> 55, where the entry allows 66.
         let (t, r) = settings(100_000, 1.0, 1.0, 1_000_000);
-        let s = size(
-            &verdict(Side::Buy, 1500.0, 1495.0, 1510.0),
-            &t,
-            &r,
-            None,
-            2000.0,
-        );
+        let s = buy_1500(&t, &r, 2000.0);
         assert_eq!(s.unwrap().quantity, 55);
     }
 
@@ -289,26 +269,12 @@ mod tests {
     fn leverage_binds() {
         // risk allows 200; max value 10,00,000 / 1,500 = 666; capital x 1 / 1,500 = 66.67 -> 66.
         let (t, r) = settings(100_000, 1.0, 1.0, 1_000_000);
-        let s = size(
-            &verdict(Side::Buy, 1500.0, 1495.0, 1510.0),
-            &t,
-            &r,
-            None,
-            0.0,
-        )
-        .unwrap();
+        let s = buy_1500(&t, &r, 0.0).unwrap();
         assert_eq!(s.quantity, 66);
         assert_eq!(s.limit, SizingLimit::Leverage);
         // Fractional leverage is floored to whole paise, never rounded up.
         let (t, r) = settings(100_000, 1.0, 0.5, 1_000_000);
-        let s = size(
-            &verdict(Side::Buy, 1500.0, 1495.0, 1510.0),
-            &t,
-            &r,
-            None,
-            0.0,
-        )
-        .unwrap();
+        let s = buy_1500(&t, &r, 0.0).unwrap();
         assert_eq!(s.quantity, 33);
     }
 
