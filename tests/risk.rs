@@ -176,6 +176,9 @@ async fn every_decision_is_audited_with_its_inputs() {
         assert_eq!(approved.decision.request, order.request);
         assert_eq!(approved.decision.at, ist(10, 0));
         assert_eq!(approved.decision.inputs["last_price"], 150_000);
+        // Paper: valued at the last price plus the 5 bps paper slippage, on the tick.
+        assert_eq!(approved.decision.inputs["valued_at"], 150_075);
+        assert_eq!(approved.decision.inputs["fill_slippage_bps"], 5.0);
         assert_eq!(approved.decision.inputs["orders_today"], 0);
         assert_eq!(approved.decision.inputs["order_value"], 1_500_000);
         let vetoed = &audit[1];

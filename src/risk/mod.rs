@@ -312,6 +312,9 @@ struct Inputs {
     halted: bool,
     paused: bool,
     last_price: Option<i64>,
+    /// Entries: the price the exposure checks valued it at (see `valuation_price`).
+    valued_at: Option<i64>,
+    fill_slippage_bps: f64,
     price_at: Option<DateTime<Utc>>,
     max_price_age_seconds: Option<u64>,
     expires_at: Option<DateTime<Utc>>,
@@ -409,6 +412,8 @@ impl RiskEngine {
             halted: ctx.halted,
             paused: ctx.paused,
             last_price: ctx.last_price.map(|p| p.0),
+            valued_at: req.is_entry().then(|| Self::valuation_price(req, ctx).0),
+            fill_slippage_bps: ctx.fill_slippage_bps,
             price_at: ctx.price_at,
             max_price_age_seconds: ctx.max_price_age_seconds,
             expires_at: ctx.expires_at,
@@ -585,18 +590,23 @@ impl RiskEngine {
         Ok(())
     }
 
-    /// Stage 3: would it take the book beyond its limits?
-    fn check_exposure(&self, req: &OrderRequest, ctx: &RiskContext) -> Result<(), DenyReason> {
-        let risk = &self.settings.risk;
+    /// The price an entry is valued at: the dearer of the last price (else the order's
+    /// reference) and its expected fill, since a buy fills above the last price and a short is
+    /// not valued below it.
+    fn valuation_price(req: &OrderRequest, ctx: &RiskContext) -> Paise {
         let last = ctx.last_price.unwrap_or(req.reference_price);
-        // The dearer of the last price and the expected fill: a buy fills above the last price,
-        // and a short is not valued below it.
-        let price = last.max(paper_fill_price(
+        last.max(paper_fill_price(
             last,
             req.side,
             ctx.fill_slippage_bps,
             tick_or_default(ctx.tick_size),
-        ));
+        ))
+    }
+
+    /// Stage 3: would it take the book beyond its limits?
+    fn check_exposure(&self, req: &OrderRequest, ctx: &RiskContext) -> Result<(), DenyReason> {
+        let risk = &self.settings.risk;
+        let price = Self::valuation_price(req, ctx);
         let existing = ctx
             .open_positions()
             .find(|p| p.key == req.key && p.product == req.product);
