@@ -160,6 +160,14 @@ async fn approve(r: &Rig, id: i64) -> Outcome {
     }
 }
 
+/// One order poll (PollOrders), which must succeed.
+async fn poll_orders(r: &Rig) {
+    r.handler
+        .handle(ask(Command::PollOrders))
+        .await
+        .expect("poll");
+}
+
 async fn position_qty(store: &Store, key: &InstrumentKey) -> i64 {
     store
         .position(key, Product::Mis)
@@ -381,10 +389,7 @@ async fn working_entries_count_toward_max_open_positions() {
         for i in 0..3 {
             fake.set_market(&format!("SYM{i}"), 1499.0);
         }
-        r.handler
-            .handle(ask(Command::PollOrders))
-            .await
-            .expect("poll");
+        poll_orders(&r).await;
         assert_eq!(r.store.open_positions().await.expect("p").len(), 2);
     }
 }
@@ -442,10 +447,7 @@ async fn partial_fills_move_the_position_by_their_delta_and_are_protected() {
         approve(&r, p.id).await;
         // The poll finds the partial fill (twice: the second changes nothing).
         for _ in 0..2 {
-            r.handler
-                .handle(ask(Command::PollOrders))
-                .await
-                .expect("poll");
+            poll_orders(&r).await;
         }
         assert_eq!(position_qty(&r.store, &sym(0)).await, 4, "{}", db.name);
         let stop1 = fake.orders_tagged(&leg_tag(p.id, Leg::Stop(1)));
@@ -453,10 +455,7 @@ async fn partial_fills_move_the_position_by_their_delta_and_are_protected() {
         assert_eq!(stop1[0].quantity, 4, "the filled part is protected");
         let id = fake.orders_tagged(&proposal_tag(p.id))[0].order_id.clone();
         fake.fill(&id, 6, 1498.0);
-        r.handler
-            .handle(ask(Command::PollOrders))
-            .await
-            .expect("poll");
+        poll_orders(&r).await;
         assert_eq!(position_qty(&r.store, &sym(0)).await, 10);
         let stop2 = fake.orders_tagged(&leg_tag(p.id, Leg::Stop(2)));
         assert_eq!(stop2.len(), 1);
@@ -485,12 +484,7 @@ async fn a_partly_filled_target_shrinks_its_stop_which_then_closes_exactly_the_r
         fake.set_market("SYM0", 1499.0);
         let p = propose(&r, &sym(0), 1500, 10).await;
         approve(&r, p.id).await;
-        let poll = || async {
-            r.handler
-                .handle(ask(Command::PollOrders))
-                .await
-                .expect("poll");
-        };
+        let poll = || poll_orders(&r);
         poll().await;
         assert_eq!(position_qty(&r.store, &sym(0)).await, 10, "{}", db.name);
         let stop_tag = leg_tag(p.id, Leg::Stop(1));
@@ -567,15 +561,9 @@ async fn fill_prices_come_from_the_orders_trades() {
         approve(&r, p.id).await;
         let id = fake.orders_tagged(&proposal_tag(p.id))[0].order_id.clone();
         fake.fill(&id, 1, 100.05);
-        r.handler
-            .handle(ask(Command::PollOrders))
-            .await
-            .expect("poll");
+        poll_orders(&r).await;
         fake.fill(&id, 2, 100.10);
-        r.handler
-            .handle(ask(Command::PollOrders))
-            .await
-            .expect("poll");
+        poll_orders(&r).await;
         // Kite's average: 300.25 / 3 = 100.0833 -> 100.08.
         assert_eq!(fake.order(&id).expect("order").average_price, 100.08);
         let order = r
@@ -627,10 +615,7 @@ async fn a_dropped_response_is_unknown_then_resolved_by_tag_never_sent_twice() {
         assert_eq!(order.state, OrderState::Unknown);
         // A second approval tap is already decided; the poll resolves the order by its tag.
         approve_again_is_decided(&r, p.id).await;
-        r.handler
-            .handle(ask(Command::PollOrders))
-            .await
-            .expect("poll");
+        poll_orders(&r).await;
         assert_eq!(position_qty(&r.store, &sym(0)).await, 10, "{}", db.name);
         assert_eq!(
             fake.orders_tagged(&proposal_tag(p.id)).len(),
@@ -645,10 +630,7 @@ async fn a_dropped_response_is_unknown_then_resolved_by_tag_never_sent_twice() {
         fake.queue_failure(502, "", "bad gateway");
         let q = propose(&r, &sym(1), 1500, 5).await;
         assert!(matches!(approve(&r, q.id).await, Outcome::Checking { .. }));
-        r.handler
-            .handle(ask(Command::PollOrders))
-            .await
-            .expect("poll");
+        poll_orders(&r).await;
         assert!(fake.orders_tagged(&proposal_tag(q.id)).is_empty());
         let order = r
             .store
@@ -694,10 +676,7 @@ async fn a_broker_rejection_edits_the_card_and_alerts() {
         ));
         let p = propose(&r, &sym(0), 1500, 10).await;
         approve(&r, p.id).await;
-        r.handler
-            .handle(ask(Command::PollOrders))
-            .await
-            .expect("poll");
+        poll_orders(&r).await;
         let updates = r.notifier.updates();
         let last = updates.last().expect("card edited");
         assert_eq!(
@@ -968,10 +947,7 @@ async fn two_processes_exiting_the_same_position_send_one_exit() {
         fake.set_market("SYM0", 1499.0);
         let p = propose(&r, &sym(0), 1500, 10).await;
         approve(&r, p.id).await;
-        r.handler
-            .handle(ask(Command::PollOrders))
-            .await
-            .expect("poll");
+        poll_orders(&r).await;
         assert_eq!(position_qty(&r.store, &sym(0)).await, 10);
         // A second process on the same database.
         let other_store = Store::connect(&db.url).await.expect("second connection");
@@ -1004,10 +980,7 @@ async fn open_positions(r: &Rig, fake: &KiteFake, n: usize) -> Vec<Proposal> {
         approve(r, p.id).await;
         out.push(p);
     }
-    r.handler
-        .handle(ask(Command::PollOrders))
-        .await
-        .expect("poll");
+    poll_orders(r).await;
     out
 }
 
@@ -1056,10 +1029,7 @@ async fn kill_cancels_every_order_closes_every_position_and_the_halt_holds() {
         set_candle(&r.store, &sym(20), 1500.0).await;
         let p = propose(&r, &sym(20), 1500, 10).await;
         assert_eq!(approve(&r, p.id).await, Outcome::Vetoed(DenyReason::Halted));
-        r.handler
-            .handle(ask(Command::PollOrders))
-            .await
-            .expect("poll");
+        poll_orders(&r).await;
         r.handler
             .handle(ask(Command::Reconcile))
             .await
@@ -1259,20 +1229,20 @@ fn the_capital_ramp_caps_the_first_trading_days() {
     let cal = mft::market::MarketCalendar::new(Vec::new());
     let d = |day: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, day).expect("date");
     let capped = Paise::from_rupees(100_000);
+    // What a live start does: keep the ramp's last day, then each day's capital follows.
+    let ramp_capital = |s: &Settings, cal, first, today| {
+        let mut s = s.clone();
+        s.live.capped_until = mft::app::ramp_end(&s, cal, first);
+        s.capital_on(today)
+    };
     // Mon 23 first: Mon, Tue capped; Wed is the third trading day.
-    assert_eq!(mft::app::ramp_capital(&s, &cal, d(23), d(23)), capped);
-    assert_eq!(mft::app::ramp_capital(&s, &cal, d(23), d(24)), capped);
-    assert_eq!(
-        mft::app::ramp_capital(&s, &cal, d(23), d(25)),
-        s.trading.capital
-    );
+    assert_eq!(ramp_capital(&s, &cal, d(23), d(23)), capped);
+    assert_eq!(ramp_capital(&s, &cal, d(23), d(24)), capped);
+    assert_eq!(ramp_capital(&s, &cal, d(23), d(25)), s.trading.capital);
     // Fri 27 first: the weekend does not count, Mon 30 is the second day.
-    assert_eq!(mft::app::ramp_capital(&s, &cal, d(27), d(30)), capped);
+    assert_eq!(ramp_capital(&s, &cal, d(27), d(30)), capped);
     s.live.ramp_days = 0;
-    assert_eq!(
-        mft::app::ramp_capital(&s, &cal, d(23), d(23)),
-        s.trading.capital
-    );
+    assert_eq!(ramp_capital(&s, &cal, d(23), d(23)), s.trading.capital);
 }
 
 /// `mft run` with MODE=live (run_with, the service itself) against the Kite fake and the

@@ -542,20 +542,6 @@ pub fn ramp_end(
     }
 }
 
-/// The capital sizing and risk use on `today`: `[live] start_fraction` of `[trading] capital`
-/// during the first `[live] ramp_days` trading days from `first` (the first live day), else
-/// all of it ([`Settings::capital_on`] with the ramp's end).
-pub fn ramp_capital(
-    settings: &Settings,
-    calendar: &crate::market::MarketCalendar,
-    first: chrono::NaiveDate,
-    today: chrono::NaiveDate,
-) -> crate::domain::Paise {
-    let mut s = settings.clone();
-    s.live.capped_until = ramp_end(settings, calendar, first);
-    s.capital_on(today)
-}
-
 /// MODE=live at start: builds the Kite broker and risk reads on the stored session, resolves
 /// in-flight orders by tag, runs /preflight (any failed line refuses the start), then stores
 /// the first live day and caps the capital during the ramp. Returns the settings to run with.

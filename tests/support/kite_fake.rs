@@ -636,6 +636,23 @@ pub fn generate_candles(
     out
 }
 
+/// Records the request, then answers it with the scripted failure or, for a bad token, Kite's
+/// TokenException; None when the handler should go on.
+fn admit(
+    state: &Mutex<FakeState>,
+    path: String,
+    query: HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    if let Some(f) = record(state, path, query, headers) {
+        return Some(envelope(&f));
+    }
+    if !authorized(state, headers) {
+        return Some(token_error());
+    }
+    None
+}
+
 /// Whether the request carries `token <API_KEY>:<an accepted access token>`.
 fn authorized(state: &Mutex<FakeState>, headers: &HeaderMap) -> bool {
     let auth = headers
@@ -711,22 +728,16 @@ async fn session_token(
 }
 
 async fn profile(State(state): State<Arc<Mutex<FakeState>>>, headers: HeaderMap) -> Response {
-    if let Some(f) = record(&state, "/user/profile".into(), HashMap::new(), &headers) {
-        return envelope(&f);
-    }
-    if !authorized(&state, &headers) {
-        return token_error();
+    if let Some(refused) = admit(&state, "/user/profile".into(), HashMap::new(), &headers) {
+        return refused;
     }
     let v: Value = serde_json::from_str(PROFILE_JSON).expect("profile fixture");
     success(v["data"].clone())
 }
 
 async fn margins(State(state): State<Arc<Mutex<FakeState>>>, headers: HeaderMap) -> Response {
-    if let Some(f) = record(&state, "/user/margins".into(), HashMap::new(), &headers) {
-        return envelope(&f);
-    }
-    if !authorized(&state, &headers) {
-        return token_error();
+    if let Some(refused) = admit(&state, "/user/margins".into(), HashMap::new(), &headers) {
+        return refused;
     }
     let v: Value = serde_json::from_str(MARGINS_JSON).expect("margins fixture");
     success(v["data"].clone())
@@ -789,11 +800,8 @@ async fn quote_ltp(
         url::form_urlencoded::parse(q.clone().unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
-    if let Some(f) = record(&state, "/quote/ltp".into(), parse_query(q), &headers) {
-        return envelope(&f);
-    }
-    if !authorized(&state, &headers) {
-        return token_error();
+    if let Some(refused) = admit(&state, "/quote/ltp".into(), parse_query(q), &headers) {
+        return refused;
     }
     let csv = state
         .lock()
@@ -1308,11 +1316,8 @@ async fn list_orders(
     axum::Extension(exchange): axum::Extension<Arc<Mutex<Exchange>>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(f) = record(&state, "/orders".into(), HashMap::new(), &headers) {
-        return envelope(&f);
-    }
-    if !authorized(&state, &headers) {
-        return token_error();
+    if let Some(refused) = admit(&state, "/orders".into(), HashMap::new(), &headers) {
+        return refused;
     }
     let x = exchange.lock().unwrap_or_else(|e| e.into_inner());
     success(Value::Array(x.orders.iter().map(order_json).collect()))
@@ -1325,16 +1330,13 @@ async fn order_history(
     Path(order_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(f) = record(
+    if let Some(refused) = admit(
         &state,
         format!("/orders/{order_id}"),
         HashMap::new(),
         &headers,
     ) {
-        return envelope(&f);
-    }
-    if !authorized(&state, &headers) {
-        return token_error();
+        return refused;
     }
     let x = exchange.lock().unwrap_or_else(|e| e.into_inner());
     match x.orders.iter().find(|o| o.order_id == order_id) {
@@ -1356,16 +1358,13 @@ async fn order_trades(
     Path(order_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(f) = record(
+    if let Some(refused) = admit(
         &state,
         format!("/orders/{order_id}/trades"),
         HashMap::new(),
         &headers,
     ) {
-        return envelope(&f);
-    }
-    if !authorized(&state, &headers) {
-        return token_error();
+        return refused;
     }
     let x = exchange.lock().unwrap_or_else(|e| e.into_inner());
     let Some(o) = x.orders.iter().find(|o| o.order_id == order_id) else {
@@ -1402,16 +1401,13 @@ async fn cancel_order(
     Path((variety, order_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(f) = record(
+    if let Some(refused) = admit(
         &state,
         format!("DELETE /orders/{variety}/{order_id}"),
         HashMap::new(),
         &headers,
     ) {
-        return envelope(&f);
-    }
-    if !authorized(&state, &headers) {
-        return token_error();
+        return refused;
     }
     let mut x = exchange.lock().unwrap_or_else(|e| e.into_inner());
     let o = match working_order(&mut x, &order_id, "cancelled") {
@@ -1461,16 +1457,13 @@ async fn modify_order(
     body: String,
 ) -> Response {
     let form = parse_query(Some(body));
-    if let Some(f) = record(
+    if let Some(refused) = admit(
         &state,
         format!("PUT /orders/{variety}/{order_id}"),
         form.clone(),
         &headers,
     ) {
-        return envelope(&f);
-    }
-    if !authorized(&state, &headers) {
-        return token_error();
+        return refused;
     }
     let mut x = exchange.lock().unwrap_or_else(|e| e.into_inner());
     let o = match working_order(&mut x, &order_id, "modified") {
@@ -1503,16 +1496,13 @@ async fn positions(
     axum::Extension(exchange): axum::Extension<Arc<Mutex<Exchange>>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(f) = record(
+    if let Some(refused) = admit(
         &state,
         "/portfolio/positions".into(),
         HashMap::new(),
         &headers,
     ) {
-        return envelope(&f);
-    }
-    if !authorized(&state, &headers) {
-        return token_error();
+        return refused;
     }
     let x = exchange.lock().unwrap_or_else(|e| e.into_inner());
     let mut keys: Vec<(String, String, String)> = x
